@@ -1,0 +1,182 @@
+"""Model configuration: one frozen dataclass with named presets.
+
+This module imports nothing but the standard library, so `torch_ref` builds
+the PyTorch reference from the very same config without pulling in JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Mapping
+
+VARIANTS = ("basenji2-double-prime", "basenji2-prime")
+
+
+def _round_half_even(x: float) -> int:
+    # Python's round() is round-half-even, as numpy.round used by the seed.
+    return int(round(x))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyperparameters of a Basenji2 network (seed code, SEED_SPEC.md §1)."""
+
+    # Residual variant: "basenji2-double-prime" = GELU after the residual add
+    # (the fixed model), "basenji2-prime" = GELU last inside the branch.
+    variant: str = "basenji2-double-prime"
+    # Input length in bp; any multiple of the bin width with more bins than
+    # 2 * crop_bins also works at prediction time.
+    seq_length: int = 131_072
+    # Output channels of the stem convolution.
+    stem_channels: int = 288
+    # Kernel width of the stem convolution.
+    stem_kernel: int = 15
+    # Number of conv/pool blocks in the tower (each halves the length).
+    tower_layers: int = 6
+    # Channel growth per tower block; rounded half-even after every step.
+    tower_mult: float = 1.1776
+    # Kernel width of the tower convolutions.
+    tower_kernel: int = 5
+    # Channels leaving the tower (the last tower width is forced to this).
+    trunk_channels: int = 768
+    # Number of dilated residual blocks.
+    dilated_layers: int = 11
+    # Bottleneck channels inside each dilated residual branch.
+    bottleneck_channels: int = 384
+    # The dilation rate is multiplied by this before each block is built.
+    dilation_mult: float = 1.5
+    # Kernel width of the dilated convolutions.
+    dilated_kernel: int = 3
+    # Dropout at the end of each residual branch.
+    residual_dropout: float = 0.3
+    # Bins cropped from each side after the dilated stack.
+    crop_bins: int = 64
+    # Channels of the final pointwise convolution (input to the heads).
+    final_channels: int = 1536
+    # Dropout in the final block (applied before its GELU, as in the seed).
+    final_dropout: float = 0.05
+    # Output heads as (name, tracks) pairs; a tuple keeps the config hashable.
+    heads: tuple[tuple[str, int], ...] = (("human", 5313), ("mouse", 1643))
+    # BatchNorm momentum in *PyTorch* semantics: running = (1-m)*running + m*batch.
+    bn_momentum: float = 0.9
+    # BatchNorm epsilon.
+    bn_eps: float = 1e-5
+    # Compute dtype of convolutions and matmuls ("float32" or "bfloat16");
+    # parameters and BatchNorm statistics always stay float32.
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; expected one of {VARIANTS}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"unknown dtype {self.dtype!r}; expected float32 or bfloat16")
+        if isinstance(self.heads, Mapping):  # accept a dict, store a tuple
+            object.__setattr__(self, "heads", tuple(self.heads.items()))
+        object.__setattr__(self, "heads", tuple((str(n), int(t)) for n, t in self.heads))
+        if not self.heads:
+            raise ValueError("a model needs at least one head")
+        self.output_bins(self.seq_length)  # validates the length
+
+    # ----- presets -----------------------------------------------------------------
+    @classmethod
+    def basenji2_double_prime(cls, **overrides) -> "ModelConfig":
+        """Basenji2'': the seed's fixed residual block (GELU after the add)."""
+        return cls(**{"variant": "basenji2-double-prime", **overrides})
+
+    @classmethod
+    def basenji2_prime(cls, **overrides) -> "ModelConfig":
+        """Basenji2': the seed's original residual block (GELU inside the branch)."""
+        return cls(**{"variant": "basenji2-prime", **overrides})
+
+    @classmethod
+    def tiny(cls, **overrides) -> "ModelConfig":
+        """A few-thousand-times smaller network for tests and demos.
+
+        Keeps the seven pooling steps (128 bp bins) so it reads the same data.
+        """
+        base = dict(
+            seq_length=16_384, stem_channels=16, tower_mult=1.15, trunk_channels=32,
+            dilated_layers=4, bottleneck_channels=16, crop_bins=8, final_channels=48,
+            heads=(("human", 8), ("mouse", 4)),
+        )
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "ModelConfig":
+        presets = {
+            "basenji2-double-prime": cls.basenji2_double_prime,
+            "basenji2-prime": cls.basenji2_prime,
+            "tiny": cls.tiny,
+        }
+        if name not in presets:
+            raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(presets)}")
+        return presets[name](**overrides)
+
+    # ----- derived quantities ----------------------------------------------------------
+    @property
+    def head_tracks(self) -> dict[str, int]:
+        return dict(self.heads)
+
+    @property
+    def tower_channels(self) -> list[int]:
+        """Output widths of the tower blocks: 339, 399, 470, 553, 651, 768 for Basenji2."""
+        widths, width = [], self.stem_channels
+        for _ in range(self.tower_layers):
+            width = _round_half_even(width * self.tower_mult)
+            widths.append(width)
+        if widths:
+            widths[-1] = self.trunk_channels
+        return widths
+
+    @property
+    def dilations(self) -> list[int]:
+        """Seed dilation list: 2, 2, 3, 5, 8, 11, 17, 26, 38, 58, 86 for Basenji2."""
+        rates, rate = [], 1.0
+        for _ in range(self.dilated_layers):
+            rate *= self.dilation_mult
+            rates.append(_round_half_even(rate))
+        return rates
+
+    @property
+    def bin_size(self) -> int:
+        """bp per output bin: one max-pool of 2 in the stem and in each tower block."""
+        return 2 ** (1 + self.tower_layers)
+
+    def output_bins(self, seq_length: int) -> int:
+        """Number of output bins for an input of `seq_length` bp (896 for 131,072)."""
+        if seq_length <= 0 or seq_length % self.bin_size:
+            raise ValueError(
+                f"sequence length {seq_length} is not a positive multiple of the "
+                f"{self.bin_size} bp bin width")
+        bins = seq_length // self.bin_size - 2 * self.crop_bins
+        if bins <= 0:
+            raise ValueError(
+                f"sequence length {seq_length} leaves no bins after cropping "
+                f"{self.crop_bins} bins per side; need more than "
+                f"{2 * self.crop_bins * self.bin_size} bp")
+        return bins
+
+    @property
+    def target_length(self) -> int:
+        return self.output_bins(self.seq_length)
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    # ----- serialization (stored beside every checkpoint) -----------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["heads"] = {name: tracks for name, tracks in self.heads}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config fields: {unknown}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
