@@ -62,15 +62,16 @@ class ModelConfig:
     bn_momentum: float = 0.9
     # BatchNorm epsilon.
     bn_eps: float = 1e-5
-    # Compute dtype of convolutions and matmuls ("float32" or "bfloat16");
-    # parameters and BatchNorm statistics always stay float32.
+    # Compute dtype of convolutions and matmuls: "float32", "bfloat16", or
+    # "float64" (exactness tests only; needs jax x64). Parameters are float32,
+    # BatchNorm statistics at least float32.
     dtype: str = "float32"
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {VARIANTS}")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"unknown dtype {self.dtype!r}; expected float32 or bfloat16")
+        if self.dtype not in ("float32", "bfloat16", "float64"):
+            raise ValueError(f"unknown dtype {self.dtype!r}; expected float32, bfloat16 or float64")
         if isinstance(self.heads, Mapping):  # accept a dict, store a tuple
             object.__setattr__(self, "heads", tuple(self.heads.items()))
         object.__setattr__(self, "heads", tuple((str(n), int(t)) for n, t in self.heads))

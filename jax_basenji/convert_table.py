@@ -163,7 +163,9 @@ def torch_to_jax(state_dict: Mapping[str, np.ndarray], cfg: ModelConfig,
     out: dict = {}
     bad = []
     for m in table:
-        value = m.to_jax(np.asarray(state_dict[m.torch_key]))
+        # np.array copies: arrays from live torch tensors share their memory,
+        # and JAX on CPU may alias numpy buffers without copying.
+        value = m.to_jax(np.array(state_dict[m.torch_key]))
         want = tuple(expected_shapes[m.jax_path])
         if value.shape != want:
             torch_want = m.to_torch(np.broadcast_to(np.zeros((), value.dtype), want)).shape

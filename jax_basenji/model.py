@@ -31,6 +31,11 @@ def softplus(x: jax.Array) -> jax.Array:
     return jnp.where(x > 20.0, x, jax.nn.softplus(x))
 
 
+def at_least_f32(x: jax.Array) -> jax.Array:
+    """bfloat16 -> float32; float32/float64 unchanged (statistics and outputs)."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def max_pool2(x: jax.Array) -> jax.Array:
     """`[batch, length, channels]` -> `[batch, length // 2, channels]` (floor, like torch)."""
     b, n, c = x.shape
@@ -43,7 +48,7 @@ class BatchNorm(nnx.Module):
 
     running = (1 - m) * running + m * batch, with the *unbiased* batch variance
     for `var` (torch) while normalising with the biased one. Statistics are
-    float32 whatever the compute dtype. `count` mirrors num_batches_tracked.
+    at least float32 whatever the compute dtype. `count` mirrors num_batches_tracked.
     """
 
     def __init__(self, channels: int, *, momentum: float, eps: float):
@@ -57,7 +62,7 @@ class BatchNorm(nnx.Module):
         self.count = nnx.BatchStat(jnp.zeros((), jnp.int32))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        xf = x.astype(jnp.float32)
+        xf = at_least_f32(x)
         if self.use_running_average:
             mean, var = self.mean[...], self.var[...]
         else:
@@ -130,13 +135,13 @@ class Final(nnx.Module):
 
 
 class Head(nnx.Module):
-    """Linear -> Softplus, `[batch, bins, final]` -> `[batch, bins, tracks]` (float32)."""
+    """Linear -> Softplus, `[batch, bins, final]` -> `[batch, bins, tracks]` (>= float32)."""
 
     def __init__(self, channels: int, tracks: int, cfg: ModelConfig, rngs: nnx.Rngs):
         self.linear = nnx.Linear(channels, tracks, dtype=cfg.dtype, param_dtype=jnp.float32, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return softplus(self.linear(x).astype(jnp.float32))
+        return softplus(at_least_f32(self.linear(x)))
 
 
 class Basenji2(nnx.Module):

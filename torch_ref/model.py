@@ -78,11 +78,14 @@ class DilatedResidualStack(nn.Module):
         self.dilated_layers = nn.Sequential(*blocks)
         self.gelu = nn.GELU()
 
+    def forward_block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Residual block `i` alone, `(B, C, bins)` -> same shape."""
+        x = x + self.dilated_layers[i](x)
+        return self.gelu(x) if self.gelu_after_add else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.dilated_layers:
-            x = x + block(x)
-            if self.gelu_after_add:
-                x = self.gelu(x)
+        for i in range(len(self.dilated_layers)):
+            x = self.forward_block(i, x)
         return x
 
 
@@ -128,7 +131,8 @@ class Basenji2(nn.Module):
 
     def embed(self, sequence: torch.Tensor) -> torch.Tensor:
         """Trunk and final layers: `(B, L, 4)` -> `(B, bins, final_channels)`."""
-        x = sequence.float().transpose(1, 2)  # the seed works channels-first
+        # One-hot in any dtype -> the parameters' dtype; the seed works channels-first.
+        x = sequence.to(self.conv_stem.conv_stem[0][0].weight.dtype).transpose(1, 2)
         x = self.dilated_layers(self.conv_layers(self.conv_stem(x)))
         crop = self.cfg.crop_bins
         x = x[:, :, crop:x.shape[-1] - crop]

@@ -1,0 +1,78 @@
+"""Shared tools of the parity tests: realistic torch models, inputs, comparisons."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import numpy as np
+import torch
+from flax import nnx
+
+from jax_basenji.config import ModelConfig
+from jax_basenji.convert_table import flatten, param_table
+from torch_ref import Basenji2 as TorchBasenji2
+
+SEED_KEYS_TSV = "torch_state_dict_keys.tsv"
+
+
+def one_hot(batch: int, length: int, seed: int = 0, n_fraction: float = 0.0) -> np.ndarray:
+    """`[batch, length, 4]` float32 one-hot random DNA; `n_fraction` of rows all-zero (N)."""
+    rng = np.random.default_rng(seed)
+    x = np.eye(4, dtype=np.float32)[rng.integers(0, 4, size=(batch, length))]
+    if n_fraction:
+        x[rng.random((batch, length)) < n_fraction] = 0
+    return x
+
+
+def randomize_affine(module: torch.nn.Module, seed: int) -> None:
+    """Give every BatchNorm non-trivial weight/bias (defaults 1/0 hide mapping bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+
+
+def calibrated_torch_model(cfg: ModelConfig, seed: int = 0, calib_length: int | None = None) -> TorchBasenji2:
+    """A torch_ref model in eval mode whose BN statistics come from real forward passes.
+
+    Default running statistics (mean 0, var 1) leave activations far off scale;
+    two train-mode passes on random DNA set them the way training would, so that
+    eval-mode outputs vary across bins and tracks and parity is meaningful.
+    """
+    torch.manual_seed(seed)
+    model = TorchBasenji2(cfg)
+    randomize_affine(model, seed)
+    model.train()
+    with torch.no_grad():
+        for i in range(2):
+            model(torch.from_numpy(one_hot(2, calib_length or cfg.seq_length, seed=100 + i)))
+    model.eval()
+    return model
+
+
+def rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| / max |b|: the project's relative error for whole outputs."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def jax_params_as_torch(tree: Mapping, cfg: ModelConfig, leaves=("kernel", "bias", "scale"),
+                        new_head: str | None = None) -> dict[str, np.ndarray]:
+    """JAX tree (params, grads or stats) -> {torch key: array in torch layout}.
+
+    Only leaves whose JAX name is in `leaves` are mapped (e.g. gradients exist
+    for parameters only).
+    """
+    flat = flatten(tree)
+    return {m.torch_key: m.to_torch(np.asarray(flat[m.jax_path])) for m in param_table(cfg, new_head)
+            if m.jax_path[-1] in leaves and m.jax_path in flat}
+
+
+def jit_forward(jmodel, head: str):
+    """Jitted forward `[B, L, 4]` -> `[B, bins, tracks]`; state updates (BN stats) are discarded."""
+    graphdef, state = nnx.split(jmodel)
+    fwd = jax.jit(lambda st, s: nnx.merge(graphdef, st)(s, head))
+    return lambda s: fwd(state, s)

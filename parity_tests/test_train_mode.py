@@ -1,0 +1,181 @@
+"""Train mode, full Basenji2 widths (32,768 bp, 128 output bins): batch-statistics
+outputs, the Poisson loss, the updated running statistics, the gradient of the
+loss w.r.t. every parameter, and SGD-momentum-0.99 steps, JAX vs torch_ref.
+
+Dropout is 0 here: the frameworks cannot share a dropout RNG stream (JAX's
+dropout has its own tests in tests/test_model.py).
+
+Gradients, and why they are checked in float64. Through 17 train-mode
+BatchNorms the early layers' weight gradients are ill-conditioned in float32:
+torch_ref's own float32 gradients differ from its float64 gradients by up to
+~5e-4 (Frobenius-relative) and 6e-3 (max-relative) in the stem and the first
+tower blocks, so a 1e-4 float32 comparison between two frameworks would test
+summation order, not the maths. The gradient parity is therefore proven in
+float64 on both sides (same weights, same inputs) at max |Δ| <= 1e-6 * max |g|
+per tensor, and the float32 test (full widths) requires JAX's float32
+gradients to be no less accurate than torch's float32 gradients, both measured against the
+float64 torch gradients. The float64 tests use the `tiny` preset: the same
+structure, and fast enough for XLA's float64 CPU convolutions.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+from flax import nnx
+
+from jax_basenji.config import ModelConfig
+from jax_basenji.convert import model_from_torch
+from jax_basenji.losses import poisson_loss
+from parity_tests.helpers import calibrated_torch_model, jax_params_as_torch, one_hot, rel_err
+from torch_ref.losses import poisson_loss as torch_poisson_loss
+
+LENGTH = 32_768
+REL_TOL = 1e-4
+BN_TOL = dict(rtol=1e-5, atol=1e-5)
+F64_GRAD_TOL = 1e-6
+
+
+def _targets(shape, seed):
+    return np.random.default_rng(seed).gamma(1.0, 1.0, size=shape).astype(np.float32)
+
+
+def _pair(variant, bn_momentum=0.9, float64=False):
+    """(config, torch model, JAX model) with the same weights, both in train mode.
+
+    With `float64`: the `tiny` preset (same structure: stem, 6 tower blocks,
+    dilated residuals, crop, final, 2 heads; XLA's float64 CPU convolutions are
+    too slow for full widths in CI), the torch model `.double()`, and the JAX
+    model computing in float64 with float64 variables; use it inside
+    `jax.enable_x64(True)`.
+    """
+    cfg = ModelConfig.tiny(variant=variant) if float64 else ModelConfig.preset(variant)
+    cfg = cfg.replace(residual_dropout=0.0, final_dropout=0.0, bn_momentum=bn_momentum)
+    tmodel = calibrated_torch_model(cfg, seed=8, calib_length=None if float64 else LENGTH)
+    jmodel = model_from_torch(tmodel.state_dict(), cfg.replace(dtype="float64" if float64 else "float32"))
+    if float64:
+        tmodel.double()
+        with jax.enable_x64(True):
+            floats = nnx.state(jmodel, nnx.Any(nnx.Param, nnx.BatchStat))
+            nnx.update(jmodel, jax.tree.map(
+                lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+                floats))
+    tmodel.train()
+    jmodel.train()
+    return cfg, tmodel, jmodel
+
+
+@nnx.jit
+def _jax_loss_and_grads(model, x, y):
+    return nnx.value_and_grad(lambda m: poisson_loss(m(x, "human"), y))(model)
+
+
+def _torch_loss_and_grads(tmodel, x, y):
+    """Loss and {key: grad} of a torch model (float32 or float64)."""
+    dtype = next(tmodel.parameters()).dtype
+    pred = tmodel(torch.from_numpy(x).to(dtype), "human")
+    loss = torch_poisson_loss(pred, torch.from_numpy(y).to(dtype))
+    loss.backward()
+    return pred.detach().numpy(), loss.item(), {k: p.grad for k, p in tmodel.named_parameters()}
+
+
+def _is_pre_bn_conv_bias(key):
+    """Conv biases followed by a train-mode BatchNorm: their true gradient is 0."""
+    return key.endswith(".0.bias") and not key.startswith("output_heads") or key.endswith(".3.bias")
+
+
+@pytest.mark.parametrize("variant,bn_momentum", [("basenji2-double-prime", 0.9), ("basenji2-prime", 0.99)])
+def test_train_outputs_loss_and_running_stats(variant, bn_momentum):
+    cfg, tmodel, jmodel = _pair(variant, bn_momentum)
+    x = one_hot(2, LENGTH, seed=9, n_fraction=0.01)
+    y = _targets((2, 128, 5313), seed=10)
+    tpred, tloss, _ = _torch_loss_and_grads(tmodel, x, y)
+    jpred = nnx.jit(lambda m, s: m(s, "human"))(nnx.clone(jmodel), x)  # leaves jmodel's stats alone
+    jloss, _ = _jax_loss_and_grads(jmodel, x, y)
+
+    assert rel_err(jpred, tpred) <= REL_TOL
+    assert abs(float(jloss) - tloss) <= REL_TOL * abs(tloss)
+    stats = jax_params_as_torch(nnx.to_pure_dict(nnx.state(jmodel, nnx.BatchStat)), cfg,
+                                leaves=("mean", "var", "count"))
+    tstate = tmodel.state_dict()
+    assert len(stats) == 3 * 30  # mean, var, count of every BatchNorm
+    for key, value in stats.items():
+        np.testing.assert_allclose(value, tstate[key].numpy(), **BN_TOL, err_msg=key)
+
+
+@pytest.mark.parametrize("variant", ["basenji2-double-prime", "basenji2-prime"])
+def test_gradients_of_every_parameter_float64(variant):
+    cfg, tmodel, jmodel = _pair(variant, float64=True)
+    x = one_hot(2, cfg.seq_length, seed=11, n_fraction=0.01)
+    y = _targets((2, cfg.target_length, cfg.head_tracks["human"]), seed=12)
+    _, _, tgrads = _torch_loss_and_grads(tmodel, x, y)
+    with jax.enable_x64(True):
+        _, grads = _jax_loss_and_grads(jmodel, x, y)
+        jgrads = jax_params_as_torch(nnx.to_pure_dict(grads), cfg)
+    assert all(g.dtype == np.float64 for g in jgrads.values())
+    assert set(jgrads) == set(tgrads) and len(jgrads) == 4 + 6 * 4 + cfg.dilated_layers * 8 + 4 + 2 * 2
+
+    for key, g in jgrads.items():
+        tg = tgrads[key]
+        if tg is None:  # the unused mouse head: no grad in torch, zeros in JAX
+            assert key.startswith("output_heads.heads.mouse") and not np.any(g), key
+        elif _is_pre_bn_conv_bias(key):
+            weight_scale = np.abs(jgrads[key[:-len("bias")] + "weight"]).max()
+            assert np.abs(g).max() <= F64_GRAD_TOL * weight_scale, key
+            assert np.abs(tg.numpy()).max() <= F64_GRAD_TOL * weight_scale, key
+        else:
+            assert rel_err(g, tg.numpy()) <= F64_GRAD_TOL, f"{key}: {rel_err(g, tg.numpy()):.2e}"
+
+
+def test_float32_gradients_after_the_last_pooling():
+    """Full widths, float32: dilated, final and head gradients within 1e-4 (max-relative)."""
+    cfg, tmodel, jmodel = _pair("basenji2-double-prime")
+    x = one_hot(2, LENGTH, seed=13, n_fraction=0.01)
+    y = _targets((2, 128, 5313), seed=14)
+    _, _, tgrads = _torch_loss_and_grads(tmodel, x, y)
+    _, grads = _jax_loss_and_grads(jmodel, x, y)
+    jgrads = jax_params_as_torch(nnx.to_pure_dict(grads), cfg)
+    checked = [k for k in jgrads if k.startswith(("dilated_layers", "final_layers", "output_heads.heads.human"))
+               and not _is_pre_bn_conv_bias(k)]
+    assert len(checked) == 11 * 6 + 3 + 2
+    for key in checked:
+        assert rel_err(jgrads[key], tgrads[key].numpy()) <= REL_TOL, key
+
+
+def test_sgd_momentum_steps_give_the_same_weights():
+    """Two SGD steps (lr 0.15, momentum 0.99, the paper's values) from the same
+    weights, in float64 on `tiny` (see the module docstring), compared on the updates."""
+    cfg, tmodel, jmodel = _pair("basenji2-double-prime", float64=True)
+    lr, momentum = 0.15, 0.99
+    topt = torch.optim.SGD(tmodel.parameters(), lr=lr, momentum=momentum)
+    before = {k: v.detach().clone().numpy() for k, v in tmodel.named_parameters()}
+
+    with jax.enable_x64(True):
+        jopt = nnx.Optimizer(jmodel, optax.sgd(lr, momentum=momentum), wrt=nnx.Param)
+
+        @nnx.jit
+        def jax_step(model, opt, x, y):
+            loss, grads = nnx.value_and_grad(lambda m: poisson_loss(m(x, "human"), y))(model)
+            opt.update(model, grads)
+            return loss
+
+        for step in range(2):  # the second step exercises the momentum buffer
+            x = one_hot(2, cfg.seq_length, seed=20 + step)
+            y = _targets((2, cfg.target_length, cfg.head_tracks["human"]), seed=30 + step)
+            topt.zero_grad()
+            _torch_loss_and_grads(tmodel, x, y)
+            topt.step()
+            jax_step(jmodel, jopt, x, y)
+        after = jax_params_as_torch(nnx.to_pure_dict(nnx.state(jmodel, nnx.Param)), cfg)
+
+    for key, tparam in tmodel.named_parameters():
+        tdelta = tparam.detach().numpy() - before[key]
+        jdelta = after[key] - before[key]
+        if key.startswith("output_heads.heads.mouse"):  # no gradient: untouched on both sides
+            assert not np.any(tdelta) and not np.any(jdelta), key
+        elif _is_pre_bn_conv_bias(key):  # zero gradient: moves by rounding noise only
+            assert np.abs(jdelta).max() <= F64_GRAD_TOL * np.abs(after[key]).max(), key
+        else:
+            assert rel_err(jdelta, tdelta) <= F64_GRAD_TOL, f"{key}: {rel_err(jdelta, tdelta):.2e}"
