@@ -29,8 +29,8 @@ def one_line_errors(main: Callable[..., int | None]) -> Callable[..., int]:
         try:
             return main(*args, **kwargs) or 0
         except USER_ERRORS as e:
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-            print(f"error: {msg}", file=sys.stderr)
+            msg = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+            print("error: " + " ".join(msg.split("\n")), file=sys.stderr)
             return 2
 
     return wrapped

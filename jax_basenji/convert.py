@@ -38,7 +38,8 @@ def load_torch_state_dict(path: str) -> OrderedDict:
     except FileNotFoundError:
         raise
     except Exception as e:  # pickle/zip errors: say which file, in one line
-        raise ConversionError(f"{path} is not a readable torch checkpoint: {type(e).__name__}: {e}") from e
+        reason = (str(e).strip().splitlines() or [""])[0]
+        raise ConversionError(f"{path} is not a readable torch checkpoint: {type(e).__name__}: {reason}") from e
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ConversionError(f"{path} does not hold a state_dict (a mapping of tensor names to tensors)")
     return OrderedDict((k, v.detach().cpu().numpy()) for k, v in strip_module_prefix(obj).items())
