@@ -13,7 +13,7 @@ from flax import nnx
 
 from jax_basenji.config import ModelConfig
 from jax_basenji.convert import model_from_torch
-from parity_tests.helpers import calibrated_torch_model, jax_params_as_torch, one_hot
+from parity_tests.helpers import calibrated_torch_model, jax_params_as_torch, one_hot, rel_err
 
 LENGTH = 32_768  # 256 bins before the crop: every block at full width, 1/4 of the cost
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -48,13 +48,14 @@ def _block_inputs(tmodel, x):
     return inputs
 
 
-def _compare_blocks(tmodel, jmodel, inputs, mode):
+def _compare_blocks(tmodel, jmodel, inputs, mode, record):
     blocks = zip(_torch_blocks(tmodel), _jax_blocks(jmodel), inputs, strict=True)
     for (name, tfn), jfn, h in blocks:
         with torch.no_grad():
             want = tfn(h).transpose(1, 2).numpy()
         got = np.asarray(jfn(jnp.asarray(h.transpose(1, 2).numpy())))
         np.testing.assert_allclose(got, want, **TOL, err_msg=f"block {name} ({mode} mode)")
+        record(f"blocks, {mode} mode, {tmodel.cfg.variant}", rel_err(got, want))
 
 
 @pytest.fixture(scope="module", params=["basenji2-double-prime", "basenji2-prime"])
@@ -65,11 +66,11 @@ def models(request):
     return tmodel, x, _block_inputs(tmodel, x)
 
 
-def test_blocks_eval_mode(models):
+def test_blocks_eval_mode(models, record):
     tmodel, _, inputs = models
     jmodel = model_from_torch(tmodel.state_dict(), tmodel.cfg)
     jmodel.eval()
-    _compare_blocks(tmodel, jmodel, inputs, "eval")
+    _compare_blocks(tmodel, jmodel, inputs, "eval", record)
 
 
 def test_head_eval_mode(models):
@@ -84,14 +85,14 @@ def test_head_eval_mode(models):
             np.testing.assert_allclose(got, want, **TOL, err_msg=f"head {name}")
 
 
-def test_blocks_train_mode_outputs_and_running_stats(models):
+def test_blocks_train_mode_outputs_and_running_stats(models, record):
     """Batch-statistics outputs, then every BN's running mean/var/count after that step."""
     tmodel, _, inputs = models
     jmodel = model_from_torch(tmodel.state_dict(), tmodel.cfg)
     jmodel.train()
     tmodel.train()
     try:
-        _compare_blocks(tmodel, jmodel, inputs, "train")
+        _compare_blocks(tmodel, jmodel, inputs, "train", record)
         stats = jax_params_as_torch(nnx.to_pure_dict(nnx.state(jmodel, nnx.BatchStat)), tmodel.cfg,
                                     leaves=("mean", "var", "count"))
         tstate = tmodel.state_dict()

@@ -218,3 +218,11 @@ def test_a_broken_conversion_fails_the_parity_check(monkeypatch, kind, position,
     rows[position] = (suffix, leaf, broken, to_torch)
     monkeypatch.setitem(convert_table.KINDS, kind, rows)
     assert _eval_rel_err(cfg, tmodel) > 10 * REL_TOL
+
+
+def test_variant_is_required(tmp_path, capsys):
+    """Both variants have the same weights: the user must say which one a .pt is."""
+    pt = tmp_path / "a.pt"
+    torch.save(TorchBasenji2(ModelConfig.tiny()).state_dict(), pt)
+    assert convert.main(["torch-to-jax", "--input", str(pt), "--output", str(tmp_path / "c")]) == 2
+    assert "--variant is required" in capsys.readouterr().err

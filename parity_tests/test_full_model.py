@@ -25,13 +25,14 @@ def _eval_outputs(tmodel, x, head):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_full_length_131072_eval(variant):
+def test_full_length_131072_eval(variant, record):
     cfg = ModelConfig.preset(variant)
     tmodel = calibrated_torch_model(cfg, seed=2, calib_length=32_768)
     x = one_hot(1, 131_072, seed=3, n_fraction=0.01)
     got, want = _eval_outputs(tmodel, x, "human")
     assert got.shape == want.shape == (1, 896, 5313)
     assert want.std() > 1e-2  # a meaningful, non-constant output
+    record(f"full model, eval, 131072 bp, {variant}", rel_err(got, want))
     assert rel_err(got, want) <= REL_TOL
 
 
@@ -42,11 +43,12 @@ def short_model(request):
 
 
 @pytest.mark.parametrize("length,head", [(32_768, "human"), (32_768, "mouse"), (20_480, "human")])
-def test_shorter_lengths_eval(short_model, length, head):
+def test_shorter_lengths_eval(short_model, length, head, record):
     """Any multiple of 128 bp with bins left after the crop: 128 and 32 output bins here."""
     x = one_hot(2, length, seed=5)
     got, want = _eval_outputs(short_model, x, head)
     assert got.shape == want.shape == (2, length // 128 - 128, short_model.cfg.head_tracks[head])
+    record(f"full model, eval, 20480-32768 bp, {short_model.cfg.variant}", rel_err(got, want))
     assert rel_err(got, want) <= REL_TOL
 
 

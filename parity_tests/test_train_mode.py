@@ -87,7 +87,7 @@ def _is_pre_bn_conv_bias(key):
 
 
 @pytest.mark.parametrize("variant,bn_momentum", [("basenji2-double-prime", 0.9), ("basenji2-prime", 0.99)])
-def test_train_outputs_loss_and_running_stats(variant, bn_momentum):
+def test_train_outputs_loss_and_running_stats(variant, bn_momentum, record):
     cfg, tmodel, jmodel = _pair(variant, bn_momentum)
     x = one_hot(2, LENGTH, seed=9, n_fraction=0.01)
     y = _targets((2, 128, 5313), seed=10)
@@ -95,6 +95,8 @@ def test_train_outputs_loss_and_running_stats(variant, bn_momentum):
     jpred = nnx.jit(lambda m, s: m(s, "human"))(nnx.clone(jmodel), x)  # leaves jmodel's stats alone
     jloss, _ = _jax_loss_and_grads(jmodel, x, y)
 
+    record(f"full model, train (batch stats), {variant}", rel_err(jpred, tpred))
+    record(f"loss, train, {variant}", abs(float(jloss) - tloss) / abs(tloss))
     assert rel_err(jpred, tpred) <= REL_TOL
     assert abs(float(jloss) - tloss) <= REL_TOL * abs(tloss)
     stats = jax_params_as_torch(nnx.to_pure_dict(nnx.state(jmodel, nnx.BatchStat)), cfg,
@@ -103,10 +105,11 @@ def test_train_outputs_loss_and_running_stats(variant, bn_momentum):
     assert len(stats) == 3 * 30  # mean, var, count of every BatchNorm
     for key, value in stats.items():
         np.testing.assert_allclose(value, tstate[key].numpy(), **BN_TOL, err_msg=key)
+        record(f"running mean/var after one step, {variant}", rel_err(value, tstate[key].numpy()))
 
 
 @pytest.mark.parametrize("variant", ["basenji2-double-prime", "basenji2-prime"])
-def test_gradients_of_every_parameter_float64(variant):
+def test_gradients_of_every_parameter_float64(variant, record):
     cfg, tmodel, jmodel = _pair(variant, float64=True)
     x = one_hot(2, cfg.seq_length, seed=11, n_fraction=0.01)
     y = _targets((2, cfg.target_length, cfg.head_tracks["human"]), seed=12)
@@ -126,10 +129,11 @@ def test_gradients_of_every_parameter_float64(variant):
             assert np.abs(g).max() <= F64_GRAD_TOL * weight_scale, key
             assert np.abs(tg.numpy()).max() <= F64_GRAD_TOL * weight_scale, key
         else:
+            record(f"gradients, float64, every parameter, {variant}", rel_err(g, tg.numpy()))
             assert rel_err(g, tg.numpy()) <= F64_GRAD_TOL, f"{key}: {rel_err(g, tg.numpy()):.2e}"
 
 
-def test_float32_gradients_after_the_last_pooling():
+def test_float32_gradients_after_the_last_pooling(record):
     """Full widths, float32: dilated, final and head gradients within 1e-4 (max-relative)."""
     cfg, tmodel, jmodel = _pair("basenji2-double-prime")
     x = one_hot(2, LENGTH, seed=13, n_fraction=0.01)
@@ -141,10 +145,12 @@ def test_float32_gradients_after_the_last_pooling():
                and not _is_pre_bn_conv_bias(k)]
     assert len(checked) == 11 * 6 + 3 + 2
     for key in checked:
+        record("gradients, float32, dilated/final/head, basenji2-double-prime",
+               rel_err(jgrads[key], tgrads[key].numpy()))
         assert rel_err(jgrads[key], tgrads[key].numpy()) <= REL_TOL, key
 
 
-def test_sgd_momentum_steps_give_the_same_weights():
+def test_sgd_momentum_steps_give_the_same_weights(record):
     """Two SGD steps (lr 0.15, momentum 0.99, the paper's values) from the same
     weights, in float64 on `tiny` (see the module docstring), compared on the updates."""
     cfg, tmodel, jmodel = _pair("basenji2-double-prime", float64=True)
@@ -178,4 +184,5 @@ def test_sgd_momentum_steps_give_the_same_weights():
         elif _is_pre_bn_conv_bias(key):  # zero gradient: moves by rounding noise only
             assert np.abs(jdelta).max() <= F64_GRAD_TOL * np.abs(after[key]).max(), key
         else:
+            record("SGD(0.99) weight updates, 2 steps, float64", rel_err(jdelta, tdelta))
             assert rel_err(jdelta, tdelta) <= F64_GRAD_TOL, f"{key}: {rel_err(jdelta, tdelta):.2e}"

@@ -1,0 +1,65 @@
+"""Checkpoints hold parameters, BatchNorm statistics and the model config."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from jax_basenji.checkpoint import CheckpointError, load_model, model_arrays, read_meta, save_model
+from jax_basenji.config import ModelConfig
+from jax_basenji.convert_table import flatten
+from jax_basenji.model import build_model
+
+
+def _trained_tiny(seed=4):
+    model = build_model(ModelConfig.tiny(variant="basenji2-prime"), seed=seed)
+    model.train()
+    model(np.eye(4, dtype=np.float32)[np.zeros((1, 16_384), int)])  # move BN statistics
+    return model
+
+
+def test_save_and_load_restore_everything_and_the_config(tmp_path):
+    model = _trained_tiny()
+    save_model(str(tmp_path / "ckpt"), model)
+    restored, meta = load_model(str(tmp_path / "ckpt"))
+    assert restored.cfg == model.cfg and meta["model_config"]["variant"] == "basenji2-prime"
+    for a, b in zip(jax.tree.leaves(model_arrays(model)), jax.tree.leaves(model_arrays(restored)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(restored.stem.bn.count[...]) == 1
+    assert restored.stem.bn.use_running_average  # loaded ready to predict
+
+
+def test_existing_checkpoint_is_not_overwritten_by_default(tmp_path):
+    save_model(str(tmp_path / "ckpt"), _trained_tiny(seed=1))
+    with pytest.raises(CheckpointError, match="already exists"):
+        save_model(str(tmp_path / "ckpt"), _trained_tiny(seed=2))
+    save_model(str(tmp_path / "ckpt"), _trained_tiny(seed=2), overwrite=True)
+    restored, _ = load_model(str(tmp_path / "ckpt"))
+    np.testing.assert_array_equal(restored.stem.conv.kernel[...], _trained_tiny(seed=2).stem.conv.kernel[...])
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="is not a jax_basenji checkpoint"):
+        read_meta(str(tmp_path))
+
+
+def test_checkpoint_whose_arrays_do_not_fit_its_config(tmp_path):
+    """A config edited to other widths must not load silently."""
+    save_model(str(tmp_path / "ckpt"), _trained_tiny())
+    meta_file = next((tmp_path / "ckpt" / "meta").glob("*"))
+    meta = json.loads(meta_file.read_text())
+    meta["model_config"]["stem_channels"] = 20
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="stored arrays do not match its model config"):
+        load_model(str(tmp_path / "ckpt"))
+
+
+def test_only_parameters_and_batch_statistics_are_saved():
+    model = _trained_tiny()
+    saved = flatten(model_arrays(model))
+    n_params = len(jax.tree.leaves(nnx.state(model, nnx.Param)))
+    n_stats = len(jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
+    assert len(saved) == n_params + n_stats
+    assert jax.tree.leaves(nnx.state(model, nnx.RngState))  # dropout streams exist, unsaved

@@ -1,0 +1,93 @@
+"""The Flax model's own behaviour: shapes, BatchNorm rule, train/eval, dropout, dtypes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jax_basenji.config import ModelConfig
+from jax_basenji.model import BatchNorm, build_model, gelu, softplus
+
+
+def _x(batch=2, length=16_384, seed=0):
+    idx = np.random.default_rng(seed).integers(0, 4, (batch, length))
+    return jnp.asarray(np.eye(4, dtype=np.float32)[idx])
+
+
+def test_output_shapes_for_every_head():
+    model = build_model(ModelConfig.tiny())
+    model.eval()
+    assert model(_x(), "human").shape == (2, 112, 8)
+    assert model(_x(), "mouse").shape == (2, 112, 4)
+    assert model.embed(_x()).shape == (2, 112, 48)
+    with pytest.raises(KeyError, match="unknown head 'rat'"):
+        model(_x(), "rat")
+
+
+def test_parameter_count_of_full_basenji2():
+    abstract = nnx.eval_shape(lambda: build_model(ModelConfig()))
+    assert sum(v.size for v in jax.tree.leaves(nnx.state(abstract, nnx.Param))) == 32_618_976
+
+
+def test_batchnorm_uses_torch_momentum_and_unbiased_running_variance():
+    bn = BatchNorm(3, momentum=0.9, eps=1e-5)
+    x = jnp.asarray(np.random.default_rng(0).normal(2.0, 3.0, (4, 5, 3)), jnp.float32)
+    y = bn(x)
+    flat = np.asarray(x).reshape(-1, 3)
+    np.testing.assert_allclose(bn.mean[...], 0.1 * 0 + 0.9 * flat.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(bn.var[...], 0.1 * 1 + 0.9 * flat.var(0, ddof=1), rtol=1e-6)
+    assert int(bn.count[...]) == 1
+    # normalised with the *biased* batch variance
+    np.testing.assert_allclose(np.asarray(y).reshape(-1, 3),
+                               (flat - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5), rtol=1e-5, atol=1e-5)
+
+
+def test_eval_mode_uses_and_keeps_running_statistics():
+    model = build_model(ModelConfig.tiny())
+    model.train()
+    model(_x())
+    model.eval()
+    before = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
+    a, b = model(_x(seed=1)), model(_x(seed=1))
+    after = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
+    assert all(np.array_equal(p, q) for p, q in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_is_active_in_train_mode_and_reproducible_from_the_seed():
+    cfg = ModelConfig.tiny(residual_dropout=0.3, final_dropout=0.05)
+    outs = []
+    for seed in (0, 0, 1):
+        model = build_model(cfg, seed=0)
+        model.train()
+        outs.append(np.asarray(model(_x(), rngs=nnx.Rngs(dropout=seed))))
+    np.testing.assert_array_equal(outs[0], outs[1])  # same dropout seed, same result
+    assert not np.allclose(outs[0], outs[2])  # another dropout seed, other masks
+    model = build_model(cfg, seed=0)
+    model.train()
+    no_drop = build_model(cfg.replace(residual_dropout=0.0, final_dropout=0.0), seed=0)
+    no_drop.train()
+    assert not np.allclose(model(_x()), no_drop(_x()))
+
+
+def test_exact_gelu_and_torch_softplus():
+    x = jnp.asarray([-3.0, -0.5, 0.0, 0.5, 3.0])
+    from scipy.special import erf  # exact form: x * Phi(x)
+    np.testing.assert_allclose(gelu(x), x * 0.5 * (1 + erf(np.asarray(x) / np.sqrt(2))), rtol=1e-6, atol=1e-7)
+    assert float(softplus(jnp.asarray(25.0))) == 25.0  # torch's threshold: identity above 20
+    np.testing.assert_allclose(softplus(jnp.asarray(1.0)), np.log1p(np.e), rtol=1e-6)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_statistics_and_outputs():
+    f32 = build_model(ModelConfig.tiny(), seed=3)
+    bf16 = build_model(ModelConfig.tiny(dtype="bfloat16"), seed=3)
+    for m in (f32, bf16):
+        m.train()
+        m(_x())
+        m.eval()
+    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(bf16, nnx.Param)))
+    assert bf16.stem.bn.mean[...].dtype == jnp.float32
+    y32, y16 = np.asarray(f32(_x(seed=2))), np.asarray(bf16(_x(seed=2)))
+    assert y16.dtype == np.float32 and np.isfinite(y16).all()
+    assert np.corrcoef(y32.ravel(), y16.ravel())[0, 1] > 0.99

@@ -1,0 +1,95 @@
+"""`python -m jax_basenji.predict`: batched predictions and one-line errors."""
+
+import numpy as np
+import pytest
+
+from jax_basenji import predict
+from jax_basenji.checkpoint import load_model, save_model
+from jax_basenji.config import ModelConfig
+from jax_basenji.model import build_model
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    model = build_model(ModelConfig.tiny(), seed=7)
+    model.train()
+    model(np.eye(4, dtype=np.float32)[np.random.default_rng(0).integers(0, 4, (2, 16_384))])
+    save_model(str(path), model)
+    return str(path)
+
+
+def _seqs(n, length=16_384, seed=0, dtype=np.uint8):
+    return np.eye(4, dtype=dtype)[np.random.default_rng(seed).integers(0, 4, (n, length))]
+
+
+def _run(ckpt, tmp_path, seqs, *extra, head="human"):
+    np.save(tmp_path / "in.npy", seqs)
+    return predict.main(["--checkpoint", ckpt, "--head", head, "--input", str(tmp_path / "in.npy"),
+                         "--output", str(tmp_path / "out.npy"), "--no-progress", *extra])
+
+
+def test_predictions_match_the_model_whatever_the_batching(ckpt, tmp_path):
+    seqs = _seqs(5)
+    assert _run(ckpt, tmp_path, seqs, "--batch-size", "2") == 0  # 2 + 2 + a padded 1
+    out = np.load(tmp_path / "out.npy")
+    assert out.shape == (5, 112, 8) and out.dtype == np.float32
+    model, _ = load_model(ckpt)
+    want = np.asarray(model(seqs.astype(np.float32), "human"))
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.float32, np.float64, np.int64])
+def test_one_hot_dtypes_give_the_same_predictions(ckpt, tmp_path, dtype):
+    assert _run(ckpt, tmp_path, _seqs(2, dtype=np.uint8)) == 0
+    ref = np.load(tmp_path / "out.npy")
+    assert _run(ckpt, tmp_path, _seqs(2, dtype=dtype), "--overwrite") == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), ref)
+
+
+def test_n_rows_and_other_valid_lengths(ckpt, tmp_path):
+    seqs = _seqs(1, length=20_480)
+    seqs[0, 100:200] = 0  # N
+    assert _run(ckpt, tmp_path, seqs, head="mouse") == 0
+    assert np.load(tmp_path / "out.npy").shape == (1, 20_480 // 128 - 16, 4)
+
+
+@pytest.mark.parametrize("seqs,head,message", [
+    (np.zeros((16_384, 4), np.uint8), "human", "has shape (16384, 4); expected [N, length, 4]"),
+    (np.zeros((1, 16_384, 5), np.uint8), "human", "has last dimension 5; expected 4"),
+    (np.zeros((1, 16_100, 4), np.uint8), "human", "not a positive multiple of the 128 bp bin width"),
+    (np.zeros((1, 2_048, 4), np.uint8), "human", "leaves no bins after cropping"),
+    (np.full((1, 16_384, 4), 0.25, np.float32), "human", "sequence 0 is not one-hot at position 0"),
+    (np.ones((1, 16_384, 4), np.uint8), "human", "sequence 0 is not one-hot at position 0"),
+    (np.zeros((1, 16_384, 4), "U1"), "human", "has dtype <U1"),
+    (np.zeros((1, 16_384, 4), np.uint8), "finetune", "unknown head 'finetune'; this checkpoint has ['human', 'mouse']"),
+])
+def test_bad_input_is_one_clear_line(ckpt, tmp_path, capsys, seqs, head, message):
+    assert _run(ckpt, tmp_path, seqs, head=head) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out.npy").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["in.npy"]  # no temporary left behind
+
+
+def test_error_in_a_later_batch_keeps_an_existing_output(ckpt, tmp_path, capsys):
+    (tmp_path / "out.npy").write_bytes(b"earlier results")
+    seqs = _seqs(5)
+    seqs[4, 7] = [1, 1, 0, 0]
+    assert _run(ckpt, tmp_path, seqs, "--batch-size", "2", "--overwrite") == 2
+    assert "sequence 4 is not one-hot at position 7" in capsys.readouterr().err
+    assert (tmp_path / "out.npy").read_bytes() == b"earlier results"
+
+
+def test_existing_output_needs_overwrite(ckpt, tmp_path, capsys):
+    (tmp_path / "out.npy").write_bytes(b"keep me")
+    assert _run(ckpt, tmp_path, _seqs(1)) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "out.npy").read_bytes() == b"keep me"
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    np.save(tmp_path / "in.npy", _seqs(1))
+    rc = predict.main(["--checkpoint", str(tmp_path / "nope"), "--head", "human",
+                       "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "o.npy")])
+    assert rc == 2 and "is not a jax_basenji checkpoint" in capsys.readouterr().err
