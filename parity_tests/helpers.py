@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import jax
 import numpy as np
 import torch
-from flax import nnx
 
 from jax_basenji.config import ModelConfig
 from jax_basenji.convert_table import flatten, param_table
@@ -70,9 +68,3 @@ def jax_params_as_torch(tree: Mapping, cfg: ModelConfig, leaves=("kernel", "bias
     return {m.torch_key: m.to_torch(np.asarray(flat[m.jax_path])) for m in param_table(cfg, new_head)
             if m.jax_path[-1] in leaves and m.jax_path in flat}
 
-
-def jit_forward(jmodel, head: str):
-    """Jitted forward `[B, L, 4]` -> `[B, bins, tracks]`; state updates (BN stats) are discarded."""
-    graphdef, state = nnx.split(jmodel)
-    fwd = jax.jit(lambda st, s: nnx.merge(graphdef, st)(s, head))
-    return lambda s: fwd(state, s)

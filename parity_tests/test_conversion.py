@@ -12,8 +12,9 @@ from jax_basenji import convert, convert_table, predict
 from jax_basenji.checkpoint import load_model, read_meta
 from jax_basenji.config import ModelConfig
 from jax_basenji.convert import model_from_torch
+from jax_basenji.predict import Predictor
 from jax_basenji.convert_table import ConversionError
-from parity_tests.helpers import calibrated_torch_model, jit_forward, one_hot, rel_err
+from parity_tests.helpers import calibrated_torch_model, one_hot, rel_err
 from torch_ref import Basenji2 as TorchBasenji2
 from torch_ref import FineTunedBasenji2, load_seed_state_dict
 
@@ -129,8 +130,8 @@ def test_finetuned_checkpoint_converts_predicts_and_round_trips(tmp_path, head_n
     with torch.no_grad():
         want = wrapper(torch.from_numpy(x)).numpy()
         want_human = wrapper.model.pretrained_model(torch.from_numpy(x), "human").numpy()
-    assert rel_err(np.asarray(jit_forward(jmodel, name)(x)), want) <= REL_TOL
-    assert rel_err(np.asarray(jit_forward(jmodel, "human")(x)), want_human) <= REL_TOL
+    assert rel_err(Predictor(jmodel, name)(x), want) <= REL_TOL
+    assert rel_err(Predictor(jmodel, "human")(x), want_human) <= REL_TOL
 
     assert convert.main(["jax-to-torch", "--input", str(ckpt), "--output", str(back)]) == 0
     original = {k.removeprefix("module."): v for k, v in torch.load(pt, weights_only=True).items()}
@@ -194,7 +195,7 @@ def _eval_rel_err(cfg, tmodel):
     x = one_hot(2, cfg.seq_length, seed=9)
     with torch.no_grad():
         want = tmodel(torch.from_numpy(x), "human").numpy()
-    return rel_err(np.asarray(jit_forward(jmodel, "human")(x)), want)
+    return rel_err(Predictor(jmodel, "human")(x), want)
 
 
 def test_parity_check_passes_with_the_real_conversion():
