@@ -1,0 +1,74 @@
+"""`python -m jax_basenji.data {synth,convert}` (see `--help` of each)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jax_basenji.cli import InputError, one_line_errors
+from jax_basenji.data.layout import DataError
+from jax_basenji.data.store import convert
+from jax_basenji.data.synth import SynthConfig, synth
+from jax_basenji.data.tfrecord import RecordError
+
+
+def _pairs(text: str, what: str) -> dict[str, int]:
+    """'human=5313,mouse=1643' -> {'human': 5313, 'mouse': 1643}."""
+    try:
+        return {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(",") if item)}
+    except ValueError:
+        raise InputError(f"--{what} expects name=number pairs separated by commas, got {text!r}") from None
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m jax_basenji.data", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("synth", help="write synthetic data in the Basenji2 layout")
+    s.add_argument("--output", required=True, help="directory to create (one subdirectory per species)")
+    s.add_argument("--species", nargs="+", default=["human", "mouse"])
+    s.add_argument("--seq-length", type=int, default=131_072, help="bp per example (default 131072)")
+    s.add_argument("--tracks", default="human=5313,mouse=1643",
+                   help="tracks per species; the real targets tables are used when the counts match")
+    s.add_argument("--examples", default="train=64,valid=16,test=16", help="examples per subset")
+    s.add_argument("--crop-bp", type=int, default=None, help="bp without targets per side (default L/16)")
+    s.add_argument("--records-per-file", type=int, default=16, help="examples per TFRecord file")
+    s.add_argument("--sequence-encoding", choices=["index", "one-hot"], default="index",
+                   help="(L,) uint8 index (seq_1hot) or (L, 4) one-hot records")
+    s.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("convert", help="convert Basenji TFRecords into a random-access store")
+    c.add_argument("--input", required=True, help="BASENJI_DIR with one directory per species")
+    c.add_argument("--output", required=True, help="store directory (re-running resumes)")
+    c.add_argument("--species", nargs="+", default=None, help="default: every species directory found")
+    c.add_argument("--workers", type=int, default=1, help="processes converting files in parallel")
+    for q in (s, c):
+        q.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+@one_line_errors
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.command == "synth":
+            tracks = _pairs(args.tracks, "tracks")
+            missing = [sp for sp in args.species if sp not in tracks]
+            if missing:
+                raise InputError(f"--tracks gives no track count for {missing}")
+            examples = tuple(_pairs(args.examples, "examples").items())
+            cfg = SynthConfig(seq_length=args.seq_length, examples=examples, crop_bp=args.crop_bp,
+                              records_per_file=args.records_per_file,
+                              sequence_encoding=args.sequence_encoding, seed=args.seed)
+            dirs = synth(args.output, {sp: tracks[sp] for sp in args.species}, cfg,
+                         progress=not args.no_progress)
+            print(f"wrote {', '.join(dirs.values())}")
+        else:
+            counts = convert(args.input, args.output, args.species, workers=args.workers,
+                             progress=not args.no_progress)
+            print(f"converted into {args.output}: {counts}")
+    except (DataError, RecordError, ValueError) as e:
+        raise InputError(str(e)) from None
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

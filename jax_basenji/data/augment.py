@@ -1,0 +1,54 @@
+"""Training augmentation (SEED_SPEC.md §4), as a grain RandomMap.
+
+- Reverse complement with probability 1/2: the one-hot is reversed along the
+  length and along the channels (A C G T -> T G C A is the complement), the
+  target reversed along the bins, and stranded tracks swapped with their
+  `strand_pair` (targets.txt) so a + strand track stays a + strand track.
+- Shift by -3..+3 bp: the sequence moves, vacated positions become N (zero
+  rows), the target is unchanged.
+Deterministic given the pipeline seed (grain derives one generator per element).
+"""
+
+from __future__ import annotations
+
+import grain
+import numpy as np
+
+
+def shift_sequence(one_hot: np.ndarray, shift: int) -> np.ndarray:
+    """`[L, 4]` moved right by `shift` (left if negative), zero-padded."""
+    if shift == 0:
+        return one_hot
+    out = np.zeros_like(one_hot)
+    if shift > 0:
+        out[shift:] = one_hot[:-shift]
+    else:
+        out[:shift] = one_hot[-shift:]
+    return out
+
+
+def reverse_complement(one_hot: np.ndarray, target: np.ndarray,
+                       strand_pair: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(`[L, 4]`, `[bins, T]`) -> the same example read from the other strand."""
+    target = target[::-1]
+    if strand_pair is not None:
+        target = target[:, strand_pair]
+    return np.ascontiguousarray(one_hot[::-1, ::-1]), np.ascontiguousarray(target)
+
+
+class Augment(grain.transforms.RandomMap):
+    """Random reverse complement and shift of `{"sequence", "target"}` examples."""
+
+    def __init__(self, strand_pair: np.ndarray | None = None, max_shift: int = 3,
+                 reverse_complement: bool = True):
+        self.strand_pair = strand_pair
+        self.max_shift = max_shift
+        self.rc = reverse_complement
+
+    def random_map(self, element: dict, rng: np.random.Generator) -> dict:
+        seq, tgt = element["sequence"], element["target"]
+        if self.rc and rng.random() < 0.5:
+            seq, tgt = reverse_complement(seq, tgt, self.strand_pair)
+        if self.max_shift:
+            seq = shift_sequence(seq, int(rng.integers(-self.max_shift, self.max_shift + 1)))
+        return {**element, "sequence": seq, "target": tgt}

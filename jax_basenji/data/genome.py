@@ -1,0 +1,73 @@
+"""Sequences re-extracted from a genome FASTA (what the seed does to train at other lengths).
+
+A BED interval is resized around its centre to the requested length,
+upper-cased, and padded with N beyond the chromosome ends; N (and any other
+IUPAC code) becomes an all-zero one-hot row. Indexing uses pyfaidx.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from jax_basenji.data.layout import DataError
+
+# byte -> base index (A0 C1 G2 T3), everything else (N, IUPAC codes) -> 4
+_CODE = np.full(256, 4, np.uint8)
+for _i, _b in enumerate(b"ACGT"):
+    _CODE[_b] = _CODE[_b + 32] = _i
+
+
+def encode(seq: bytes | str) -> np.ndarray:
+    """DNA text -> `[len]` uint8 index (case-insensitive; non-ACGT -> 4)."""
+    if isinstance(seq, str):
+        seq = seq.encode("ascii")
+    return _CODE[np.frombuffer(seq, np.uint8)]
+
+
+def centered(start: int, end: int, length: int) -> tuple[int, int]:
+    """[start', end') of `length` bp with the interval's centre, as the seed resizes."""
+    mid = (start + end) // 2
+    return mid - length // 2, mid - length // 2 + length
+
+
+class Genome:
+    """Random access to a FASTA; opened lazily so it can cross process boundaries."""
+
+    def __init__(self, fasta_path: str):
+        self.path = os.path.abspath(fasta_path)
+        if not os.path.exists(self.path):
+            raise DataError(f"{self.path}: FASTA file is missing")
+        self._fasta = None
+
+    def _open(self):
+        if self._fasta is None:
+            import pyfaidx
+
+            had_index = os.path.exists(self.path + ".fai")
+            try:  # pyfaidx builds a missing .fai next to the FASTA
+                self._fasta = pyfaidx.Fasta(self.path, as_raw=True, sequence_always_upper=True,
+                                            rebuild=False)
+            except (OSError, pyfaidx.FastaIndexingError) as e:
+                what = "has no .fai index and it could not be built" if not had_index else "could not be read"
+                raise DataError(f"{self.path} {what}: {e}") from None
+        return self._fasta
+
+    def chrom_length(self, chrom: str) -> int:
+        fasta = self._open()
+        if chrom not in fasta:
+            raise DataError(f"chromosome {chrom!r} is not in {self.path}")
+        return len(fasta[chrom])
+
+    def fetch(self, chrom: str, start: int, end: int) -> np.ndarray:
+        """`[end - start]` uint8 index of chrom:[start, end), N beyond the ends."""
+        size = self.chrom_length(chrom)
+        out = np.full(end - start, 4, np.uint8)
+        lo, hi = max(start, 0), min(end, size)
+        if lo < hi:
+            out[lo - start: hi - start] = encode(self._open()[chrom][lo:hi])
+        return out
+
+    def __getstate__(self):
+        return {**self.__dict__, "_fasta": None}
