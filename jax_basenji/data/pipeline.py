@@ -11,6 +11,7 @@ iterator continues with exactly the batches the saved one would have given.
 from __future__ import annotations
 
 import grain
+from absl import flags
 
 from jax_basenji.data.augment import Augment
 
@@ -39,5 +40,8 @@ def make_dataset(source, *, batch_size: int, seed: int = 0, shuffle: bool = True
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     it = ds.to_iter_dataset()
     if workers > 0:
+        # grain's worker processes read absl flags, which only absl.app parses.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     return it
