@@ -66,6 +66,8 @@ class ModelConfig:
     # "float64" (exactness tests only; needs jax x64). Parameters are float32,
     # BatchNorm statistics at least float32.
     dtype: str = "float32"
+    # Rematerialise every block in the backward pass (memory for long sequences).
+    remat: bool = False
 
     def __post_init__(self):
         if self.variant not in VARIANTS:

@@ -144,6 +144,10 @@ class Head(nnx.Module):
         return softplus(at_least_f32(self.linear(x)))
 
 
+def _run_block(block: nnx.Module, x: jax.Array, *args) -> jax.Array:
+    return block(x, *args)
+
+
 class Basenji2(nnx.Module):
     """Basenji2' / Basenji2'': `[batch, length, 4]` -> `[batch, bins, tracks]`."""
 
@@ -160,15 +164,16 @@ class Basenji2(nnx.Module):
 
     def embed(self, sequence: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Trunk + final block: `[batch, length, 4]` -> `[batch, bins, final_channels]`."""
-        x = sequence.astype(self.cfg.dtype)
-        x = self.stem(x)
+        # With cfg.remat each block's activations are recomputed in the backward pass.
+        run = nnx.remat(_run_block) if self.cfg.remat else _run_block
+        x = run(self.stem, sequence.astype(self.cfg.dtype))
         for block in self.tower:
-            x = block(x)
+            x = run(block, x)
         for block in self.dilated:
-            x = block(x, rngs=rngs)
+            x = run(block, x, rngs)
         crop = self.cfg.crop_bins
         x = x[:, crop: x.shape[1] - crop]
-        return self.final(x, rngs=rngs)
+        return run(self.final, x, rngs)
 
     def __call__(self, sequence: jax.Array, head: str = "human",
                  rngs: nnx.Rngs | None = None) -> jax.Array:

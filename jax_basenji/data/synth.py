@@ -44,9 +44,10 @@ class SynthConfig:
     examples: tuple[tuple[str, int], ...] = (("train", 64), ("valid", 16), ("test", 16))
     pool_width: int = 128  # bp per target bin
     crop_bp: int | None = None  # bp without targets at each end (default seq_length / 16)
-    motifs: int = 12  # distinct planted motifs
-    motif_spacing: int = 300  # mean bp between planted motifs
-    noise: float = 0.2  # sd of the log-normal target noise
+    motifs: int = 6  # distinct planted motifs
+    motif_spacing: int = 200  # mean bp between planted motifs
+    noise: float = 0.1  # sd of the log-normal target noise
+    scale: float = 8.0  # coverage per motif instance (Basenji targets are counts, not fractions)
     records_per_file: int = 16  # examples per TFRecord file
     sequence_encoding: str = "index"  # "index" ((L,) uint8, seq_1hot) or "one-hot" ((L, 4))
     seed: int = 0
@@ -174,7 +175,7 @@ def synth_species(out_dir: str, species: str, cfg: SynthConfig, genome_index: in
         np.add.at(feats, ((pos[inside] - lo) // cfg.pool_width,
                           which[inside] + cfg.motifs * (~forward[inside])), 1.0)
         feats = np.apply_along_axis(lambda col: np.convolve(col, smooth, mode="same"), 0, feats)
-        signal = baseline + feats @ weights.T
+        signal = cfg.scale * (baseline + feats @ weights.T)
         noise = np.exp(rng.normal(0.0, cfg.noise, size=signal.shape)).astype(np.float32)
         target = (signal * noise).astype(np.float16)
         index = chroms[name][start:end]

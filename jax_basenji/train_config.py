@@ -1,0 +1,77 @@
+"""Training configuration: a frozen dataclass beside ModelConfig."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train (SEED_SPEC.md §4); defaults follow the paper and the seed."""
+
+    # Converted store directory (python -m jax_basenji.data convert).
+    data: str = ""
+    # Output directory: checkpoints, metrics.jsonl, TensorBoard events, PNG plots.
+    workdir: str = "runs/train"
+    # Species trained alternately, each through its own head (seed order: human, mouse).
+    species: tuple[str, ...] = ("human", "mouse")
+    # Global batch size per species (split over devices and processes).
+    batch_size: int = 4
+    # Training rounds; each round takes one batch per species, one optimizer step each.
+    steps: int = 1000
+    # Optimizer: "sgd" (momentum, as the seed), "adam" or "adamw".
+    optimizer: str = "sgd"
+    # Peak learning rate (paper: 0.15 with SGD; seed pre-training script: 1e-4).
+    lr: float = 0.15
+    # SGD momentum (or Adam's b1).
+    momentum: float = 0.99
+    # Linear warm-up rounds from 0 to `lr`.
+    warmup_steps: int = 0
+    # Learning-rate schedule after warm-up: "constant" or "cosine" (to 0 at `steps`).
+    schedule: str = "constant"
+    # Global gradient-norm clipping (paper: 2); 0 disables it.
+    clip_norm: float = 2.0
+    # Decoupled weight decay (adamw) or L2 added to the gradient (sgd/adam).
+    weight_decay: float = 0.0
+    # Random reverse complement and +-3 bp shift of training examples.
+    augment: bool = True
+    # Input length; differs from the stored one only with `fasta` (re-extraction).
+    seq_length: int | None = None
+    # Genome FASTA per species for `seq_length` re-extraction, e.g. (("human", "hg38.ml.fa"),).
+    fasta: tuple[tuple[str, str], ...] = ()
+    # "fp32", or "bf16": bf16 convolutions/matmuls, fp32 params, BN statistics and loss.
+    precision: str = "fp32"
+    # Rematerialise each block in the backward pass (less memory, ~30 % more compute).
+    remat: bool = False
+    # Seed of initialisation, data order, augmentation and dropout.
+    seed: int = 0
+    # Rounds between validations (0: only at the end).
+    eval_every: int = 200
+    # Validation batches per species (the seed: up to 400).
+    eval_batches: int = 400
+    # Rounds between checkpoints of the latest state.
+    checkpoint_every: int = 200
+    # Initial weights: a jax_basenji checkpoint directory or a seed .pt.
+    init_from: str | None = None
+    # Data worker processes per species (0: in-process prefetch).
+    workers: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected sgd, adam or adamw")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected constant or cosine")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {self.precision!r}; expected fp32 or bf16")
+        if self.batch_size < 1 or self.steps < 1:
+            raise ValueError("batch_size and steps must be positive")
+        object.__setattr__(self, "species", tuple(self.species))
+        object.__setattr__(self, "fasta", tuple(tuple(p) for p in (dict(self.fasta).items()
+                                                                   if isinstance(self.fasta, dict) else self.fasta)))
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,197 @@
+"""Pure, jitted train and eval steps over an explicit, replicated train state.
+
+The train state is a plain pytree:
+  params       nested dict of parameters (float32)
+  batch_stats  nested dict of BatchNorm running mean / var / count
+  opt          {"trunk": optimizer state, "heads": {name: optimizer state}}
+  step         int32 round counter
+  key          uint32 PRNG key data (dropout: folded with step and species)
+
+Optimizer semantics follow the seed's torch loop, where one optimizer step
+per species batch updates the trunk and *that species'* head only: torch
+skips parameters whose gradient is None, so the other heads and their
+momentum buffers stay untouched. Hence one optimizer state for the trunk and
+one per head, gradient clipping over the parameters of the step, and the
+learning rate taken from the schedule at the round counter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jax_basenji.config import ModelConfig
+from jax_basenji.losses import poisson_loss
+from jax_basenji.model import build_model
+from jax_basenji.sharding import replicated
+from jax_basenji.train_config import TrainConfig
+
+
+def learning_rate(tc: TrainConfig) -> optax.Schedule:
+    """Linear warm-up to `lr`, then constant or cosine decay to 0 at `steps`."""
+    after = (optax.constant_schedule(tc.lr) if tc.schedule == "constant"
+             else optax.cosine_decay_schedule(tc.lr, max(tc.steps - tc.warmup_steps, 1)))
+    if not tc.warmup_steps:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, tc.lr, tc.warmup_steps), after], [tc.warmup_steps])
+
+
+def direction(tc: TrainConfig) -> optax.GradientTransformation:
+    """The optimizer without its learning rate: the update is -lr * direction."""
+    if tc.optimizer == "sgd":  # torch SGD: buf = m * buf + (g + wd * p)
+        parts = [optax.add_decayed_weights(tc.weight_decay)] if tc.weight_decay else []
+        return optax.chain(*parts, optax.trace(decay=tc.momentum))
+    if tc.optimizer == "adam":  # L2 in the gradient, like torch.optim.Adam(weight_decay=...)
+        parts = [optax.add_decayed_weights(tc.weight_decay)] if tc.weight_decay else []
+        return optax.chain(*parts, optax.scale_by_adam(b1=0.9))
+    return optax.chain(optax.scale_by_adam(b1=0.9), optax.add_decayed_weights(tc.weight_decay))
+
+
+class Trainer:
+    """Builds the sharded train state and the jitted steps for one model/train config."""
+
+    def __init__(self, model_cfg: ModelConfig, tc: TrainConfig, mesh: jax.sharding.Mesh):
+        if tc.precision == "bf16":
+            model_cfg = model_cfg.replace(dtype="bfloat16")
+        self.cfg, self.tc, self.mesh = model_cfg, tc, mesh
+        missing = [s for s in tc.species if s not in model_cfg.head_tracks]
+        if missing:
+            raise ValueError(f"the model has no head for {missing}; heads: {sorted(model_cfg.head_tracks)}")
+        abstract = nnx.eval_shape(lambda: build_model(model_cfg, tc.seed))
+        abstract.train()
+        self._graph_train, params, stats, _ = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
+        abstract.eval()
+        self._graph_eval = nnx.graphdef(abstract)
+        self._param_def = jax.tree.structure(params)
+        self._stats_def = jax.tree.structure(stats)
+        # The train state holds pure dicts; _model() re-threads their leaves into the
+        # nnx.State structures by position, which requires the same leaf order.
+        for tree in (params, stats):
+            paths, pure = ([tuple(k.key for k in p if hasattr(k, "key"))
+                            for p, _ in jax.tree_util.tree_flatten_with_path(t)[0]]
+                           for t in (tree, nnx.to_pure_dict(tree)))
+            assert paths == pure, "nnx.State and pure-dict leaf orders differ"
+        # The models' own RNG streams are never drawn from (dropout keys are passed
+        # explicitly) but nnx.merge needs them; XLA drops the unused parameter init.
+        self._rest = jax.jit(lambda: nnx.split(build_model(model_cfg, tc.seed), nnx.Param, nnx.BatchStat, ...)[3])()
+        self.schedule = learning_rate(tc)
+        self.tx = direction(tc)
+        self.train_step = jax.jit(self._train_step, static_argnames="head", donate_argnums=0)
+        self.eval_step = jax.jit(self._eval_step, static_argnames="head")
+
+    # ----- state ---------------------------------------------------------------------------
+    def _init(self) -> dict:
+        model = build_model(self.cfg, self.tc.seed)
+        _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+        params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+        trunk, heads = _split_heads(params)
+        return {"params": params, "batch_stats": stats,
+                "opt": {"trunk": self.tx.init(trunk), "heads": {n: self.tx.init(p) for n, p in heads.items()}},
+                "step": jnp.int32(0), "key": jax.random.key_data(jax.random.key(self.tc.seed))}
+
+    def init_state(self, arrays: dict | None = None) -> dict:
+        """The train state, built directly with replicated shardings (jitted init).
+
+        `arrays` (params + batch statistics, as saved by jax_basenji.checkpoint)
+        replace the random initial weights.
+        """
+        state = jax.jit(self._init, out_shardings=replicated(self.mesh))()
+        if arrays is not None:
+            state["params"] = _take(state["params"], arrays, self.mesh)
+            state["batch_stats"] = _take(state["batch_stats"], arrays, self.mesh)
+        return state
+
+    def abstract_state(self) -> Any:
+        """Shapes, dtypes and shardings of the train state: the checkpoint restore target."""
+        rep = replicated(self.mesh)
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
+                            jax.eval_shape(self._init))
+
+    def _model(self, graph, params, stats):
+        p = jax.tree.unflatten(self._param_def, jax.tree.leaves(params))
+        s = jax.tree.unflatten(self._stats_def, jax.tree.leaves(stats))
+        return nnx.merge(graph, p, s, self._rest)
+
+    # ----- steps ---------------------------------------------------------------------------
+    def _train_step(self, state: dict, batch: dict, head: str) -> tuple[dict, dict]:
+        """One optimizer step on one species batch: `sequence` [B, L, 4], `target` [B, bins, T]."""
+        species_index = list(self.cfg.head_tracks).index(head)
+        key = jax.random.wrap_key_data(state["key"])
+        dropout_key = jax.random.fold_in(jax.random.fold_in(key, state["step"]), species_index)
+
+        def loss_fn(active):
+            params = {**state["params"], **active["trunk"],
+                      "heads": {**state["params"]["heads"], head: active["head"]}}
+            model = self._model(self._graph_train, params, state["batch_stats"])
+            pred = model(batch["sequence"], head, rngs=nnx.Rngs(dropout=dropout_key))
+            loss = poisson_loss(pred, batch["target"])  # float32 whatever the compute dtype
+            return loss, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+
+        trunk, heads = _split_heads(state["params"])
+        active = {"trunk": trunk, "head": heads[head]}
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(active)
+        grad_norm = optax.global_norm(grads)
+        if self.tc.clip_norm:
+            grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, self.tc.clip_norm / (grad_norm + 1e-6)), grads)
+        lr = self.schedule(state["step"])
+        d_trunk, opt_trunk = self.tx.update(grads["trunk"], state["opt"]["trunk"], active["trunk"])
+        d_head, opt_head = self.tx.update(grads["head"], state["opt"]["heads"][head], active["head"])
+        new_trunk = jax.tree.map(lambda p, d: p - lr * d, active["trunk"], d_trunk)
+        new_head = jax.tree.map(lambda p, d: p - lr * d, active["head"], d_head)
+        new_state = {
+            "params": {**new_trunk, "heads": {**heads, head: new_head}},
+            "batch_stats": stats,
+            "opt": {"trunk": opt_trunk, "heads": {**state["opt"]["heads"], head: opt_head}},
+            "step": state["step"], "key": state["key"],
+        }
+        return new_state, {"loss": loss, "grad_norm": grad_norm, "lr": lr}
+
+    def _eval_step(self, state: dict, batch: dict, head: str) -> dict:
+        """Loss and per-track sums for Pearson R over [batch, bins]: each `[T]` float32."""
+        model = self._model(self._graph_eval, state["params"], state["batch_stats"])
+        pred = model(batch["sequence"], head).astype(jnp.float32)
+        y = batch["target"].astype(jnp.float32)
+        axes = (0, 1)
+        return {"loss": poisson_loss(pred, y), "n": jnp.float32(pred.shape[0] * pred.shape[1]),
+                "x": pred.sum(axes), "y": y.sum(axes), "xy": (pred * y).sum(axes),
+                "xx": (pred * pred).sum(axes), "yy": (y * y).sum(axes)}
+
+    def model_arrays(self, state: dict) -> dict:
+        """Params + batch statistics in the layout of jax_basenji.checkpoint."""
+        return _merge_dicts(jax.device_get(state["params"]), jax.device_get(state["batch_stats"]))
+
+
+def _split_heads(params: dict) -> tuple[dict, dict]:
+    """(everything but the heads, {head name: head params})."""
+    return {k: v for k, v in params.items() if k != "heads"}, dict(params["heads"])
+
+
+def _merge_dicts(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge_dicts(out[k], v) if k in out and isinstance(v, dict) else v
+    return out
+
+
+def _take(template: dict, arrays: dict, mesh) -> dict:
+    """`template`'s leaves read from the nested dict `arrays` (shape-checked), replicated."""
+    rep = replicated(mesh)
+
+    def pick(path, leaf):
+        name = "/".join(str(p.key) for p in path)
+        node = arrays
+        for p in path:
+            if not isinstance(node, dict) or p.key not in node:
+                raise ValueError(f"initial weights lack {name}")
+            node = node[p.key]
+        value = np.asarray(node)
+        if value.shape != leaf.shape:
+            raise ValueError(f"initial weights: {name} has shape {value.shape}, the model expects {leaf.shape}")
+        return jax.device_put(value.astype(leaf.dtype), rep)
+
+    return jax.tree_util.tree_map_with_path(pick, template)

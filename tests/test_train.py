@@ -1,0 +1,139 @@
+"""The training engine: outputs, resume after kill -9, sharded == single device,
+NaN stop, config mismatch, bf16, real Basenji2 widths."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jax_basenji.checkpoint import CheckpointError, load_arrays
+from jax_basenji.config import ModelConfig
+from jax_basenji.data.__main__ import main as data_main
+from jax_basenji.data.store import convert
+from jax_basenji.train import main as train_main
+from jax_basenji.train import train
+from jax_basenji.train_config import TrainConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    assert data_main(["synth", "--output", str(root / "basenji"), "--seq-length", "16384",
+                      "--tracks", "human=8,mouse=4", "--examples", "train=16,valid=8,test=8",
+                      "--no-progress"]) == 0
+    convert(str(root / "basenji"), str(root / "store"), progress=False)
+    return str(root / "store")
+
+
+def _tc(store, workdir, **kw):
+    base = dict(data=store, workdir=str(workdir), steps=6, batch_size=4, optimizer="adam", lr=1e-3,
+                momentum=0.9, eval_every=3, eval_batches=2, checkpoint_every=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def _flat(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}/") if isinstance(v, dict) else {f"{prefix}{k}": np.asarray(v)})
+    return out
+
+
+def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(store, tmp_path):
+    summary = train(ModelConfig.tiny(), _tc(store, tmp_path / "run"), progress=False)
+    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    valid = [r for r in records if r["split"] == "valid"]
+    assert {(r["step"], r["species"]) for r in valid} == {(3, "human"), (3, "mouse"), (6, "human"), (6, "mouse")}
+    for r in valid:
+        assert {"step", "split", "species", "loss", "pearson_r", "pearson_r_by_assay"} <= set(r)
+        assert set(r["pearson_r_by_assay"]) <= {"CAGE", "DNASE", "ATAC", "CHIP"}
+    assert any(r["split"] == "train" and r["seq_per_s"] > 0 for r in records)
+    for png in ("loss.png", "pearson_r.png", "pearson_r_hist.png"):
+        assert (tmp_path / "run" / png).stat().st_size > 1000
+    assert os.listdir(tmp_path / "run" / "tensorboard")
+    assert os.listdir(tmp_path / "run" / "checkpoints" / "best")
+    arrays, cfg, _ = load_arrays(summary["model"])
+    assert cfg.head_tracks == {"human": 8, "mouse": 4}
+    assert np.isfinite(summary["human"]["loss"])
+
+
+def test_other_model_config_in_the_workdir_is_refused(store, tmp_path):
+    train(ModelConfig.tiny(), _tc(store, tmp_path / "run", steps=3), progress=False)
+    with pytest.raises(CheckpointError, match=r"holds a checkpoint of another model config: bn_momentum=0.9 "
+                                              r"\(now 0.99\)"):
+        train(ModelConfig.tiny(bn_momentum=0.99), _tc(store, tmp_path / "run", steps=4), progress=False)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(store, tmp_path, capsys):
+    rc = train_main(["--data", store, "--workdir", str(tmp_path / "run"), "--model", "tiny", "--species", "human",
+                     "--steps", "6", "--optimizer", "sgd", "--lr", "1e30", "--clip-norm", "0",
+                     "--checkpoint-every", "1", "--eval-every", "0", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 3 and "stopped. Last good checkpoint:" in err
+    assert "became" in err
+
+
+def test_bf16_runs_and_stays_close_to_fp32(store, tmp_path):
+    runs = {p: train(ModelConfig.tiny(), _tc(store, tmp_path / p, steps=4, eval_every=4, precision=p,
+                                             species=("human",)), progress=False) for p in ("fp32", "bf16")}
+    a, b = runs["fp32"]["human"]["loss"], runs["bf16"]["human"]["loss"]
+    assert abs(a - b) < 0.02 * abs(a)
+    pa = _flat(load_arrays(runs["fp32"]["model"])[0])
+    pb = _flat(load_arrays(runs["bf16"]["model"])[0])
+    k = "dilated/0/conv1/kernel"
+    assert pb[k].dtype == np.float32  # parameters stay float32
+    assert np.corrcoef(pa[k].ravel(), pb[k].ravel())[0, 1] > 0.999
+
+
+def _run_train(store, workdir, *extra, devices=1, wait=True):
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+           "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "jax_basenji.train", "--data", store, "--workdir", str(workdir),
+           "--model", "tiny", "--optimizer", "adam", "--lr", "1e-3", "--momentum", "0.9",
+           "--eval-every", "0", "--eval-batches", "1", "--no-progress", *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if wait:
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-3000:]
+    return proc
+
+
+def test_kill_9_and_resume_gives_the_uninterrupted_result(store, tmp_path):
+    args = ("--steps", "12", "--checkpoint-every", "4", "--batch-size", "4")
+    _run_train(store, tmp_path / "straight", *args)
+    proc = _run_train(store, tmp_path / "killed", *args, wait=False)
+    marker = tmp_path / "killed" / "checkpoints" / "latest" / "8"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "model").exists()
+    _run_train(store, tmp_path / "killed", *args)
+    a = _flat(load_arrays(str(tmp_path / "straight" / "model"))[0])
+    b = _flat(load_arrays(str(tmp_path / "killed" / "model"))[0])
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_eight_devices_equal_one_device(store, tmp_path):
+    """Global batch 8 on 8 simulated devices (1 example each) vs on 1 device."""
+    args = ("--steps", "3", "--checkpoint-every", "3", "--batch-size", "8", "--no-augment")
+    _run_train(store, tmp_path / "one", *args, devices=1)
+    _run_train(store, tmp_path / "eight", *args, devices=8)
+    a = _flat(load_arrays(str(tmp_path / "one" / "model"))[0])
+    b = _flat(load_arrays(str(tmp_path / "eight" / "model"))[0])
+    worst = 0.0
+    for k in a:
+        scale = max(np.abs(a[k]).max(), 1e-12)
+        worst = max(worst, float(np.abs(a[k] - b[k]).max() / scale))
+    assert worst <= 1e-4, worst
