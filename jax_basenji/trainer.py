@@ -135,7 +135,7 @@ class Trainer:
         trunk, heads = _split_heads(state["params"])
         active = {"trunk": trunk, "head": heads[head]}
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(active)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         if self.tc.clip_norm:
             grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, self.tc.clip_norm / (grad_norm + 1e-6)), grads)
         lr = self.schedule(state["step"])

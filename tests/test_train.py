@@ -92,9 +92,8 @@ def test_bf16_runs_and_stays_close_to_fp32(store, tmp_path):
     assert np.corrcoef(pa[k].ravel(), pb[k].ravel())[0, 1] > 0.999
 
 
-def _run_train(store, workdir, *extra, devices=1, wait=True):
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-           "JAX_PLATFORMS": "cpu"}
+def _run_train(store, workdir, *extra, wait=True):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     cmd = [sys.executable, "-m", "jax_basenji.train", "--data", store, "--workdir", str(workdir),
            "--model", "tiny", "--optimizer", "adam", "--lr", "1e-3", "--momentum", "0.9",
            "--eval-every", "0", "--eval-batches", "1", "--no-progress", *extra]
@@ -126,14 +125,42 @@ def test_kill_9_and_resume_gives_the_uninterrupted_result(store, tmp_path):
 
 
 def test_eight_devices_equal_one_device(store, tmp_path):
-    """Global batch 8 on 8 simulated devices (1 example each) vs on 1 device."""
-    args = ("--steps", "3", "--checkpoint-every", "3", "--batch-size", "8", "--no-augment")
-    _run_train(store, tmp_path / "one", *args, devices=1)
-    _run_train(store, tmp_path / "eight", *args, devices=8)
-    a = _flat(load_arrays(str(tmp_path / "one" / "model"))[0])
-    b = _flat(load_arrays(str(tmp_path / "eight" / "model"))[0])
-    worst = 0.0
+    """Global batch 8 on 8 simulated devices (1 example each) vs on 1 device, 3 rounds
+    of both species with dropout and augmentation, in float64: in float32 the two
+    differ by up to 1e-2 upstream of the max-pools, where rounding decides near-ties
+    (see parity_tests/test_train_mode.py), which says nothing about the sharding."""
+    results = {}
+    for n in (1, 8):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+               "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"}
+        out = tmp_path / f"{n}.npz"
+        done = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sharded_steps.py"), store, str(out)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[n] = dict(np.load(out))
+    assert results[1].pop("devices") == 1 and results[8].pop("devices") == 8
+    a, b = results[1], results[8]
+    # Conv biases feed a train-mode BatchNorm, which removes them: their gradient is 0
+    # up to rounding, so only their scale (~1e-17) is checked.
+    biases = [k for k in a if k.endswith(("'conv']['bias']", "'conv1']['bias']", "'conv2']['bias']"))]
+    assert len(biases) == 1 + 6 + 2 * 4 + 1
     for k in a:
-        scale = max(np.abs(a[k]).max(), 1e-12)
-        worst = max(worst, float(np.abs(a[k] - b[k]).max() / scale))
-    assert worst <= 1e-4, worst
+        if k in biases:
+            assert np.abs(b[k]).max() < 1e-9, k
+        else:
+            np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_real_basenji2_trains_on_cpu(tmp_path):
+    """basenji2-double-prime at full widths and 5313 human tracks, 32,768 bp (128 bins)."""
+    assert data_main(["synth", "--output", str(tmp_path / "b"), "--species", "human", "--seq-length", "32768",
+                      "--crop-bp", "8192", "--tracks", "human=5313", "--examples", "train=2,valid=1,test=1",
+                      "--no-progress"]) == 0
+    convert(str(tmp_path / "b"), str(tmp_path / "s"), progress=False)
+    tc = TrainConfig(data=str(tmp_path / "s"), workdir=str(tmp_path / "run"), species=("human",), batch_size=1,
+                     steps=2, eval_every=2, eval_batches=1, checkpoint_every=2)  # the seed's SGD defaults
+    summary = train(ModelConfig.basenji2_double_prime(), tc, progress=False)
+    assert np.isfinite(summary["human"]["loss"])
+    arrays, cfg, _ = load_arrays(summary["model"])
+    assert cfg.head_tracks == {"human": 5313} and cfg.seq_length == 32_768
+    assert arrays["dilated"][10]["conv1"]["kernel"].shape == (3, 768, 384)

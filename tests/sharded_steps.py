@@ -1,0 +1,38 @@
+"""Helper of test_train.py, run in a subprocess: a few float64 training rounds on
+however many (simulated) devices XLA_FLAGS gives, saving the parameters.
+
+  JAX_ENABLE_X64=1 XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharded_steps.py STORE OUT.npz
+"""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_basenji.config import ModelConfig
+from jax_basenji.data import BasenjiSource, make_dataset
+from jax_basenji.sharding import global_batch, make_mesh, replicated
+from jax_basenji.train_config import TrainConfig
+from jax_basenji.trainer import Trainer
+
+
+def main(store: str, out: str, rounds: int = 3) -> None:
+    mesh = make_mesh()
+    tc = TrainConfig(data=store, batch_size=8, optimizer="sgd", lr=0.05, momentum=0.9)
+    trainer = Trainer(ModelConfig.tiny(dtype="float64"), tc, mesh)
+    state = trainer.init_state()
+    state = jax.device_put(jax.tree.map(  # float64 variables: no float32 rounding anywhere
+        lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, state), replicated(mesh))
+    iters = {s: iter(make_dataset(BasenjiSource(store, s, "train"), batch_size=8, seed=i, augment=True))
+             for i, s in enumerate(tc.species)}
+    for r in range(1, rounds + 1):
+        state["step"] = jax.device_put(np.int32(r), replicated(mesh))
+        for s in tc.species:
+            state, _ = trainer.train_step(state, global_batch(next(iters[s]), mesh), head=s)
+    flat = jax.tree_util.tree_flatten_with_path(trainer.model_arrays(state))[0]
+    np.savez(out, devices=len(jax.devices()), **{jax.tree_util.keystr(p): np.asarray(v) for p, v in flat})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
