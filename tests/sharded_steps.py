@@ -2,6 +2,8 @@
 however many (simulated) devices XLA_FLAGS gives, saving the parameters.
 
   JAX_ENABLE_X64=1 XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharded_steps.py STORE OUT.npz
+  JAX_ENABLE_X64=1 python tests/sharded_steps.py STORE OUT.npz COORDINATOR_PORT NUM_PROCESSES PROCESS_ID
+The second form is one of several processes joined by jax.distributed on localhost.
 """
 
 import sys
@@ -24,15 +26,22 @@ def main(store: str, out: str, rounds: int = 3) -> None:
     state = trainer.init_state()
     state = jax.device_put(jax.tree.map(  # float64 variables: no float32 rounding anywhere
         lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, state), replicated(mesh))
-    iters = {s: iter(make_dataset(BasenjiSource(store, s, "train"), batch_size=8, seed=i, augment=True))
+    local = 8 // jax.process_count()
+    iters = {s: iter(make_dataset(BasenjiSource(store, s, "train"), batch_size=local, seed=i, augment=True,
+                                  process_index=jax.process_index(), process_count=jax.process_count()))
              for i, s in enumerate(tc.species)}
     for r in range(1, rounds + 1):
         state["step"] = jax.device_put(np.int32(r), replicated(mesh))
         for s in tc.species:
             state, _ = trainer.train_step(state, global_batch(next(iters[s]), mesh), head=s)
     flat = jax.tree_util.tree_flatten_with_path(trainer.model_arrays(state))[0]
-    np.savez(out, devices=len(jax.devices()), **{jax.tree_util.keystr(p): np.asarray(v) for p, v in flat})
+    if jax.process_index() == 0:
+        np.savez(out, devices=len(jax.devices()), **{jax.tree_util.keystr(p): np.asarray(v) for p, v in flat})
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        port, n, pid = sys.argv[3:6]
+        jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=int(n),
+                                   process_id=int(pid))
     main(sys.argv[1], sys.argv[2])

@@ -1,9 +1,10 @@
-"""The one data path: grain source -> shard -> shuffle -> repeat -> augment -> batch -> prefetch.
+"""The one data path: grain source -> shuffle -> repeat -> augment -> shard -> batch -> prefetch.
 
 Batches are dicts of numpy arrays: `sequence` `[batch, L, 4]` uint8 one-hot and
-`target` `[batch, bins, T]` float16. Each process reads its own slice of the
-source (`process_index::process_count`), so multi-host training feeds
-`jax.make_array_from_process_local_data` with disjoint data. The iterator's
+`target` `[batch, bins, T]` float16. Each process reads only its rows of every
+global batch of the (shuffled, augmented) global order, so multi-host training
+feeds `jax.make_array_from_process_local_data` with disjoint data and the
+global batches are the same, row for row, for any number of processes. The iterator's
 `get_state()` / `set_state()` make the position checkpointable: a restored
 iterator continues with exactly the batches the saved one would have given.
 """
@@ -14,6 +15,28 @@ import grain
 from absl import flags
 
 from jax_basenji.data.augment import Augment
+
+
+class ProcessRows(grain.MapDataset):
+    """Process p's share of every global batch: rows [p*b, (p+1)*b) of each B = P*b.
+
+    Process p's j-th element is global element (j // b) * B + p * b + j % b, so the
+    local batches, stacked in process order, are exactly the global batch a single
+    process reads, row for row (dropout masks, which follow rows, match too).
+    """
+
+    def __init__(self, parent: grain.MapDataset, local_batch: int, process_index: int, process_count: int):
+        super().__init__(parent)
+        self.b, self.p, self.n = local_batch, process_index, process_count
+
+    def __len__(self) -> int:
+        return (len(self._parent) // (self.b * self.n)) * self.b
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        step, row = divmod(index, self.b)
+        return self._parent[step * self.b * self.n + self.p * self.b + row]
 
 
 def make_dataset(source, *, batch_size: int, seed: int = 0, shuffle: bool = True,
@@ -28,15 +51,17 @@ def make_dataset(source, *, batch_size: int, seed: int = 0, shuffle: bool = True
     """
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} outside 0..{process_count - 1}")
-    ds = grain.MapDataset.source(source)[process_index::process_count]
-    if len(ds) < batch_size and drop_remainder:
-        raise ValueError(f"{len(ds)} examples for this process cannot fill a batch of {batch_size}")
+    ds = grain.MapDataset.source(source)
+    if len(ds) // process_count < batch_size and drop_remainder:
+        raise ValueError(f"{len(ds) // process_count} examples per process cannot fill a batch of {batch_size}")
     if shuffle:
         ds = ds.shuffle(seed=seed)
     if num_epochs != 1:
         ds = ds.repeat(num_epochs)
-    if augment:
+    if augment:  # keyed by the global position: the same draws whatever the process count
         ds = ds.random_map(Augment(getattr(source, "strand_pair", None)), seed=seed)
+    if process_count > 1:
+        ds = ProcessRows(ds, batch_size, process_index, process_count)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     it = ds.to_iter_dataset()
     if workers > 0:
