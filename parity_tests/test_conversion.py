@@ -191,7 +191,6 @@ def test_not_a_state_dict_is_rejected(tmp_path, capsys):
 
 def _eval_rel_err(cfg, tmodel):
     jmodel = model_from_torch(tmodel.state_dict(), cfg)
-    jmodel.eval()
     x = one_hot(2, cfg.seq_length, seed=9)
     with torch.no_grad():
         want = tmodel(torch.from_numpy(x), "human").numpy()
