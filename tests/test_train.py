@@ -186,3 +186,26 @@ def test_real_basenji2_trains_on_cpu(tmp_path):
     arrays, cfg, _ = load_arrays(summary["model"])
     assert cfg.head_tracks == {"human": 5313} and cfg.seq_length == 32_768
     assert arrays["dilated"][10]["conv1"]["kernel"].shape == (3, 768, 384)
+
+
+def test_init_from_a_checkpoint_or_a_seed_pt(store, tmp_path):
+    """--init-from: a jax_basenji checkpoint, or a seed .pt through the converter (lr 0 keeps them)."""
+    import torch
+
+    from torch_ref import Basenji2 as TorchBasenji2
+
+    torch.manual_seed(3)
+    tmodel = TorchBasenji2(ModelConfig.tiny(heads={"human": 8, "mouse": 4}))
+    torch.save({"module." + k: v for k, v in tmodel.state_dict().items()}, tmp_path / "seed.pt")
+    frozen = dict(steps=1, optimizer="sgd", lr=0.0, eval_every=1, checkpoint_every=1)
+    first = train(ModelConfig.tiny(), _tc(store, tmp_path / "a", init_from=str(tmp_path / "seed.pt"), **frozen),
+                  progress=False)
+    got = _flat(load_arrays(first["model"])[0])
+    np.testing.assert_array_equal(got["stem/conv/kernel"], tmodel.state_dict()["conv_stem.conv_stem.0.0.weight"]
+                                  .numpy().transpose(2, 1, 0))
+    second = train(ModelConfig.tiny(), _tc(store, tmp_path / "b", init_from=first["model"], **frozen),
+                   progress=False)
+    again = _flat(load_arrays(second["model"])[0])
+    for k in got:
+        if not k.endswith(("/mean", "/var", "/count")):  # BatchNorm statistics move in train mode
+            np.testing.assert_array_equal(again[k], got[k], err_msg=k)
