@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set-up, then the embedded demo (tiny model: torch -> JAX -> torch, parity check, prediction).
+# Set-up, then the embedded demo: `python -m jax_basenji.train` with no arguments
+# (synthetic Basenji data, tiny model, ~5 min on 2 CPU cores; exits 1 if validation R < 0.5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec "${PYTHON:-python3}" -m jax_basenji.demo "$@"
+exec "${PYTHON:-python3}" -m jax_basenji.train "$@"
