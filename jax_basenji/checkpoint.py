@@ -94,15 +94,9 @@ def load_arrays(path: str) -> tuple[dict, ModelConfig, dict]:
     return restored, cfg, meta
 
 
-def load_model(path: str, *, config_overrides: dict | None = None) -> tuple[Basenji2, dict]:
-    """Restore a model (in eval mode) and the checkpoint metadata.
-
-    `config_overrides` may change fields that do not affect shapes
-    (e.g. `bn_momentum`, `dtype`, dropout rates).
-    """
+def load_model(path: str) -> tuple[Basenji2, dict]:
+    """Restore a model (in eval mode) and the checkpoint metadata."""
     arrays, cfg, meta = load_arrays(path)
-    if config_overrides:
-        cfg = cfg.replace(**config_overrides)
     model = build_model(cfg)
     nnx.update(model, arrays)
     model.eval()

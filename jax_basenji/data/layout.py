@@ -22,7 +22,6 @@ import numpy as np
 from jax_basenji.data.tfrecord import RecordError, parse_bytes_features, read_records
 
 SUBSETS = ("train", "valid", "test")
-BASES = b"ACGT"
 
 
 class DataError(ValueError):
