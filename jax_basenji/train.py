@@ -139,9 +139,10 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True) -> 
             total += sums.loss
         return total / len(valid_src)
 
-    def check(losses: list, r: int, params: bool = False) -> None:
-        """Stop on a non-finite loss (or, before a checkpoint, non-finite weights)."""
-        bad = [(s, float(loss)) for s, loss in losses if not math.isfinite(float(loss))]
+    def check(losses: list, r: int, params: bool = False) -> list[tuple[str, float]]:
+        """Stop on a non-finite loss (or, before a checkpoint, non-finite weights); returns the losses as floats."""
+        values = [(s, float(loss)) for s, loss in losses]
+        bad = [(s, v) for s, v in values if not math.isfinite(v)]
         if params and not bad and not bool(all_finite(state)):
             bad = [("weights", float("nan"))]
         if bad:
@@ -149,6 +150,7 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True) -> 
             what = "weights became non-finite" if bad[0][0] == "weights" else f"training loss became {bad[0][1]}"
             raise NonFiniteLoss(f"{what} at round {r} ({bad[0][0]}); stopped. Last good checkpoint: "
                                 f"{'none' if good is None else f'round {good}'} in {os.path.join(ckpt_dir, 'latest')}")
+        return values
 
     bar = tqdm(total=tc.steps, initial=start, unit="round", disable=not (progress and primary), file=sys.stderr)
     pending, window, t0, seqs = [], {s: [] for s in tc.species}, time.perf_counter(), 0
@@ -159,9 +161,8 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True) -> 
             for s in tc.species:
                 state, out = trainer.train_step(state, global_batch(next(iterators[s]), mesh), head=s)
                 losses.append((s, out["loss"]))
-            check(pending, r - 1)  # the previous round's losses: no stall on the device
-            for s, loss in pending:
-                window[s].append(float(loss))
+            for s, loss in check(pending, r - 1):  # the previous round's losses: no device stall
+                window[s].append(loss)
             pending = losses
             seqs += tc.batch_size * len(tc.species)
             bar.update()

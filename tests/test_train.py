@@ -14,6 +14,7 @@ import pytest
 
 from jax_basenji.checkpoint import CheckpointError, load_arrays
 from jax_basenji.config import ModelConfig
+from jax_basenji.convert_table import flatten
 from jax_basenji.data.__main__ import main as data_main
 from jax_basenji.data.store import convert
 from jax_basenji.train import main as train_main
@@ -39,11 +40,8 @@ def _tc(store, workdir, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-def _flat(tree, prefix=""):
-    out = {}
-    for k, v in tree.items():
-        out.update(_flat(v, f"{prefix}{k}/") if isinstance(v, dict) else {f"{prefix}{k}": np.asarray(v)})
-    return out
+def _flat(tree):
+    return {"/".join(map(str, path)): np.asarray(v) for path, v in flatten(tree).items()}
 
 
 def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(store, tmp_path):
