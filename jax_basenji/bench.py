@@ -1,6 +1,13 @@
 """Benchmarks.
 
+  python -m jax_basenji.bench model [--preset basenji2-double-prime] [--batch-size 1]
+      [--seq-length 131072] [--precision fp32|bf16] [--device cpu|gpu] [--json out.json]
   python -m jax_basenji.bench data --store STORE [--species human] [--batch-size 4] [--seconds 20]
+
+`model`: JAX vs torch_ref with the same weights and inputs, eval forward and a
+full SGD training step, median of --repeats timed runs after warm-up, first
+call (compilation) separately, peak memory, TFLOP/s (MFU on GPU) and the
+JAX/torch time ratios (see jax_basenji.bench_model).
 
 `data`: examples/s and GB/s of decoded targets through the full training
 pipeline (shuffle, augmentation, batching), in-process (workers=0: grain's
@@ -17,6 +24,7 @@ import platform
 import sys
 import time
 
+from jax_basenji.bench_model import bench_model, child_main
 from jax_basenji.cli import one_line_errors
 from jax_basenji.data import BasenjiSource, make_dataset
 
@@ -57,6 +65,19 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m jax_basenji.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
+    m = sub.add_parser("model", help="JAX vs torch_ref model speed")
+    m.add_argument("--preset", default="basenji2-double-prime",
+                   help="model preset: basenji2-double-prime, basenji2-prime or tiny")
+    m.add_argument("--batch-size", type=int, default=1)
+    m.add_argument("--seq-length", type=int, help="input length in bp (default: the preset's)")
+    m.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    m.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    m.add_argument("--modes", nargs="+", choices=("forward", "train"), default=["forward", "train"])
+    m.add_argument("--warmup", type=int, default=1, help="untimed runs after the first call")
+    m.add_argument("--repeats", type=int, default=5, help="timed runs (the median is reported)")
+    m.add_argument("--json", help="also write the figures to this JSON file")
+    c = sub.add_parser("_child")  # internal: one (framework, mode) in its own process
+    c.add_argument("spec")
     d = sub.add_parser("data", help="data pipeline throughput")
     d.add_argument("--store", required=True, help="converted store directory")
     d.add_argument("--species", default="human")
@@ -70,7 +91,14 @@ def parse_args(argv):
 @one_line_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    result = bench_data(args)
+    if args.what == "_child":
+        return child_main(args.spec)
+    if args.what == "model":
+        result = bench_model(preset=args.preset, batch_size=args.batch_size, seq_length=args.seq_length,
+                             precision=args.precision, device=args.device, modes=tuple(args.modes),
+                             warmup=args.warmup, repeats=args.repeats)
+    else:
+        result = bench_data(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

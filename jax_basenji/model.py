@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_basenji.config import ModelConfig
+from jax_basenji.fused import bn_gelu_pool
 
 
 def gelu(x: jax.Array) -> jax.Array:
@@ -68,14 +69,17 @@ class BatchNorm(nnx.Module):
         else:
             mean = xf.mean(axis=(0, 1))
             var = jnp.square(xf - mean).mean(axis=(0, 1))
-            n = x.shape[0] * x.shape[1]
-            m = self.momentum
-            self.mean[...] = (1.0 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
-            unbiased = var * (n / max(n - 1, 1))
-            self.var[...] = (1.0 - m) * self.var[...] + m * jax.lax.stop_gradient(unbiased)
-            self.count[...] = self.count[...] + 1
+            self.update(mean, var, x.shape[0] * x.shape[1])
         y = (xf - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
         return y.astype(x.dtype)
+
+    def update(self, mean: jax.Array, var: jax.Array, n: int) -> None:
+        """Running statistics from a batch's mean and biased variance over `n` positions."""
+        m = self.momentum
+        self.mean[...] = (1.0 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
+        unbiased = var * (n / max(n - 1, 1))
+        self.var[...] = (1.0 - m) * self.var[...] + m * jax.lax.stop_gradient(unbiased)
+        self.count[...] = self.count[...] + 1
 
 
 def Conv(cin: int, cout: int, kernel: int, *, dilation: int = 1, dtype: str,
@@ -94,7 +98,13 @@ class ConvPoolBlock(nnx.Module):
         self.bn = BatchNorm(cout, momentum=cfg.bn_momentum, eps=cfg.bn_eps)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return max_pool2(gelu(self.bn(self.conv(x))))
+        y = self.conv(x)
+        if self.bn.use_running_average:
+            return max_pool2(gelu(self.bn(y)))
+        # Training: one op with a hand-written backward (jax_basenji.fused).
+        z, mean, var = bn_gelu_pool(y, self.bn.scale[...], self.bn.bias[...], self.bn.eps)
+        self.bn.update(mean, var, y.shape[0] * y.shape[1])
+        return z
 
 
 class DilatedResidual(nnx.Module):

@@ -1,0 +1,280 @@
+"""Model benchmark: the JAX engine and torch_ref side by side, same weights, same inputs.
+
+Each (framework, mode) pair runs in its own child process so that its peak
+memory is its own and the two thread pools never compete for the cores. The
+parent writes one seed-format `.pt` (torch init, fixed seed); the torch child
+loads it, the JAX child converts it with `jax_basenji.convert`. Both read the
+same one-hot input and Poisson-like targets drawn from a fixed numpy seed, and
+both forward children save their output so the parent can check that the two
+sides computed the same function (`max_rel_diff`).
+
+Modes
+  forward  eval-mode forward pass of the human head.
+  train    one full training step of the seed's recipe on the human head:
+           forward in train mode (dropout, BN batch statistics and running
+           updates), Poisson loss, backward, global-norm clipping at 2, SGD with
+           momentum 0.99. The mouse head is untouched (torch skips grad-None
+           parameters; the JAX trainer keeps one optimizer state per head).
+
+FLOPs (multiply-add = 2 FLOP) come from the layer shapes (`model_flops`):
+for Basenji2 at 131,072 bp and the human head, ~233 GFLOP per forward. A
+training step costs forward + input-gradient + weight-gradient passes = 3x
+the forward, minus the input gradient of the stem (the one-hot input needs
+none), ~695 GFLOP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from jax_basenji.config import ModelConfig
+
+# Dense bf16 peak of the accelerators we report MFU for (TFLOP/s, no sparsity).
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def model_flops(cfg: ModelConfig, seq_length: int, head: str = "human") -> dict[str, float]:
+    """FLOPs per sequence: {"forward": F, "train_step": T}, counting 2 per multiply-add."""
+    length, convs = seq_length, []  # (output positions, kernel * cin * cout)
+    widths = [cfg.stem_channels, *cfg.tower_channels]
+    convs.append((length, cfg.stem_kernel * 4 * cfg.stem_channels))
+    length //= 2
+    for i in range(cfg.tower_layers):
+        convs.append((length, cfg.tower_kernel * widths[i] * widths[i + 1]))
+        length //= 2
+    for _ in cfg.dilations:
+        convs.append((length, cfg.dilated_kernel * cfg.trunk_channels * cfg.bottleneck_channels))
+        convs.append((length, cfg.bottleneck_channels * cfg.trunk_channels))
+    bins = length - 2 * cfg.crop_bins
+    convs.append((bins, cfg.trunk_channels * cfg.final_channels))
+    convs.append((bins, cfg.final_channels * cfg.head_tracks[head]))
+    per_layer = [2.0 * n * w for n, w in convs]
+    forward = sum(per_layer)
+    # backward = weight gradients (1x) + input gradients (1x) except for the stem's input.
+    return {"forward": forward, "train_step": 3 * forward - per_layer[0]}
+
+
+def bench_inputs(batch: int, seq_length: int, bins: int, tracks: int, seed: int = 0):
+    """One-hot `[batch, seq_length, 4]` float32 and Poisson targets `[batch, bins, tracks]`."""
+    rng = np.random.default_rng(seed)
+    seq = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (batch, seq_length))]
+    target = rng.poisson(1.0, (batch, bins, tracks)).astype(np.float32)
+    return seq, target
+
+
+def _timed(fn, warmup: int, repeats: int) -> dict:
+    """First call timed alone (compilation for JAX), then `warmup` untimed, then the median."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"first_call_s": first, "median_s": statistics.median(times), "times_s": times}
+
+
+# ----- children ----------------------------------------------------------------------------
+def _torch_child(a: dict) -> dict:
+    import torch
+
+    from torch_ref import Basenji2
+    from torch_ref.losses import poisson_loss
+
+    cfg = ModelConfig.from_dict(a["config"])
+    device = torch.device("cuda" if a["device"] == "gpu" else "cpu")
+    # Same precision on both sides: no TF32 behind an fp32 label.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    model = Basenji2(cfg)
+    model.load_state_dict(torch.load(a["weights"], map_location="cpu", weights_only=True))
+    model.to(device)
+    seq_np, target_np = bench_inputs(a["batch_size"], a["seq_length"], a["bins"], cfg.head_tracks["human"])
+    seq, target = torch.from_numpy(seq_np).to(device), torch.from_numpy(target_np).to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=a["precision"] == "bf16")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    out = {}
+    if a["mode"] == "forward":
+        model.eval()
+
+        def step():
+            with torch.no_grad(), autocast:
+                out["pred"] = model(seq, "human")
+            sync()
+    else:
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=a["lr"], momentum=0.99)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            with autocast:
+                pred = model(seq, "human")
+            loss = poisson_loss(pred.float(), target)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
+            opt.step()
+            sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result = _timed(step, a["warmup"], a["repeats"])
+    result["peak_memory_gb"] = (torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None)
+    result["threads"] = torch.get_num_threads()
+    result["version"] = torch.__version__
+    if "pred" in out:
+        np.save(a["prediction"], out["pred"].float().cpu().numpy())
+    return result
+
+
+def _jax_child(a: dict) -> dict:
+    import jax
+
+    if a["precision"] == "fp32":  # fp32 means fp32 matmuls/convs on GPU too (no TF32)
+        jax.config.update("jax_default_matmul_precision", "highest")
+    from flax import nnx
+
+    from jax_basenji.convert import arrays_from_torch, load_torch_state_dict
+    from jax_basenji.sharding import global_batch, make_mesh
+    from jax_basenji.train_config import TrainConfig
+    from jax_basenji.model import build_model
+    from jax_basenji.trainer import Trainer
+
+    base = ModelConfig.from_dict(a["config"])
+    if a["precision"] == "bf16":
+        base = base.replace(dtype="bfloat16")
+    arrays, cfg, _ = arrays_from_torch(load_torch_state_dict(a["weights"]), base)
+    seq_np, target_np = bench_inputs(a["batch_size"], a["seq_length"], a["bins"], cfg.head_tracks["human"])
+    mesh = make_mesh()
+    batch = global_batch({"sequence": seq_np, "target": target_np}, mesh)
+    out = {}
+    if a["mode"] == "forward":
+        model = build_model(cfg)
+        nnx.update(model, arrays)
+        model.eval()
+        graph, state = nnx.split(model)
+
+        @jax.jit
+        def forward(state, sequence):
+            return nnx.merge(graph, state)(sequence, "human")
+
+        t0 = time.perf_counter()
+        compiled = forward.lower(state, batch["sequence"]).compile()
+        compile_s = time.perf_counter() - t0
+
+        def step():
+            out["pred"] = compiled(state, batch["sequence"])
+            out["pred"].block_until_ready()
+    else:
+        tc = TrainConfig(species=("human",), batch_size=a["batch_size"], optimizer="sgd", lr=a["lr"],
+                         momentum=0.99, clip_norm=2.0, precision=a["precision"])
+        trainer = Trainer(cfg, tc, mesh)
+        holder = {"state": trainer.init_state(arrays)}
+        t0 = time.perf_counter()
+        compiled = trainer.train_step.lower(holder["state"], batch, "human").compile()
+        compile_s = time.perf_counter() - t0
+
+        def step():
+            holder["state"], metrics = compiled(holder["state"], batch)
+            metrics["loss"].block_until_ready()
+    result = _timed(step, a["warmup"], a["repeats"])
+    result["compile_s"] = compile_s
+    mem = compiled.memory_analysis()
+    result["xla_temp_gb"] = getattr(mem, "temp_size_in_bytes", 0) / 1e9 if mem is not None else None
+    stats = jax.devices()[0].memory_stats() or {}
+    result["peak_memory_gb"] = stats["peak_bytes_in_use"] / 1e9 if "peak_bytes_in_use" in stats else None
+    result["version"] = jax.__version__
+    result["device_kind"] = jax.devices()[0].device_kind
+    if "pred" in out:
+        np.save(a["prediction"], np.asarray(out["pred"], dtype=np.float32))
+    return result
+
+
+def child_main(args_json: str) -> int:
+    """Entry of a child process: run one (framework, mode) and write its figures."""
+    a = json.loads(args_json)
+    result = (_torch_child if a["framework"] == "torch" else _jax_child)(a)
+    # Linux reports ru_maxrss in KiB: the whole process, imports and weights included.
+    result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    with open(a["result"], "w") as f:
+        json.dump(result, f)
+    return 0
+
+
+# ----- parent ------------------------------------------------------------------------------
+def _run_child(a: dict) -> dict:
+    env = dict(os.environ)
+    if a["device"] == "cpu":
+        env["JAX_PLATFORMS"] = "cpu"
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    cmd = [sys.executable, "-m", "jax_basenji.bench", "_child", json.dumps(a)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"{a['framework']} {a['mode']} benchmark failed: {tail}")
+    with open(a["result"]) as f:
+        return json.load(f)
+
+
+def bench_model(*, preset: str, batch_size: int, seq_length: int | None, precision: str, device: str,
+                modes: tuple[str, ...] = ("forward", "train"), warmup: int = 1, repeats: int = 5,
+                lr: float = 1e-4, log=print) -> dict:
+    """Both frameworks, every mode; returns the figures and the JAX / torch time ratios."""
+    import torch
+
+    from torch_ref import Basenji2
+
+    cfg = ModelConfig.preset(preset)
+    seq_length = seq_length or cfg.seq_length
+    bins = cfg.output_bins(seq_length)
+    flops = model_flops(cfg, seq_length)
+    rows, result = {}, {"benchmark": "model", "preset": preset, "batch_size": batch_size,
+                        "seq_length": seq_length, "precision": precision, "device": device,
+                        "host": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
+                        "gflop_per_sequence": {k: round(v / 1e9, 2) for k, v in flops.items()}}
+    with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:
+        torch.manual_seed(0)
+        weights = os.path.join(tmp, "weights.pt")
+        torch.save(Basenji2(cfg).state_dict(), weights)
+        for mode in modes:
+            for framework in ("torch", "jax"):
+                a = {"framework": framework, "mode": mode, "config": cfg.to_dict(), "weights": weights,
+                     "batch_size": batch_size, "seq_length": seq_length, "bins": bins,
+                     "precision": precision, "device": device, "warmup": warmup, "repeats": repeats,
+                     "lr": lr, "result": os.path.join(tmp, f"{framework}_{mode}.json"),
+                     "prediction": os.path.join(tmp, f"{framework}_{mode}.npy")}
+                r = _run_child(a)
+                key = "train_step" if mode == "train" else "forward"
+                r["sequences_per_s"] = batch_size / r["median_s"]
+                r["tflops"] = flops[key] * batch_size / r["median_s"] / 1e12
+                peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in r.get("device_kind", "")), None)
+                if device == "gpu" and peak and precision == "bf16":
+                    r["mfu"] = r["tflops"] / peak
+                rows[f"{framework}_{mode}"] = r
+                log(f"{framework:5s} {mode:7s} median {r['median_s'] * 1e3:10.1f} ms  "
+                    f"{r['sequences_per_s']:8.2f} seq/s  compile {r.get('compile_s', 0):5.1f} s  "
+                    f"{r['tflops']:7.3f} TFLOP/s  peak RSS {r['peak_rss_gb']:.2f} GB")
+            key = "train_step" if mode == "train" else "forward"
+            result[f"{key}_ratio"] = rows[f"jax_{mode}"]["median_s"] / rows[f"torch_{mode}"]["median_s"]
+            log(f"{key}_ratio (JAX time / torch time) = {result[f'{key}_ratio']:.3f}")
+        if "forward" in modes:
+            ref = np.load(os.path.join(tmp, "torch_forward.npy"))
+            got = np.load(os.path.join(tmp, "jax_forward.npy"))
+            result["forward_max_rel_diff"] = float(np.abs(got - ref).max() / np.abs(ref).max())
+            log(f"forward outputs agree to max|d|/max|ref| = {result['forward_max_rel_diff']:.2e}")
+    result["rows"] = rows
+    result["versions"] = {"jax": rows[f"jax_{modes[0]}"]["version"], "torch": torch.__version__,
+                          "python": platform.python_version()}
+    return result
