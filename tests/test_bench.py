@@ -1,0 +1,30 @@
+"""`python -m jax_basenji.bench model`: runs both frameworks, reports ratios (no timing assertions)."""
+
+import json
+
+import pytest
+
+from jax_basenji import bench
+from jax_basenji.bench_model import model_flops
+from jax_basenji.config import ModelConfig
+
+
+def test_flop_count_of_basenji2_matches_the_derivation():
+    flops = model_flops(ModelConfig.basenji2_double_prime(), 131_072)
+    assert flops["forward"] / 1e9 == pytest.approx(233.15, abs=0.01)
+    assert flops["train_step"] / 1e9 == pytest.approx(694.92, abs=0.01)
+
+
+def test_model_benchmark_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    assert bench.main(["model", "--preset", "tiny", "--seq-length", "4096", "--batch-size", "2",
+                       "--warmup", "0", "--repeats", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["rows"]) == {"torch_forward", "jax_forward", "torch_train", "jax_train"}
+    for row in result["rows"].values():
+        assert row["median_s"] > 0 and row["sequences_per_s"] > 0 and row["peak_rss_gb"] > 0
+    for key in ("forward_ratio", "train_step_ratio"):
+        assert result[key] > 0
+    # Both sides ran the same weights on the same input.
+    assert result["forward_max_rel_diff"] < 1e-5
+    assert result["rows"]["jax_train"]["compile_s"] > 0

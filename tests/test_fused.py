@@ -1,0 +1,70 @@
+"""The fused train-mode BatchNorm -> GELU -> MaxPool(2) equals its unfused definition."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from jax_basenji.fused import bn_gelu_pool
+
+EPS = 1e-5
+
+
+def unfused(y, scale, bias):
+    mean = y.mean(axis=(0, 1))
+    var = jnp.square(y - mean).mean(axis=(0, 1))
+    u = (y - mean) * jax.lax.rsqrt(var + EPS) * scale + bias
+    a = jax.nn.gelu(u, approximate=False)
+    b, n, c = a.shape
+    return a[:, : n - n % 2].reshape(b, n // 2, 2, c).max(axis=2), mean, var
+
+
+def torch_reference(y, scale, bias, weights):
+    """The seed's ops in torch float64: gradients of sum(weights * block(y))."""
+    y, scale, bias = (torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)
+                      for a in (y, scale, bias))
+    x = y.transpose(1, 2)
+    u = torch.nn.functional.batch_norm(x, None, None, scale, bias, training=True, eps=EPS)
+    out = torch.nn.functional.max_pool1d(torch.nn.functional.gelu(u), 2).transpose(1, 2)
+    (out * torch.tensor(np.asarray(weights))).sum().backward()
+    return [t.grad.numpy() for t in (y, scale, bias)]
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
+
+
+@pytest.mark.parametrize("length", [36, 37])
+def test_outputs_and_gradients_equal_autodiff_in_float64(length):
+    rng = np.random.default_rng(length)
+    y = jnp.asarray(rng.normal(size=(2, length, 5)) * 3 + 1)
+    scale, bias = jnp.asarray(rng.normal(size=5) + 1), jnp.asarray(rng.normal(size=5))
+    w = jnp.asarray(rng.normal(size=(2, length // 2, 5)))
+    got, ref = bn_gelu_pool(y, scale, bias, EPS), unfused(y, scale, bias)
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
+
+    def loss(f):
+        return lambda *args: (f(*args)[0] * w).sum()
+
+    g_fused = jax.grad(loss(lambda *a: bn_gelu_pool(*a, EPS)), argnums=(0, 1, 2))(y, scale, bias)
+    g_auto = jax.grad(loss(unfused), argnums=(0, 1, 2))(y, scale, bias)
+    g_torch = torch_reference(y, scale, bias, w)
+    for a, b, c in zip(g_fused, g_auto, g_torch):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a, c, rtol=0, atol=1e-12)
+
+
+def test_pool_ties_send_the_gradient_to_the_first_element_like_torch():
+    # Equal pairs (e.g. conv outputs over a run of N) tie in the max-pool: torch's
+    # MaxPool1d routes the whole gradient to the first; JAX's max would split it.
+    rng = np.random.default_rng(0)
+    y = jnp.asarray(np.repeat(rng.normal(size=(1, 8, 3)), 2, axis=1))
+    scale, bias = jnp.ones(3), jnp.zeros(3)
+    w = jnp.asarray(rng.normal(size=(1, 8, 3)))
+    g = jax.grad(lambda y: (bn_gelu_pool(y, scale, bias, EPS)[0] * w).sum())(y)
+    np.testing.assert_allclose(g, torch_reference(y, scale, bias, w)[0], rtol=0, atol=1e-12)
