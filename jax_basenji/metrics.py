@@ -13,22 +13,31 @@ SUM_KEYS = ("n", "x", "y", "xy", "xx", "yy")
 
 
 class PearsonSums:
-    """Running per-track sums (Σx, Σy, Σxy, Σx², Σy², n) over positions, float64 on the host."""
+    """Running per-track sums (Σx, Σy, Σxy, Σx², Σy², n) over positions, float64 on the host,
+    and the mean of every loss an eval step reports (`loss`, `loss_<group>`)."""
 
     def __init__(self):
         self.sums: dict[str, np.ndarray] | None = None
-        self.loss_sum, self.batches = 0.0, 0
+        self.loss_sums: dict[str, float] = defaultdict(float)
+        self.batches = 0
 
     def add(self, out: dict) -> None:
         """`out`: an eval step's {"loss", "n", "x", ...} (device arrays are fetched here)."""
         host = {k: np.asarray(out[k], np.float64) for k in SUM_KEYS}
         self.sums = host if self.sums is None else {k: self.sums[k] + host[k] for k in SUM_KEYS}
-        self.loss_sum += float(out["loss"])
+        for k, v in out.items():
+            if k.startswith("loss"):
+                self.loss_sums[k] += float(v)
         self.batches += 1
 
     @property
+    def losses(self) -> dict[str, float]:
+        """{"loss": mean loss, "loss_<group>": ...} over the batches seen."""
+        return {k: v / max(self.batches, 1) for k, v in self.loss_sums.items()}
+
+    @property
     def loss(self) -> float:
-        return self.loss_sum / max(self.batches, 1)
+        return self.losses.get("loss", 0.0)
 
     def pearson_r(self) -> np.ndarray:
         """`[T]` Pearson R per track across all positions seen (NaN for constant tracks)."""

@@ -58,18 +58,30 @@ def _config_diff(saved: dict, current: dict) -> list[str]:
             if saved.get(k) != current.get(k)]
 
 
-def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True) -> dict:
-    """Run (or resume) training; returns the last validation summary per species."""
+def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
+          sources: dict | None = None, init: tuple[dict, ModelConfig, tuple[str, ...]] | None = None) -> dict:
+    """Run (or resume) training; returns the last validation summary per species.
+
+    By default the data are `tc.data`'s stores of `tc.species` and the weights
+    come from `tc.init_from` (or a fresh init). Fine-tuning passes its own
+    `sources` ({species or head: (train source, valid source)}) and `init`
+    (arrays, model config with every head, heads that start from random init).
+    """
     mesh = make_mesh()
     primary = jax.process_index() == 0
     os.makedirs(tc.workdir, exist_ok=True)
-    fasta = dict(tc.fasta)
-    train_src = {s: BasenjiSource(tc.data, s, "train", seq_length=tc.seq_length, fasta=fasta.get(s))
-                 for s in tc.species}
-    valid_src = {s: BasenjiSource(tc.data, s, "valid", seq_length=tc.seq_length, fasta=fasta.get(s))
-                 for s in tc.species}
+    if sources is None:
+        fasta = dict(tc.fasta)
+        sources = {s: tuple(BasenjiSource(tc.data, s, subset, seq_length=tc.seq_length, fasta=fasta.get(s))
+                            for subset in ("train", "valid")) for s in tc.species}
+    train_src = {s: pair[0] for s, pair in sources.items()}
+    valid_src = {s: pair[1] for s, pair in sources.items()}
     length = train_src[tc.species[0]].seq_length
-    if tc.init_from:
+    fresh_heads: tuple[str, ...] = ()
+    if init is not None:
+        init_arrays, model_cfg, fresh_heads = init
+        model_cfg = model_cfg.replace(seq_length=length)
+    elif tc.init_from:
         init_arrays, model_cfg = _initial_arrays(tc.init_from, model_cfg.replace(seq_length=length))
     else:
         init_arrays = None
@@ -77,8 +89,8 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True) -> 
                                       heads=tuple((s, train_src[s].num_targets) for s in tc.species))
     for s, src in train_src.items():
         bins = model_cfg.output_bins(src.seq_length)
-        if (bins, model_cfg.head_tracks.get(s)) != src.store.target_shape:
-            raise InputError(f"{tc.data}/{s}: targets are {src.store.target_shape} (bins, tracks); the model "
+        if (bins, model_cfg.head_tracks.get(s)) != src.target_shape:
+            raise InputError(f"{s} data: targets are {src.target_shape} (bins, tracks); the model "
                              f"gives {bins} bins x {model_cfg.head_tracks.get(s)} tracks at {src.seq_length} bp")
     trainer = Trainer(model_cfg, tc, mesh)
     local_bs = local_batch_size(tc.batch_size, mesh)
@@ -107,10 +119,10 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True) -> 
         print(f"resumed from round {start} in {ckpt_dir}", file=sys.stderr)
     else:
         start = 0
-        state = trainer.init_state(init_arrays)
+        state = trainer.init_state(init_arrays, fresh_heads)
 
     writer = MetricsWriter(tc.workdir, enabled=primary)
-    track_assays = {s: assays(src.store.meta["targets"]) for s, src in train_src.items()}
+    track_assays = {s: assays(src.targets) for s, src in train_src.items()}
     rep = replicated(mesh)
     all_finite = jax.jit(lambda st: jax.tree.reduce(
         lambda a, b: a & b, jax.tree.map(lambda x: jnp.isfinite(x).all(), (st["params"], st["batch_stats"]))))
@@ -133,7 +145,7 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True) -> 
                 sums.add(trainer.eval_step(state, global_batch(batch, mesh), head=s))
             r_tracks = sums.pearson_r()
             last_r[s] = r_tracks
-            summary[s] = {"loss": sums.loss, "pearson_r": float(np.nanmean(r_tracks)),
+            summary[s] = {**sums.losses, "pearson_r": float(np.nanmean(r_tracks)),
                           "pearson_r_by_assay": by_assay(r_tracks, track_assays[s])}
             writer.write({"step": r, "split": "valid", "species": s, **summary[s]})
             total += sums.loss
@@ -154,6 +166,7 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True) -> 
 
     bar = tqdm(total=tc.steps, initial=start, unit="round", disable=not (progress and primary), file=sys.stderr)
     pending, window, t0, seqs = [], {s: [] for s in tc.species}, time.perf_counter(), 0
+    group_losses = {s: [] for s in tc.species}  # per-group losses of the log window (fine-tuning)
     try:
         for r in range(start + 1, tc.steps + 1):
             state["step"] = jax.device_put(np.int32(r), rep)
@@ -161,6 +174,7 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True) -> 
             for s in tc.species:
                 state, out = trainer.train_step(state, global_batch(next(iterators[s]), mesh), head=s)
                 losses.append((s, out["loss"]))
+                group_losses[s].append({k: v for k, v in out.items() if k.startswith("loss_")})
             for s, loss in check(pending, r - 1):  # the previous round's losses: no device stall
                 window[s].append(loss)
             pending = losses
@@ -170,11 +184,14 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True) -> 
                 rate = seqs / (time.perf_counter() - t0)
                 for s in tc.species:
                     if window[s]:
+                        groups = {k: float(np.mean([float(g[k]) for g in group_losses[s]]))
+                                  for k in group_losses[s][0]}
                         writer.write({"step": r, "split": "train", "species": s,
-                                      "loss": float(np.mean(window[s])), "seq_per_s": rate})
+                                      "loss": float(np.mean(window[s])), **groups, "seq_per_s": rate})
                 bar.set_postfix({f"loss_{s}": f"{np.mean(window[s]):.3f}" for s in tc.species if window[s]}
                                 | {"seq/s": f"{rate:.1f}"})
                 window, t0, seqs = {s: [] for s in tc.species}, time.perf_counter(), 0
+                group_losses = {s: [] for s in tc.species}
             eval_due = (tc.eval_every and r % tc.eval_every == 0) or r == tc.steps
             ckpt_due = r % tc.checkpoint_every == 0 or r == tc.steps
             if eval_due or ckpt_due:

@@ -56,6 +56,15 @@ class TrainConfig:
     init_from: str | None = None
     # Data worker processes per species (0: in-process prefetch).
     workers: int = 0
+    # "none": the trunk trains with each head; "trunk": only the heads train (the trunk
+    # runs in eval mode: running BatchNorm statistics, no dropout; fine-tuning a new head).
+    freeze: str = "none"
+    # Channel groups of a head's targets for the loss, in channel order, as
+    # (name, tracks, weight, log1p): loss = sum(weight * Poisson(group)) / groups, with
+    # log(x+1) applied to that group's targets (training and validation). Empty: one
+    # Poisson loss over all channels. The seed's joint ATAC+RNA fine-tuning:
+    # (("atac", 35, 1.0, False), ("rna", 37, w, True)) -> (w * L_rna + L_atac) / 2.
+    modalities: tuple[tuple[str, int, float, bool], ...] = ()
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adam", "adamw"):
@@ -64,6 +73,10 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected constant or cosine")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {self.precision!r}; expected fp32 or bf16")
+        if self.freeze not in ("none", "trunk"):
+            raise ValueError(f"unknown freeze {self.freeze!r}; expected none or trunk")
+        object.__setattr__(self, "modalities", tuple((str(n), int(t), float(w), bool(l))
+                                                     for n, t, w, l in self.modalities))
         if self.batch_size < 1 or self.steps < 1:
             raise ValueError("batch_size and steps must be positive")
         object.__setattr__(self, "species", tuple(self.species))

@@ -94,16 +94,17 @@ class Trainer:
                 "opt": {"trunk": self.tx.init(trunk), "heads": {n: self.tx.init(p) for n, p in heads.items()}},
                 "step": jnp.int32(0), "key": jax.random.key_data(jax.random.key(self.tc.seed))}
 
-    def init_state(self, arrays: dict | None = None) -> dict:
+    def init_state(self, arrays: dict | None = None, fresh_heads: tuple[str, ...] = ()) -> dict:
         """The train state, built directly with replicated shardings (jitted init).
 
         `arrays` (params + batch statistics, as saved by jax_basenji.checkpoint)
-        replace the random initial weights.
+        replace the random initial weights, except the heads named in
+        `fresh_heads` (new heads of a fine-tuning), which keep their random init.
         """
         state = jax.jit(self._init, out_shardings=replicated(self.mesh))()
         if arrays is not None:
-            state["params"] = _take(state["params"], arrays, self.mesh)
-            state["batch_stats"] = _take(state["batch_stats"], arrays, self.mesh)
+            state["params"] = _take(state["params"], arrays, self.mesh, fresh_heads)
+            state["batch_stats"] = _take(state["batch_stats"], arrays, self.mesh, fresh_heads)
         return state
 
     def abstract_state(self) -> Any:
@@ -117,31 +118,62 @@ class Trainer:
         s = jax.tree.unflatten(self._stats_def, jax.tree.leaves(stats))
         return nnx.merge(graph, p, s, self._rest)
 
+    # ----- loss ----------------------------------------------------------------------------
+    def _targets(self, target: jax.Array) -> jax.Array:
+        """float32 targets, log(x+1) on the channel groups that ask for it."""
+        y = target.astype(jnp.float32)
+        if not any(m[3] for m in self.tc.modalities):
+            return y
+        parts, start = [], 0
+        for _, tracks, _, log1p in self.tc.modalities:
+            part = y[..., start:start + tracks]
+            parts.append(jnp.log1p(part) if log1p else part)
+            start += tracks
+        return jnp.concatenate(parts, axis=-1)
+
+    def _loss(self, pred: jax.Array, y: jax.Array) -> tuple[jax.Array, dict]:
+        """(joint loss, {"loss_<group>": loss}) of `pred`, `y` `[B, bins, T]`, in float32."""
+        if not self.tc.modalities:
+            return poisson_loss(pred, y), {}
+        parts, total, start = {}, 0.0, 0
+        for name, tracks, weight, _ in self.tc.modalities:
+            parts[f"loss_{name}"] = poisson_loss(pred[..., start:start + tracks], y[..., start:start + tracks])
+            total += weight * parts[f"loss_{name}"]
+            start += tracks
+        return total / len(self.tc.modalities), parts
+
     # ----- steps ---------------------------------------------------------------------------
     def _train_step(self, state: dict, batch: dict, head: str) -> tuple[dict, dict]:
         """One optimizer step on one species batch: `sequence` [B, L, 4], `target` [B, bins, T]."""
         species_index = list(self.cfg.head_tracks).index(head)
         key = jax.random.wrap_key_data(state["key"])
         dropout_key = jax.random.fold_in(jax.random.fold_in(key, state["step"]), species_index)
+        frozen_trunk = self.tc.freeze == "trunk"
+        y = self._targets(batch["target"])
 
-        def loss_fn(active):
+        def loss_fn(active):  # a frozen trunk is not in `active`: no gradient is computed for it
             params = {**state["params"], **active["trunk"],
                       "heads": {**state["params"]["heads"], head: active["head"]}}
-            model = self._model(self._graph_train, params, state["batch_stats"])
+            # A frozen trunk runs in eval mode: its BatchNorm statistics stay as loaded.
+            model = self._model(self._graph_eval if frozen_trunk else self._graph_train, params,
+                                state["batch_stats"])
             pred = model(batch["sequence"], head, rngs=nnx.Rngs(dropout=dropout_key))
-            loss = poisson_loss(pred, batch["target"])  # float32 whatever the compute dtype
-            return loss, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+            loss, parts = self._loss(pred, y)  # float32 whatever the compute dtype
+            return loss, (parts, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
 
         trunk, heads = _split_heads(state["params"])
-        active = {"trunk": trunk, "head": heads[head]}
-        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(active)
+        active = {"trunk": {} if frozen_trunk else trunk, "head": heads[head]}
+        (loss, (parts, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(active)
         grad_norm = optax.tree.norm(grads)
         if self.tc.clip_norm:
             grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, self.tc.clip_norm / (grad_norm + 1e-6)), grads)
         lr = self.schedule(state["step"])
-        d_trunk, opt_trunk = self.tx.update(grads["trunk"], state["opt"]["trunk"], active["trunk"])
+        if frozen_trunk:
+            new_trunk, opt_trunk = trunk, state["opt"]["trunk"]
+        else:
+            d_trunk, opt_trunk = self.tx.update(grads["trunk"], state["opt"]["trunk"], active["trunk"])
+            new_trunk = jax.tree.map(lambda p, d: p - lr * d, active["trunk"], d_trunk)
         d_head, opt_head = self.tx.update(grads["head"], state["opt"]["heads"][head], active["head"])
-        new_trunk = jax.tree.map(lambda p, d: p - lr * d, active["trunk"], d_trunk)
         new_head = jax.tree.map(lambda p, d: p - lr * d, active["head"], d_head)
         new_state = {
             "params": {**new_trunk, "heads": {**heads, head: new_head}},
@@ -149,15 +181,16 @@ class Trainer:
             "opt": {"trunk": opt_trunk, "heads": {**state["opt"]["heads"], head: opt_head}},
             "step": state["step"], "key": state["key"],
         }
-        return new_state, {"loss": loss, "grad_norm": grad_norm, "lr": lr}
+        return new_state, {"loss": loss, "grad_norm": grad_norm, "lr": lr, **parts}
 
     def _eval_step(self, state: dict, batch: dict, head: str) -> dict:
-        """Loss and per-track sums for Pearson R over [batch, bins]: each `[T]` float32."""
+        """Loss(es) and per-track sums for Pearson R over [batch, bins]: each `[T]` float32."""
         model = self._model(self._graph_eval, state["params"], state["batch_stats"])
         pred = model(batch["sequence"], head).astype(jnp.float32)
-        y = batch["target"].astype(jnp.float32)
+        y = self._targets(batch["target"])
+        loss, parts = self._loss(pred, y)
         axes = (0, 1)
-        return {"loss": poisson_loss(pred, y), "n": jnp.float32(pred.shape[0] * pred.shape[1]),
+        return {"loss": loss, **parts, "n": jnp.float32(pred.shape[0] * pred.shape[1]),
                 "x": pred.sum(axes), "y": y.sum(axes), "xy": (pred * y).sum(axes),
                 "xx": (pred * pred).sum(axes), "yy": (y * y).sum(axes)}
 
@@ -178,8 +211,11 @@ def _merge_dicts(a: dict, b: dict) -> dict:
     return out
 
 
-def _take(template: dict, arrays: dict, mesh) -> dict:
-    """`template`'s leaves read from the nested dict `arrays` (shape-checked), replicated."""
+def _take(template: dict, arrays: dict, mesh, fresh_heads: tuple[str, ...] = ()) -> dict:
+    """`template`'s leaves read from the nested dict `arrays` (shape-checked), replicated.
+
+    Leaves of the heads in `fresh_heads` keep the template's value when `arrays` lacks them.
+    """
     rep = replicated(mesh)
 
     def pick(path, leaf):
@@ -187,6 +223,8 @@ def _take(template: dict, arrays: dict, mesh) -> dict:
         node = arrays
         for p in path:
             if not isinstance(node, dict) or p.key not in node:
+                if len(path) > 1 and path[0].key == "heads" and path[1].key in fresh_heads:
+                    return leaf
                 raise ValueError(f"initial weights lack {name}")
             node = node[p.key]
         value = np.asarray(node)

@@ -6,7 +6,7 @@
 
 from jax_basenji.data.layout import DataError
 from jax_basenji.data.pipeline import make_dataset
-from jax_basenji.data.source import BasenjiSource
+from jax_basenji.data.source import BasenjiSource, ConcatSource
 from jax_basenji.data.tfrecord import RecordError
 
-__all__ = ["BasenjiSource", "DataError", "RecordError", "make_dataset"]
+__all__ = ["BasenjiSource", "ConcatSource", "DataError", "RecordError", "make_dataset"]

@@ -1,4 +1,4 @@
-"""`python -m jax_basenji.data {synth,convert}` (see `--help` of each)."""
+"""`python -m jax_basenji.data {synth,convert,tracks}` (see `--help` of each)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from jax_basenji.data.layout import DataError
 from jax_basenji.data.store import convert
 from jax_basenji.data.synth import SynthConfig, synth
 from jax_basenji.data.tfrecord import RecordError
+from jax_basenji.data.tracks import build_tracks, tracks_from_groups, tracks_from_sheet
 
 
 def _pairs(text: str, what: str) -> dict[str, int]:
@@ -40,7 +41,24 @@ def parse_args(argv):
     c.add_argument("--output", required=True, help="store directory (re-running resumes)")
     c.add_argument("--species", nargs="+", default=None, help="default: every species directory found")
     c.add_argument("--workers", type=int, default=1, help="processes converting files in parallel")
-    for q in (s, c):
+    t = sub.add_parser("tracks", help="bin bigWig files over BED regions into the Basenji2 layout")
+    t.add_argument("--regions", required=True, help="BED: chrom start end subset, input-length regions")
+    t.add_argument("--bigwig", nargs="+", action="append", default=[], metavar="BW",
+                   help="bigWig files of one assay; repeat the flag per assay (ATAC, then RNA, ...)")
+    t.add_argument("--assay", nargs="+", help="assay name per --bigwig group (default: the files' directory)")
+    t.add_argument("--samples", help="TSV sample sheet instead of --bigwig (columns: file, identifier, "
+                                     "description, assay, clip, scale, sum_stat)")
+    t.add_argument("--fasta", required=True, help="genome FASTA (indexed or indexable by pyfaidx)")
+    t.add_argument("--output", required=True, help="directory; the data go to OUTPUT/SPECIES/")
+    t.add_argument("--species", default="mouse", help="species directory name (default mouse)")
+    t.add_argument("--sum-stat", choices=["sum", "mean"], default="sum", help="per-bin summary (default sum)")
+    t.add_argument("--clip", type=float, help="upper bound per bin, before --scale")
+    t.add_argument("--scale", type=float, default=1.0, help="factor per bin (default 1)")
+    t.add_argument("--crop-bp", type=int, help="bp without targets per side (default length / 16)")
+    t.add_argument("--pool-width", type=int, default=128, help="bp per bin (default 128)")
+    t.add_argument("--records-per-file", type=int, default=64)
+    t.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT/SPECIES")
+    for q in (s, c, t):
         q.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -61,6 +79,18 @@ def main(argv=None) -> int:
             dirs = synth(args.output, {sp: tracks[sp] for sp in args.species}, cfg,
                          progress=not args.no_progress)
             print(f"wrote {', '.join(dirs.values())}")
+        elif args.command == "tracks":
+            opts = dict(sum_stat=args.sum_stat, clip=args.clip, scale=args.scale)
+            if bool(args.samples) == bool(args.bigwig):
+                raise InputError("give either --bigwig groups or a --samples sheet")
+            tracks = (tracks_from_sheet(args.samples, **opts) if args.samples
+                      else tracks_from_groups(args.bigwig, args.assay, **opts))
+            out = build_tracks(args.regions, tracks, args.fasta, args.output, species=args.species,
+                               crop_bp=args.crop_bp, pool_width=args.pool_width,
+                               records_per_file=args.records_per_file, overwrite=args.overwrite,
+                               progress=not args.no_progress)
+            print(f"wrote {out} ({len(tracks)} tracks); next: python -m jax_basenji.data convert "
+                  f"--input {args.output} --output STORE --species {args.species}")
         else:
             counts = convert(args.input, args.output, args.species, workers=args.workers,
                              progress=not args.no_progress)

@@ -63,7 +63,11 @@ class Region:
 
 
 def read_bed(species_dir: str) -> list[Region]:
-    path = os.path.join(species_dir, "sequences.bed")
+    return read_bed_file(os.path.join(species_dir, "sequences.bed"))
+
+
+def read_bed_file(path: str) -> list[Region]:
+    """`chrom start end subset` rows (tab-separated; comments and track lines skipped)."""
     regions = []
     try:
         with open(path) as f:
