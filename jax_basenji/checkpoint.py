@@ -46,12 +46,16 @@ def abstract_arrays(cfg: ModelConfig) -> dict:
 
 
 def save_arrays(path: str, arrays: dict, cfg: ModelConfig, *, torch_new_head: str | None = None,
-                overwrite: bool = False) -> None:
-    """Write `arrays` (as from `model_arrays`) with `cfg` into checkpoint dir `path`."""
+                overwrite: bool = False, extra: dict | None = None) -> None:
+    """Write `arrays` (as from `model_arrays`) with `cfg` into checkpoint dir `path`.
+
+    `torch_new_head`: the head that jax-to-torch writes as the seed's fine-tuning
+    wrapper's `new_head`; `extra`: more metadata (e.g. the training config).
+    """
     path = os.path.abspath(path)
     if os.path.exists(path) and not overwrite:
         raise CheckpointError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
-    meta = {"format": FORMAT, "model_config": cfg.to_dict(), "torch_new_head": torch_new_head}
+    meta = {"format": FORMAT, "model_config": cfg.to_dict(), "torch_new_head": torch_new_head, **(extra or {})}
     arrays = jax.tree.map(np.asarray, arrays)
     _checkpointer().save(path, args=ocp.args.Composite(
         state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)), force=overwrite)

@@ -59,13 +59,15 @@ def _config_diff(saved: dict, current: dict) -> list[str]:
 
 
 def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
-          sources: dict | None = None, init: tuple[dict, ModelConfig, tuple[str, ...]] | None = None) -> dict:
+          sources: dict | None = None, init: tuple[dict, ModelConfig, tuple[str, ...]] | None = None,
+          torch_new_head: str | None = None) -> dict:
     """Run (or resume) training; returns the last validation summary per species.
 
     By default the data are `tc.data`'s stores of `tc.species` and the weights
     come from `tc.init_from` (or a fresh init). Fine-tuning passes its own
     `sources` ({species or head: (train source, valid source)}) and `init`
-    (arrays, model config with every head, heads that start from random init).
+    (arrays, model config with every head, heads that start from random init),
+    and names the head that jax-to-torch conversion writes as the seed's `new_head`.
     """
     mesh = make_mesh()
     primary = jax.process_index() == 0
@@ -214,7 +216,8 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
         writer.close()
     if primary:
         model_dir = os.path.join(tc.workdir, "model")
-        checkpoint.save_arrays(model_dir, trainer.model_arrays(state), trainer.cfg, overwrite=True)
+        checkpoint.save_arrays(model_dir, trainer.model_arrays(state), trainer.cfg, overwrite=True,
+                               torch_new_head=torch_new_head, extra={"train_config": tc.to_dict()})
         summary["plots"] = plot_curves(tc.workdir, last_r)
         summary["model"] = model_dir
     return summary
@@ -248,11 +251,14 @@ def demo_configs() -> tuple[ModelConfig, TrainConfig]:
 
 
 # ----- command line ----------------------------------------------------------------------
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def add_train_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """The training flags (shared with jax_basenji.finetune, which leaves out `exclude`)."""
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m jax_basenji.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    a = p.add_argument
+
+    def a(flag, **kw):
+        if flag.lstrip("-") not in exclude:
+            p.add_argument(flag, **kw)
+
     a("--data", help="converted store (python -m jax_basenji.data convert); required unless demo")
     a("--workdir", default=d.workdir, help="checkpoints, metrics.jsonl, TensorBoard events, PNG plots")
     a("--model", default="basenji2-double-prime", choices=["basenji2-double-prime", "basenji2-prime", "tiny"],
@@ -287,10 +293,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a("--num-processes", type=int, help="processes in a multi-process run")
     a("--process-id", type=int, help="this process's index in a multi-process run")
     a("--no-progress", action="store_true", help="no progress bar")
+
+
+def train_config_from_args(args: argparse.Namespace, **fixed) -> TrainConfig:
+    """TrainConfig from parsed training flags; `fixed` fields override them."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in fields and k not in ("steps", "fasta")}
+    fasta = dict(item.split("=", 1) for item in getattr(args, "fasta", []))
+    return TrainConfig(**{**values, "fasta": tuple(fasta.items()), "steps": args.steps or TrainConfig().steps,
+                          **fixed})
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m jax_basenji.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_flags(p)
     return p.parse_args(argv)
 
 
-def _maybe_initialize_distributed(args) -> None:
+def maybe_initialize_distributed(args) -> None:
     """jax.distributed for multi-process runs: explicit flags, or SLURM's environment."""
     if args.num_processes and args.num_processes > 1:
         jax.distributed.initialize(coordinator_address=args.coordinator_address,
@@ -318,13 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.data:
         raise InputError("--data is required (or run without arguments for the demo)")
-    _maybe_initialize_distributed(args)
+    maybe_initialize_distributed(args)
     overrides = {"bn_momentum": args.bn_momentum} if args.bn_momentum is not None else {}
     model_cfg = ModelConfig.preset(args.model, remat=args.remat, **overrides)
-    fasta = dict(item.split("=", 1) for item in args.fasta)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    tc = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k not in ("steps", "fasta")},
-                     fasta=tuple(fasta.items()), steps=args.steps or TrainConfig().steps)
+    tc = train_config_from_args(args)
     if args.epochs:
         n = len(BasenjiSource(args.data, tc.species[0], "train"))
         tc = tc.replace(steps=max(1, math.ceil(args.epochs * n / tc.batch_size)))

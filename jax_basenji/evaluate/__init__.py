@@ -1,0 +1,1 @@
+"""Evaluation: `python -m jax_basenji.evaluate {positions,tss,ridge,attribution}`."""

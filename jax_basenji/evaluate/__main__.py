@@ -1,0 +1,172 @@
+"""Evaluation of a trained or fine-tuned model (SEED_SPEC.md §6).
+
+  python -m jax_basenji.evaluate positions --checkpoint CKPT --data STORE --species mouse \\
+      --subset test --head finetune --output runs/eval
+  python -m jax_basenji.evaluate tss --checkpoint CKPT --fasta mm10.fa --genes genes.gtf \\
+      --head mouse [--targets EXPR.tsv] [--targets-txt targets.txt] --output runs/tss
+  python -m jax_basenji.evaluate tss --checkpoint CKPT --data STORE --species mouse --subset test \\
+      --genes genes.tsv --head mouse --output runs/tss          (genes read off Basenji regions)
+  python -m jax_basenji.evaluate ridge --predictions runs/tss/tss_predictions.tsv --expression EXPR.tsv \\
+      --tracks CAGE --targets-txt targets.txt --train-subsets train valid --test-subset test --output runs/ridge
+  python -m jax_basenji.evaluate attribution --checkpoint CKPT --fasta mm10.fa --region chr1:1000-2000 \\
+      --head mouse --tracks 0,3 --bins center --output runs/attr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from jax_basenji.cli import InputError, one_line_errors
+
+
+def _targets_txt(path: str | None) -> list[dict[str, str]] | None:
+    """Rows of a targets.txt (header names as keys), or None."""
+    if path is None:
+        return None
+    from jax_basenji.evaluate.common import read_tsv
+
+    header, rows = read_tsv(path)
+    return [dict(zip(["row" if h == "" else h for h in header], r)) for r in rows]
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m jax_basenji.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+
+    def common(q, checkpoint=True):
+        if checkpoint:
+            q.add_argument("--checkpoint", required=True, help="jax_basenji checkpoint directory")
+            q.add_argument("--head", required=True, help="output head, e.g. human, mouse, finetune")
+            q.add_argument("--batch-size", type=int, default=4)
+        q.add_argument("--output", required=True, help="directory for the TSV tables and PNG plots")
+        q.add_argument("--no-progress", action="store_true")
+
+    q = sub.add_parser("positions", help="Pearson R, R², Spearman per track across all bins of a subset")
+    common(q)
+    q.add_argument("--data", required=True, help="converted store")
+    q.add_argument("--species", default="human")
+    q.add_argument("--subset", default="test")
+    q.add_argument("--spearman-positions", type=int, default=100_000,
+                   help="positions sampled for Spearman R (default 100000)")
+    q.add_argument("--log1p-assay", nargs="+", default=[], help="assays whose targets are compared as log(x+1)")
+
+    q = sub.add_parser("tss", help="gene x track predictions at TSS (+ correlation with expression)")
+    common(q)
+    q.add_argument("--genes", required=True, help="GTF/GFF, or TSV: gene_id chrom tss strand [subset]")
+    src = q.add_mutually_exclusive_group(required=True)
+    src.add_argument("--fasta", help="genome: one window per TSS")
+    src.add_argument("--data", help="store: TSS bins inside its regions (the seed's gene dictionary)")
+    q.add_argument("--species", default="human", help="with --data")
+    q.add_argument("--subset", default="test", help="with --data")
+    q.add_argument("--targets", help="gene x sample expression TSV (gene_id, then samples)")
+    q.add_argument("--targets-txt", help="targets.txt naming the head's tracks (column names)")
+    q.add_argument("--tracks", nargs="+", help="compare only these tracks (names, indices or an assay)")
+
+    q = sub.add_parser("ridge", help="ridge regression from TSS predictions to cell-type expression")
+    common(q, checkpoint=False)
+    q.add_argument("--predictions", required=True, help="tss_predictions.tsv of `evaluate tss`")
+    q.add_argument("--expression", required=True, help="gene x cell type TSV (gene_id, then cell types)")
+    q.add_argument("--tracks", nargs="+", required=True, help="assay (e.g. CAGE), track names or indices")
+    q.add_argument("--targets-txt", help="targets.txt of the predicted head (to select by assay)")
+    q.add_argument("--train-subsets", nargs="+", default=["train", "valid"])
+    q.add_argument("--test-subset", default="test")
+    q.add_argument("--alpha", default="1.0", help="ridge penalty, or 'cv' for leave-one-out CV per cell type")
+
+    q = sub.add_parser("attribution", help="input x gradient contribution scores for one region")
+    common(q)
+    q.add_argument("--fasta", required=True)
+    q.add_argument("--region", required=True, help="chrom:start-end; the input window is centred on it")
+    q.add_argument("--tracks", default="all", help="track indices: all, a-b or i,j,k (default all)")
+    q.add_argument("--bins", default="center", help="bins: center (3 centre bins), all, a-b or i,j,k")
+    return p.parse_args(argv)
+
+
+@one_line_errors
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.makedirs(args.output, exist_ok=True)
+    progress = not args.no_progress
+    if args.what == "positions":
+        from jax_basenji.evaluate.positions import evaluate_positions
+
+        result = evaluate_positions(args.checkpoint, args.data, args.species, args.subset, args.head, args.output,
+                                    batch_size=args.batch_size, spearman_positions=args.spearman_positions,
+                                    log1p_assays=tuple(args.log1p_assay), progress=progress)
+    elif args.what == "tss":
+        result = _tss(args, progress)
+    elif args.what == "ridge":
+        from jax_basenji.evaluate.ridge import ridge_eval
+
+        try:
+            alpha = None if args.alpha == "cv" else float(args.alpha)
+        except ValueError:
+            raise InputError(f"--alpha {args.alpha!r}: a number or 'cv'") from None
+        result = ridge_eval(args.predictions, args.expression, args.tracks, args.output,
+                            targets=_targets_txt(args.targets_txt), train_subsets=tuple(args.train_subsets),
+                            test_subset=args.test_subset, alpha=alpha)
+    else:
+        from jax_basenji.evaluate.attribution import attribution
+        from jax_basenji.evaluate.common import load_predictor
+
+        result = attribution(load_predictor(args.checkpoint, args.head), args.fasta, args.region, args.head,
+                             args.tracks, args.bins, args.output)
+    with open(os.path.join(args.output, f"{args.what}_summary.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result))
+    return 0
+
+
+def _tss(args, progress: bool) -> dict:
+    from jax_basenji.evaluate import tss
+    from jax_basenji.evaluate.common import load_predictor, track_table
+    from jax_basenji.evaluate.ridge import select_tracks
+
+    predictor = load_predictor(args.checkpoint, args.head)
+    genes = tss.read_genes(args.genes)
+    n_tracks = predictor.model.cfg.head_tracks[args.head]
+    if args.data:
+        from jax_basenji.data import BasenjiSource
+
+        try:
+            source = BasenjiSource(args.data, args.species, args.subset)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        if source.num_targets != n_tracks:
+            raise InputError(f"{args.data}/{args.species} has {source.num_targets} tracks; head {args.head!r} "
+                             f"predicts {n_tracks}")
+        names = [t["identifier"] for t in track_table(n_tracks, source.targets)]
+        genes, pred, measured = tss.regions_tss(predictor, genes, args.data, args.species, args.subset,
+                                                batch_size=args.batch_size, progress=progress)
+        tss.write_matrix(os.path.join(args.output, "tss_targets.tsv"), genes, measured, names)
+    else:
+        names = [t["identifier"] for t in track_table(n_tracks, _targets_txt(args.targets_txt))]
+        pred = tss.predict_tss(predictor, genes, args.fasta, batch_size=args.batch_size, progress=progress)
+        measured = None
+    tss.write_matrix(os.path.join(args.output, "tss_predictions.tsv"), genes, pred, names)
+    result = {"genes": len(genes), "tracks": n_tracks}
+    cols = list(range(n_tracks))
+    if args.tracks:
+        cols = select_tracks(names, args.tracks, _targets_txt(args.targets_txt) or
+                             (source.targets if args.data else None))
+    if args.targets:
+        gene_row, expr, samples = tss.read_expression(args.targets)
+        keep = [i for i, g in enumerate(genes) if g.gene_id in gene_row]
+        if len(keep) < 3:
+            raise InputError(f"only {len(keep)} genes of --genes are in {args.targets}")
+        p_cols, s_cols = tss.pair_columns([names[c] for c in cols], samples)
+        measured = expr[[gene_row[genes[i].gene_id] for i in keep]][:, s_cols]
+        pred_sel = pred[keep][:, [cols[c] for c in p_cols]]
+        result.update(tss.correlate(pred_sel, measured, [genes[i] for i in keep],
+                                    [samples[c] for c in s_cols], args.output))
+    elif measured is not None:
+        result.update(tss.correlate(pred[:, cols], measured[:, cols], genes, [names[c] for c in cols],
+                                    args.output))
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

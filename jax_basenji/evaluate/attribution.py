@@ -1,0 +1,105 @@
+"""Contribution scores: input x gradient of the mean prediction over a mask of bins x tracks.
+
+The window of the model's input length is centred on the region; the score
+of a position is sum over bases of one_hot * d(mean prediction)/d(one_hot),
+i.e. the gradient at the base present (0 at N). Written as `[L, 4]` .npy,
+a bedGraph of per-position scores, and a PNG.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jax_basenji.cli import InputError
+from jax_basenji.data.genome import Genome
+from jax_basenji.data.layout import DataError, index_to_one_hot
+from jax_basenji.evaluate.common import save_fig, pyplot
+
+
+def parse_region(text: str) -> tuple[str, int, int]:
+    m = re.fullmatch(r"([^:]+):([\d,]+)-([\d,]+)", text.strip())
+    if not m:
+        raise InputError(f"--region {text!r}: expected chrom:start-end")
+    start, end = int(m.group(2).replace(",", "")), int(m.group(3).replace(",", ""))
+    if end <= start:
+        raise InputError(f"--region {text!r}: end must exceed start")
+    return m.group(1), start, end
+
+
+def parse_range(text: str, size: int, what: str) -> np.ndarray:
+    """'all', 'center' (3 centre bins), 'a-b' (inclusive) or 'i,j,k' -> sorted indices < size."""
+    if text == "all":
+        return np.arange(size)
+    if text == "center":
+        return np.arange(size // 2 - 1, size // 2 + 2)
+    idx = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        try:
+            idx += list(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise InputError(f"--{what} {text!r}: expected all, center, a-b or a comma list") from None
+    bad = [i for i in idx if not 0 <= i < size]
+    if bad:
+        raise InputError(f"--{what} {bad[0]} is outside 0..{size - 1}")
+    return np.array(sorted(set(idx)))
+
+
+def input_x_gradient(model, one_hot: np.ndarray, head: str, bins: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+    """`[L, 4]` one_hot * d mean(pred[bins][:, tracks]) / d one_hot, for one `[L, 4]` sequence."""
+    model.eval()
+    graph, state = nnx.split(model)
+
+    @jax.jit
+    def grad(x):
+        def f(x):
+            pred = nnx.merge(graph, state)(x[None], head)[0]
+            return pred[bins][:, tracks].mean()
+
+        return jax.grad(f)(x)
+
+    x = jnp.asarray(one_hot, jnp.float32)
+    return np.asarray(grad(x) * x)
+
+
+def attribution(predictor, fasta: str, region: str, head: str, tracks: str, bins: str, output: str) -> dict:
+    model = predictor.model
+    chrom, start, end = parse_region(region)
+    length = model.cfg.seq_length
+    n_bins = model.cfg.output_bins(length)
+    bin_idx = parse_range(bins, n_bins, "bins")
+    track_idx = parse_range(tracks, model.cfg.head_tracks[head], "tracks")
+    centre = (start + end) // 2
+    w_start = centre - length // 2
+    try:
+        one_hot = index_to_one_hot(Genome(fasta).fetch(chrom, w_start, w_start + length)).astype(np.float32)
+    except DataError as e:
+        raise InputError(str(e)) from None
+    contrib = input_x_gradient(model, one_hot, head, bin_idx, track_idx)
+    score = contrib.sum(axis=1)
+    os.makedirs(output, exist_ok=True)
+    np.save(os.path.join(output, "attribution.npy.tmp.npy"), contrib)
+    os.replace(os.path.join(output, "attribution.npy.tmp.npy"), os.path.join(output, "attribution.npy"))
+    bg = os.path.join(output, "attribution.bedgraph")
+    with open(bg + ".tmp", "w") as f:
+        f.write(f"track type=bedGraph name=\"{head} input x gradient\"\n")
+        f.writelines(f"{chrom}\t{w_start + i}\t{w_start + i + 1}\t{score[i]:.6g}\n"
+                     for i in range(length) if w_start + i >= 0)
+    os.replace(bg + ".tmp", bg)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(10, 3))
+    ax.plot(np.arange(w_start, w_start + length), score, lw=0.5)
+    crop = model.cfg.crop_bins * model.cfg.bin_size
+    for b in (bin_idx.min(), bin_idx.max() + 1):
+        ax.axvline(w_start + crop + b * model.cfg.bin_size, color="r", lw=0.5)
+    ax.set(xlabel=f"{chrom} position", ylabel="input x gradient",
+           title=f"{head}: tracks {tracks}, bins {bins} (red: masked bins)")
+    png = save_fig(fig, os.path.join(output, "attribution.png"))
+    return {"window": f"{chrom}:{w_start}-{w_start + length}", "bins": len(bin_idx), "tracks": len(track_idx),
+            "score_abs_sum": float(np.abs(score).sum()), "png": png}

@@ -1,0 +1,118 @@
+"""Shared pieces of the evaluations: model loading, batched prediction, statistics, outputs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from jax_basenji import checkpoint
+from jax_basenji.cli import InputError
+from jax_basenji.metrics import assays
+from jax_basenji.predict import Predictor
+
+
+def load_predictor(checkpoint_dir: str, head: str) -> Predictor:
+    """Eval-mode predictor of one head; InputError naming the heads if `head` is unknown."""
+    model, _ = checkpoint.load_model(checkpoint_dir)
+    return Predictor(model, head)
+
+
+def track_table(n: int, targets: list[dict[str, str]] | None) -> list[dict[str, str]]:
+    """index / identifier / description / assay per track; `t<i>` names without a targets table."""
+    if targets is not None and len(targets) != n:
+        raise InputError(f"the targets table has {len(targets)} tracks; the head has {n}")
+    rows = targets or [{"identifier": f"t{i}", "description": ""} for i in range(n)]
+    kinds = assays(rows)
+    return [{"index": str(i), "identifier": r.get("identifier", f"t{i}"), "description": r.get("description", ""),
+             "assay": a} for i, (r, a) in enumerate(zip(rows, kinds))]
+
+
+def pearson_columns(x: np.ndarray, y: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Pearson R between matching columns (axis=0) or rows (axis=1) of `x` and `y` (NaN if constant)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    xc, yc = x - x.mean(axis, keepdims=True), y - y.mean(axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (xc * yc).sum(axis) / np.sqrt((xc * xc).sum(axis) * (yc * yc).sum(axis))
+
+
+def standardize(x: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
+    """(x - mean) / std per column; columns with std 0 become 0."""
+    mean = x.mean(axis=0) if mean is None else mean
+    std = x.std(axis=0) if std is None else std
+    return (x - mean) / np.where(std > 0, std, 1.0)
+
+
+def write_tsv(path: str, header: list[str], rows) -> str:
+    """A tab-separated table, written to a temporary name and renamed when complete."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\t".join(header) + "\n")
+        for row in rows:
+            f.write("\t".join(_fmt(v) for v in row) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_tsv(path: str, required: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a tab-separated table with a header line; InputError for missing columns."""
+    with open(path) as f:
+        lines = [line.rstrip("\n").split("\t") for line in f if line.strip() and not line.startswith("#")]
+    if not lines:
+        raise InputError(f"{path} is empty")
+    header = lines[0]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(f"{path} lacks the column(s) {missing}; its header is {header}")
+    return header, lines[1:]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "nan" if not np.isfinite(v) else f"{v:.8g}"
+    return str(v)
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_fig(fig, path: str) -> str:
+    plt = pyplot()
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=100)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
+    return path
+
+
+def histogram(values: np.ndarray, path: str, xlabel: str, title: str = "") -> str:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    ax.hist(v, bins=30)
+    if len(v):
+        ax.axvline(np.mean(v), color="k", linestyle="--", label=f"mean {np.mean(v):.3f}")
+        ax.legend()
+    ax.set(xlabel=xlabel, ylabel="count", title=title)
+    return save_fig(fig, path)
+
+
+def scatter(x: np.ndarray, y: np.ndarray, path: str, xlabel: str, ylabel: str, title: str = "",
+            max_points: int = 20_000) -> str:
+    plt = pyplot()
+    x, y = np.ravel(x), np.ravel(y)
+    if len(x) > max_points:  # a fixed subsample keeps the PNG readable
+        keep = np.random.default_rng(0).choice(len(x), max_points, replace=False)
+        x, y = x[keep], y[keep]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(x, y, s=3, alpha=0.3)
+    r = pearson_columns(x[:, None], y[:, None])[0] if len(x) > 1 else float("nan")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title} (R = {r:.3f})".strip())
+    return save_fig(fig, path)

@@ -1,0 +1,93 @@
+"""Correlation across positions: every bin of every sequence of a store subset.
+
+Per track: Pearson R (running float64 sums, as the seed's validation), R²
+(1 - SS_res / SS_tot from the same sums) and Spearman R (on a fixed random
+sample of positions: ranking all N x 896 positions of thousands of tracks
+would not fit in memory). Targets of `log1p_assays` (e.g. RNA fine-tuned on
+log(x+1)) are compared as log(x+1).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+from scipy.stats import rankdata
+from tqdm import tqdm
+
+from jax_basenji.cli import InputError
+from jax_basenji.data import BasenjiSource, make_dataset
+from jax_basenji.evaluate.common import histogram, load_predictor, pearson_columns, track_table, write_tsv
+
+
+def evaluate_positions(checkpoint_dir: str, store: str, species: str, subset: str, head: str, output: str, *,
+                       batch_size: int = 4, spearman_positions: int = 100_000, log1p_assays: tuple = (),
+                       progress: bool = True) -> dict:
+    """Write tracks.tsv, assays.tsv and pearson_r_hist.png into `output`; returns the summary."""
+    predictor = load_predictor(checkpoint_dir, head)
+    try:
+        source = BasenjiSource(store, species, subset)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    bins = predictor.model.cfg.output_bins(source.seq_length)
+    tracks = predictor.model.cfg.head_tracks[head]
+    if source.target_shape != (bins, tracks):
+        raise InputError(f"{store}/{species}/{subset}: targets are {source.target_shape} (bins, tracks); head "
+                         f"{head!r} predicts {bins} x {tracks} at {source.seq_length} bp")
+    table = track_table(tracks, source.targets)
+    log1p = np.array([t["assay"] in {a.upper() for a in log1p_assays} for t in table])
+
+    n_pos = len(source) * bins
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(n_pos, min(spearman_positions, n_pos), replace=False))
+    sampled_x, sampled_y = [], []
+    sums = {k: np.zeros(tracks) for k in ("x", "y", "xy", "xx", "yy")}
+    ds = make_dataset(source, batch_size=batch_size, shuffle=False, num_epochs=1, drop_remainder=False)
+    seen = 0
+    bar = tqdm(total=len(source), unit="seq", disable=not progress, file=sys.stderr, desc="positions")
+    for batch in ds:
+        seqs, real = batch["sequence"], len(batch["sequence"])
+        if real < batch_size:  # one compiled shape
+            seqs = np.concatenate([seqs, np.zeros((batch_size - real, *seqs.shape[1:]), seqs.dtype)])
+        x = predictor(seqs)[:real].reshape(-1, tracks).astype(np.float64)
+        y = batch["target"].reshape(-1, tracks).astype(np.float64)
+        y[:, log1p] = np.log1p(y[:, log1p])
+        for k, v in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
+            sums[k] += v.sum(axis=0)
+        lo, hi = np.searchsorted(sample, [seen, seen + len(x)])
+        sampled_x.append(x[sample[lo:hi] - seen])
+        sampled_y.append(y[sample[lo:hi] - seen])
+        seen += len(x)
+        bar.update(real)
+    bar.close()
+
+    n = float(seen)
+    cov = sums["xy"] - sums["x"] * sums["y"] / n
+    ss_x = sums["xx"] - sums["x"] ** 2 / n
+    ss_y = sums["yy"] - sums["y"] ** 2 / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pearson = cov / np.sqrt(ss_x * ss_y)
+        r2 = 1.0 - (sums["yy"] - 2 * sums["xy"] + sums["xx"]) / ss_y
+    sx, sy = np.concatenate(sampled_x), np.concatenate(sampled_y)
+    spearman = pearson_columns(rankdata(sx, axis=0), rankdata(sy, axis=0))
+
+    os.makedirs(output, exist_ok=True)
+    cols = ["index", "identifier", "description", "assay"]
+    write_tsv(os.path.join(output, "tracks.tsv"), cols + ["pearson_r", "r2", "spearman_r"],
+              ([t[c] for c in cols] + [pearson[i], r2[i], spearman[i]] for i, t in enumerate(table)))
+    kinds = sorted({t["assay"] for t in table})
+    per_assay = {}
+    for a in kinds:
+        idx = [i for i, t in enumerate(table) if t["assay"] == a]
+        per_assay[a] = {"tracks": len(idx), "pearson_r": float(np.nanmean(pearson[idx])),
+                        "pearson_r_median": float(np.nanmedian(pearson[idx])),
+                        "r2": float(np.nanmean(r2[idx])), "spearman_r": float(np.nanmean(spearman[idx]))}
+    write_tsv(os.path.join(output, "assays.tsv"),
+              ["assay", "tracks", "pearson_r", "pearson_r_median", "r2", "spearman_r"],
+              ([a, *per_assay[a].values()] for a in kinds))
+    histogram(pearson, os.path.join(output, "pearson_r_hist.png"), "Pearson R per track across positions",
+              f"{species} {subset}, head {head}")
+    return {"sequences": len(source), "positions": int(n), "spearman_positions": len(sx),
+            "pearson_r": float(np.nanmean(pearson)), "r2": float(np.nanmean(r2)),
+            "spearman_r": float(np.nanmean(spearman)), "by_assay": per_assay}

@@ -1,0 +1,156 @@
+"""Fine-tuning: a new head on a pretrained trunk (SEED_SPEC.md §5), on the training engine.
+
+  python -m jax_basenji.finetune --pretrained basenji2.pt --variant basenji2-double-prime \\
+      --data atac=stores/atac rna=stores/rna --species mouse --workdir runs/ft \\
+      --modality-weight rna=2 --log1p rna [--freeze heads|trunk] [every jax_basenji.train flag]
+
+`--pretrained` is a jax_basenji checkpoint or a seed `.pt` (plain, DataParallel or
+already fine-tuned). Each `--data` store (NAME=STORE, or STORE named after its
+directory) holds the same regions for `--species`; their tracks are
+concatenated in the order given and form one new head, `--head-name`
+(default `finetune`), Linear(1536 -> tracks) + Softplus. The old heads are kept
+and frozen. `--freeze heads` (the seed's) trains the trunk and the new head;
+`--freeze trunk` trains the new head only, the trunk in eval mode.
+
+With several stores (modalities) the loss is the seed's joint loss,
+sum(weight x Poisson(modality)) / modalities, i.e. (w * L_rna + L_atac) / 2,
+with log(x+1) applied to the targets of `--log1p` modalities. Joint and
+per-modality losses and per-assay Pearson R go to metrics.jsonl / TensorBoard.
+A checkpoint that already has the head (a seed fine-tuned `.pt`, or an earlier
+run) continues training it; re-running in the same workdir resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import jax
+
+from jax_basenji import checkpoint
+from jax_basenji.cli import InputError, one_line_errors
+from jax_basenji.config import VARIANTS, ModelConfig
+from jax_basenji.data import BasenjiSource, ConcatSource
+from jax_basenji.train import NonFiniteLoss, add_train_flags, maybe_initialize_distributed, train, \
+    train_config_from_args
+
+
+def named_stores(items: list[str]) -> list[tuple[str, str]]:
+    """['atac=path', 'path/rna'] -> [('atac', 'path'), ('rna', 'path/rna')]; names must differ."""
+    pairs = [tuple(i.split("=", 1)) if "=" in i else (os.path.basename(os.path.normpath(i)), i) for i in items]
+    names = [n for n, _ in pairs]
+    if len(set(names)) != len(names):
+        raise InputError(f"--data names must differ, got {names}; write NAME=STORE")
+    return pairs
+
+
+def load_pretrained(path: str, variant: str | None, widths: str = "basenji2") -> tuple[dict, ModelConfig]:
+    """Arrays and config of a jax_basenji checkpoint or a seed .pt (head `finetune` if fine-tuned)."""
+    if os.path.isdir(path):
+        arrays, cfg, _ = checkpoint.load_arrays(path)
+        return arrays, cfg
+    if not variant:
+        raise InputError(f"{path} is a torch checkpoint: pass --variant ({' or '.join(VARIANTS)}); "
+                         "the weights cannot tell the variants apart")
+    from jax_basenji.convert import arrays_from_torch, load_torch_state_dict
+
+    base = ModelConfig.tiny(variant=variant) if widths == "tiny" else ModelConfig.preset(variant)
+    arrays, cfg, _ = arrays_from_torch(load_torch_state_dict(path), base)
+    return arrays, cfg
+
+
+def modalities(stores: list[tuple[str, int]], weights: dict[str, float], log1p: list[str]) -> tuple:
+    """TrainConfig.modalities for (name, tracks) stores; () for one plain store."""
+    names = [n for n, _ in stores]
+    unknown = sorted((set(weights) | set(log1p)) - set(names))
+    if unknown:
+        raise InputError(f"--modality-weight/--log1p name {unknown}; the --data modalities are {names}")
+    if len(stores) == 1 and not weights and not log1p:
+        return ()
+    return tuple((n, t, weights.get(n, 1.0), n in log1p) for n, t in stores)
+
+
+def finetune(args: argparse.Namespace) -> dict:
+    stores = named_stores(args.data)
+    head = args.head_name
+
+    def source(subset: str) -> ConcatSource:
+        return ConcatSource([BasenjiSource(path, args.species, subset) for _, path in stores])
+
+    try:
+        sources = {head: (source("train"), source("valid"))}
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    counts = [(name, s.num_targets) for (name, _), s in zip(stores, sources[head][0].sources)]
+    tracks = sum(t for _, t in counts)
+
+    arrays, cfg = load_pretrained(args.pretrained, args.variant, args.widths)
+    if head in cfg.head_tracks:
+        if cfg.head_tracks[head] != tracks:
+            raise InputError(f"{args.pretrained}: head {head!r} has {cfg.head_tracks[head]} tracks; the data have "
+                             f"{tracks} ({', '.join(f'{n} {t}' for n, t in counts)})")
+        fresh = ()
+    else:
+        cfg = cfg.replace(heads=(*cfg.heads, (head, tracks)))
+        fresh = (head,)
+    cfg = cfg.replace(remat=args.remat)
+    weights = {}
+    for item in args.modality_weight:
+        name, _, value = item.partition("=")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise InputError(f"--modality-weight expects NAME=NUMBER, got {item!r}") from None
+    tc = train_config_from_args(
+        args, species=(head,), data=",".join(f"{n}={p}" for n, p in stores), init_from=args.pretrained,
+        freeze="trunk" if args.freeze == "trunk" else "none", modalities=modalities(counts, weights, args.log1p))
+    if args.epochs:
+        tc = tc.replace(steps=max(1, math.ceil(args.epochs * len(sources[head][0]) / tc.batch_size)))
+    return train(cfg, tc, progress=not args.no_progress, sources=sources, init=(arrays, cfg, fresh),
+                 torch_new_head=head)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m jax_basenji.finetune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pretrained", required=True, help="jax_basenji checkpoint directory or seed .pt")
+    p.add_argument("--variant", choices=VARIANTS, help="architecture of a .pt (required for .pt)")
+    p.add_argument("--widths", choices=["basenji2", "tiny"], default="basenji2",
+                   help="layer widths of a .pt: the real Basenji2 (default) or the tiny test preset")
+    p.add_argument("--data", nargs="+", required=True, metavar="[NAME=]STORE",
+                   help="converted stores over the same regions; tracks concatenated in this order")
+    p.add_argument("--species", default="mouse", help="species directory inside each store (default mouse)")
+    p.add_argument("--head-name", default="finetune", help="name of the new head (default finetune)")
+    p.add_argument("--freeze", choices=["heads", "trunk"], default="heads",
+                   help="heads: train trunk + new head (the seed's); trunk: train the new head only")
+    p.add_argument("--modality-weight", nargs="+", default=[], metavar="NAME=W",
+                   help="loss weight per modality (default 1), e.g. rna=2")
+    p.add_argument("--log1p", nargs="+", default=[], metavar="NAME", help="modalities with log(x+1) targets")
+    add_train_flags(p, exclude=("data", "model", "species", "init-from"))
+    p.set_defaults(workdir="runs/finetune")
+    return p.parse_args(argv)
+
+
+@one_line_errors
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    maybe_initialize_distributed(args)
+    try:
+        summary = finetune(args)
+    except NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    if jax.process_index() == 0:
+        s = summary[args.head_name]
+        groups = ", ".join(f"{k[5:]} {v:.4f}" for k, v in s.items() if k.startswith("loss_"))
+        print(f"{args.head_name}: validation loss {s['loss']:.4f}{f' ({groups})' if groups else ''}, "
+              f"Pearson R {s['pearson_r']:.3f} "
+              f"(per assay: {', '.join(f'{k} {v:.3f}' for k, v in s['pearson_r_by_assay'].items())})")
+        print(f"plots: {', '.join(summary['plots'])}; model: {summary['model']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
