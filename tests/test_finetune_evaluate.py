@@ -208,6 +208,21 @@ def test_evaluate_positions_matches_scipy(world, tuned, tmp_path):
     assert os.path.getsize(os.path.join(out, "pearson_r_hist.png")) > 0
     assert open(os.path.join(out, "assays.tsv")).read().startswith("assay\ttracks\tpearson_r")
 
+    # The joint head on both stores, RNA compared as log(x+1) as it was trained.
+    out2 = str(tmp_path / "joint")
+    assert evaluate_main(["positions", "--checkpoint", tuned, "--data", world["stores"]["atac"],
+                          world["stores"]["rna"], "--species", "mouse", "--subset", "test", "--head", "finetune",
+                          "--log1p-assay", "RNA", "--output", out2, "--no-progress"]) == 0
+    rna = BasenjiSource(world["stores"]["rna"], "mouse", "test")
+    pred, _ = _predict_examples(tuned, rna, "finetune")
+    _, rna_target = _predict_examples(world["pretrained"], rna, "mouse")
+    x = pred.reshape(-1, 5)[:, 2:].astype(np.float64)
+    y = np.log1p(rna_target.reshape(-1, 3).astype(np.float64))
+    rows = [line.rstrip("\n").split("\t") for line in open(os.path.join(out2, "tracks.tsv"))][1:]
+    assert [r[3] for r in rows] == ["ATAC", "ATAC", "RNA", "RNA", "RNA"]
+    for t, row in enumerate(rows[2:]):
+        assert float(row[4]) == pytest.approx(pearsonr(x[:, t], y[:, t])[0], abs=1e-5)
+
 
 @pytest.fixture(scope="module")
 def genes(world):

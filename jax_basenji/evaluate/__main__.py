@@ -1,6 +1,6 @@
 """Evaluation of a trained or fine-tuned model (SEED_SPEC.md §6).
 
-  python -m jax_basenji.evaluate positions --checkpoint CKPT --data STORE --species mouse \\
+  python -m jax_basenji.evaluate positions --checkpoint CKPT --data STORE [STORE ...] --species mouse \\
       --subset test --head finetune --output runs/eval
   python -m jax_basenji.evaluate tss --checkpoint CKPT --fasta mm10.fa --genes genes.gtf \\
       --head mouse [--targets EXPR.tsv] [--targets-txt targets.txt] --output runs/tss
@@ -47,7 +47,8 @@ def parse_args(argv):
 
     q = sub.add_parser("positions", help="Pearson R, R², Spearman per track across all bins of a subset")
     common(q)
-    q.add_argument("--data", required=True, help="converted store")
+    q.add_argument("--data", nargs="+", required=True,
+                   help="converted store(s); several are read as one, tracks in order (as finetune --data)")
     q.add_argument("--species", default="human")
     q.add_argument("--subset", default="test")
     q.add_argument("--spearman-positions", type=int, default=100_000,
