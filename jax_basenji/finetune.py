@@ -95,7 +95,7 @@ def finetune(args: argparse.Namespace) -> dict:
     else:
         cfg = cfg.replace(heads=(*cfg.heads, (head, tracks)))
         fresh = (head,)
-    cfg = cfg.replace(remat=args.remat)
+    cfg = cfg.replace(remat=args.remat, **({"bn_momentum": args.bn_momentum} if args.bn_momentum is not None else {}))
     weights = {}
     for item in args.modality_weight:
         name, _, value = item.partition("=")
@@ -128,7 +128,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--modality-weight", nargs="+", default=[], metavar="NAME=W",
                    help="loss weight per modality (default 1), e.g. rna=2")
     p.add_argument("--log1p", nargs="+", default=[], metavar="NAME", help="modalities with log(x+1) targets")
-    add_train_flags(p, exclude=("data", "model", "species", "init-from"))
+    # The architecture comes from --pretrained; the input length from the data.
+    add_train_flags(p, exclude=("data", "model", "species", "init-from", "seq-length", "fasta"))
     p.set_defaults(workdir="runs/finetune")
     return p.parse_args(argv)
 
