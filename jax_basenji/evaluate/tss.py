@@ -129,17 +129,17 @@ def regions_tss(predictor, genes: list[Gene], store: str, species: str, subset: 
     by_chrom: dict[str, list[int]] = {}
     for i, g in enumerate(genes):
         by_chrom.setdefault(g.chrom, []).append(i)
-    hits: list[tuple[int, int, int]] = []  # (region, bin, gene)
+    hits: dict[int, list[tuple[int, int]]] = {}  # region -> [(bin, gene)]
     for r_idx, r in enumerate(source.regions):
         for i in by_chrom.get(r.chrom, []):
             pos = genes[i].tss - (r.start + crop)
             if 0 <= pos < source.target_shape[0] * pool:
-                hits.append((r_idx, pos // pool, i))
+                hits.setdefault(r_idx, []).append((pos // pool, i))
     if not hits:
         raise InputError(f"no gene TSS falls inside the {subset} regions of {store}/{species}")
     tracks = source.target_shape[1]
     pred_sum, target_sum = np.zeros((len(genes), tracks)), np.zeros((len(genes), tracks))
-    needed = sorted({h[0] for h in hits})
+    needed = sorted(hits)
     bar = tqdm(total=len(needed), unit="region", disable=not progress, file=sys.stderr, desc="regions")
     for start in range(0, len(needed), batch_size):
         ids = needed[start:start + batch_size]
@@ -148,14 +148,13 @@ def regions_tss(predictor, genes: list[Gene], store: str, species: str, subset: 
         if len(ids) < batch_size:
             seqs = np.concatenate([seqs, np.zeros((batch_size - len(ids), *seqs.shape[1:]), seqs.dtype)])
         pred = predictor(seqs)
-        row = {r: k for k, r in enumerate(ids)}
-        for r_idx, b, i in hits:
-            if r_idx in row:
-                pred_sum[i] += pred[row[r_idx], b]
-                target_sum[i] += items[row[r_idx]]["target"][b].astype(np.float64)
+        for k, r_idx in enumerate(ids):
+            for b, i in hits[r_idx]:
+                pred_sum[i] += pred[k, b]
+                target_sum[i] += items[k]["target"][b].astype(np.float64)
         bar.update(len(ids))
     bar.close()
-    found = sorted({h[2] for h in hits})
+    found = sorted({i for pairs in hits.values() for _, i in pairs})
     subset_genes = [dataclasses.replace(genes[i], subset=genes[i].subset or subset) for i in found]
     return subset_genes, pred_sum[found], target_sum[found]
 
