@@ -149,6 +149,23 @@ def test_finetune_trains_the_new_head_and_trunk_and_freezes_old_heads(world, tun
     assert set(valid["pearson_r_by_assay"]) == {"ATAC", "RNA"}
 
 
+def test_finetuned_model_converts_to_a_seed_finetuned_pt(world, tuned, tmp_path):
+    from jax_basenji.convert import main as convert_main
+    from torch_ref import Basenji2, FineTunedBasenji2, load_seed_state_dict
+
+    pt = str(tmp_path / "finetuned.pt")
+    assert convert_main(["jax-to-torch", "--input", tuned, "--output", pt]) == 0
+    model, _ = checkpoint.load_model(tuned)
+    wrapper = FineTunedBasenji2(Basenji2(model.cfg.replace(heads=model.cfg.heads[:2])), tracks=5)
+    load_seed_state_dict(wrapper, torch.load(pt, weights_only=True))  # strict: the seed's wrapper keys
+    wrapper.eval()
+    x = np.eye(4, dtype=np.float32)[np.random.default_rng(0).integers(0, 4, (2, SEQ))]
+    with torch.no_grad():
+        want = wrapper(torch.from_numpy(x)).numpy()
+    got = np.asarray(model(x, "finetune"))
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
 def test_freeze_trunk_trains_only_the_new_head(world):
     workdir = str(world["root"] / "finetune_head_only")
     assert finetune.main(["--pretrained", world["pretrained"], "--data", world["stores"]["atac"],
