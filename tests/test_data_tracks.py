@@ -51,15 +51,17 @@ def test_sample_sheet_sets_names_clip_scale_and_mean(files):
 
     convert(out, str(files["root"] / "store"), progress=False)
     v = files["values"]
-    train = BasenjiSource(str(files["root"] / "store"), "mouse", "train")[0]["target"].astype(np.float64)
+    # Targets are stored as float16 (the Basenji format): the float32 bin values, rounded once.
+    train = BasenjiSource(str(files["root"] / "store"), "mouse", "train")[0]["target"]
     bins = v[128: LENGTH - 128].reshape(-1, 128)
-    np.testing.assert_allclose(train[:, 0], bins.sum(1), rtol=1e-3)
-    np.testing.assert_allclose(train[:, 1], np.minimum(bins.sum(1), 200) * 0.5, rtol=1e-3)
-    np.testing.assert_allclose(train[:, 2], bins.mean(1), rtol=1e-3)
+    np.testing.assert_array_equal(train[:, 0], bins.sum(1).astype(np.float16))
+    np.testing.assert_array_equal(train[:, 1], (np.minimum(bins.sum(1), 200) * 0.5).astype(np.float16))
+    np.testing.assert_array_equal(train[:, 2], bins.mean(1).astype(np.float16))
     # Past the chromosome end: zeros, the rest as usual.
-    valid = BasenjiSource(str(files["root"] / "store"), "mouse", "valid")[0]["target"].astype(np.float64)
+    valid = BasenjiSource(str(files["root"] / "store"), "mouse", "valid")[0]["target"]
     inside = (CHROM - 4128) // 128  # whole bins before the end
-    np.testing.assert_allclose(valid[:inside, 0], v[4128: 4128 + inside * 128].reshape(-1, 128).sum(1), rtol=1e-3)
+    np.testing.assert_array_equal(valid[:inside, 0],
+                                  v[4128: 4128 + inside * 128].reshape(-1, 128).sum(1).astype(np.float16))
     assert (valid[inside + 1:] == 0).all()
 
 
