@@ -29,12 +29,11 @@ import sys
 
 import jax
 
-from jax_basenji import checkpoint
 from jax_basenji.cli import InputError, one_line_errors
 from jax_basenji.config import VARIANTS, ModelConfig
 from jax_basenji.data import BasenjiSource, ConcatSource
-from jax_basenji.train import NonFiniteLoss, add_train_flags, maybe_initialize_distributed, train, \
-    train_config_from_args
+from jax_basenji.train import (NonFiniteLoss, add_train_flags, initial_arrays, maybe_initialize_distributed,
+                               train, train_config_from_args)
 
 
 def named_stores(items: list[str]) -> list[tuple[str, str]]:
@@ -48,17 +47,12 @@ def named_stores(items: list[str]) -> list[tuple[str, str]]:
 
 def load_pretrained(path: str, variant: str | None, widths: str = "basenji2") -> tuple[dict, ModelConfig]:
     """Arrays and config of a jax_basenji checkpoint or a seed .pt (head `finetune` if fine-tuned)."""
-    if os.path.isdir(path):
-        arrays, cfg, _ = checkpoint.load_arrays(path)
-        return arrays, cfg
-    if not variant:
+    if not os.path.isdir(path) and not variant:
         raise InputError(f"{path} is a torch checkpoint: pass --variant ({' or '.join(VARIANTS)}); "
                          "the weights cannot tell the variants apart")
-    from jax_basenji.convert import arrays_from_torch, load_torch_state_dict
-
+    variant = variant or VARIANTS[0]  # a checkpoint directory records its own config
     base = ModelConfig.tiny(variant=variant) if widths == "tiny" else ModelConfig.preset(variant)
-    arrays, cfg, _ = arrays_from_torch(load_torch_state_dict(path), base)
-    return arrays, cfg
+    return initial_arrays(path, base)
 
 
 def modalities(stores: list[tuple[str, int]], weights: dict[str, float], log1p: list[str]) -> tuple:

@@ -103,11 +103,7 @@ def read_metrics(workdir: str) -> list[dict]:
 
 def plot_curves(workdir: str, final_r: dict[str, np.ndarray] | None = None) -> list[str]:
     """loss.png, pearson_r.png (and pearson_r_hist.png from the last validation); returns paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     records = read_metrics(workdir)
     paths = []
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -118,27 +114,37 @@ def plot_curves(workdir: str, final_r: dict[str, np.ndarray] | None = None) -> l
                     alpha=0.5 if split == "train" else 1.0, marker=None if split == "train" else "o")
     ax.set(xlabel="round", ylabel="Poisson loss", title="loss")
     ax.legend()
-    paths.append(_save(fig, os.path.join(workdir, "loss.png")))
+    paths.append(save_png(fig, os.path.join(workdir, "loss.png")))
     fig, ax = plt.subplots(figsize=(7, 4))
     for species in sorted({r["species"] for r in records if r["split"] == "valid"}):
         rows = [r for r in records if r["split"] == "valid" and r["species"] == species]
         ax.plot([r["step"] for r in rows], [r["pearson_r"] for r in rows], marker="o", label=species)
     ax.set(xlabel="round", ylabel="mean Pearson R (validation)", title="Pearson R across positions")
     ax.legend()
-    paths.append(_save(fig, os.path.join(workdir, "pearson_r.png")))
+    paths.append(save_png(fig, os.path.join(workdir, "pearson_r.png")))
     if final_r:
         fig, ax = plt.subplots(figsize=(7, 4))
         for species, r in final_r.items():
             ax.hist(r[np.isfinite(r)], bins=30, alpha=0.6, label=species)
         ax.set(xlabel="Pearson R per track (last validation)", ylabel="tracks")
         ax.legend()
-        paths.append(_save(fig, os.path.join(workdir, "pearson_r_hist.png")))
+        paths.append(save_png(fig, os.path.join(workdir, "pearson_r_hist.png")))
     return paths
 
 
-def _save(fig, path: str) -> str:
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display on servers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_png(fig, path: str) -> str:
+    """Write `fig` to a temporary name, rename it to `path`, close it; returns `path`."""
+    plt = pyplot()
     fig.tight_layout()
     fig.savefig(path + ".tmp.png", dpi=100)
     plt.close(fig)

@@ -68,6 +68,13 @@ class Predictor:
         """`[B, L, 4]` -> `[B, bins, tracks]` float32 numpy."""
         return np.asarray(self._forward(self._state, batch.astype(np.float32)))
 
+    def padded(self, batch: np.ndarray, size: int) -> np.ndarray:
+        """Predictions for the rows of `batch`, zero-padded to `size` rows so the compiled shape never changes."""
+        real = batch.shape[0]
+        if real < size:
+            batch = np.concatenate([batch, np.zeros((size - real, *batch.shape[1:]), batch.dtype)])
+        return self(batch)[:real]
+
     def batches(self, seqs: np.ndarray, batch_size: int, progress: bool = True,
                 name: str = "input") -> Iterator[tuple[int, np.ndarray]]:
         """Yield (start, predictions) for consecutive batches of `seqs`."""
@@ -76,11 +83,8 @@ class Predictor:
         for start in range(0, n, batch_size):
             batch = np.asarray(seqs[start:start + batch_size])
             check_one_hot(batch, start, name)
-            real = batch.shape[0]
-            if real < batch_size:  # pad the tail so the compiled shape never changes
-                batch = np.concatenate([batch, np.zeros((batch_size - real, *batch.shape[1:]), batch.dtype)])
-            yield start, self(batch)[:real]
-            bar.update(real)
+            yield start, self.padded(batch, batch_size)
+            bar.update(batch.shape[0])
         bar.close()
 
 

@@ -42,7 +42,7 @@ class NonFiniteLoss(RuntimeError):
     """The loss became NaN or Inf."""
 
 
-def _initial_arrays(path: str, base: ModelConfig) -> tuple[dict, ModelConfig]:
+def initial_arrays(path: str, base: ModelConfig) -> tuple[dict, ModelConfig]:
     """Weights to start from: a jax_basenji checkpoint or a seed .pt (-> arrays, config)."""
     if os.path.isdir(path):
         arrays, cfg, _ = checkpoint.load_arrays(path)
@@ -84,7 +84,7 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
         init_arrays, model_cfg, fresh_heads = init
         model_cfg = model_cfg.replace(seq_length=length)
     elif tc.init_from:
-        init_arrays, model_cfg = _initial_arrays(tc.init_from, model_cfg.replace(seq_length=length))
+        init_arrays, model_cfg = initial_arrays(tc.init_from, model_cfg.replace(seq_length=length))
     else:
         init_arrays = None
         model_cfg = model_cfg.replace(seq_length=length,

@@ -79,6 +79,10 @@ class Trainer:
         # The models' own RNG streams are never drawn from (dropout keys are passed
         # explicitly) but nnx.merge needs them; XLA drops the unused parameter init.
         self._rest = jax.jit(lambda: nnx.split(build_model(model_cfg, tc.seed), nnx.Param, nnx.BatchStat, ...)[3])()
+        # tc.modalities as (name, channel slice, weight, log1p), channels in order.
+        ends = np.cumsum([0] + [m[1] for m in tc.modalities])
+        self._groups = [(name, slice(int(ends[i]), int(ends[i + 1])), weight, log1p)
+                        for i, (name, _, weight, log1p) in enumerate(tc.modalities)]
         self.schedule = learning_rate(tc)
         self.tx = direction(tc)
         self.train_step = jax.jit(self._train_step, static_argnames="head", donate_argnums=0)
@@ -122,25 +126,18 @@ class Trainer:
     def _targets(self, target: jax.Array) -> jax.Array:
         """float32 targets, log(x+1) on the channel groups that ask for it."""
         y = target.astype(jnp.float32)
-        if not any(m[3] for m in self.tc.modalities):
+        if not any(g[3] for g in self._groups):
             return y
-        parts, start = [], 0
-        for _, tracks, _, log1p in self.tc.modalities:
-            part = y[..., start:start + tracks]
-            parts.append(jnp.log1p(part) if log1p else part)
-            start += tracks
-        return jnp.concatenate(parts, axis=-1)
+        return jnp.concatenate([jnp.log1p(y[..., cols]) if log1p else y[..., cols]
+                                for _, cols, _, log1p in self._groups], axis=-1)
 
     def _loss(self, pred: jax.Array, y: jax.Array) -> tuple[jax.Array, dict]:
         """(joint loss, {"loss_<group>": loss}) of `pred`, `y` `[B, bins, T]`, in float32."""
-        if not self.tc.modalities:
+        if not self._groups:
             return poisson_loss(pred, y), {}
-        parts, total, start = {}, 0.0, 0
-        for name, tracks, weight, _ in self.tc.modalities:
-            parts[f"loss_{name}"] = poisson_loss(pred[..., start:start + tracks], y[..., start:start + tracks])
-            total += weight * parts[f"loss_{name}"]
-            start += tracks
-        return total / len(self.tc.modalities), parts
+        parts = {f"loss_{name}": poisson_loss(pred[..., cols], y[..., cols]) for name, cols, _, _ in self._groups}
+        total = sum(w * parts[f"loss_{name}"] for name, _, w, _ in self._groups)
+        return total / len(self._groups), parts
 
     # ----- steps ---------------------------------------------------------------------------
     def _train_step(self, state: dict, batch: dict, head: str) -> tuple[dict, dict]:

@@ -85,8 +85,12 @@ def read_bed_file(path: str) -> list[Region]:
 
 
 def read_targets(species_dir: str) -> list[dict[str, str]]:
-    """Rows of targets.txt as dicts (header names as keys)."""
-    path = os.path.join(species_dir, "targets.txt")
+    """Rows of SPECIES_DIR/targets.txt as dicts (header names as keys)."""
+    return read_targets_file(os.path.join(species_dir, "targets.txt"))
+
+
+def read_targets_file(path: str) -> list[dict[str, str]]:
+    """Rows of a targets.txt as dicts (header names as keys)."""
     try:
         with open(path) as f:
             lines = [line.rstrip("\n").split("\t") for line in f if line.strip()]

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jax_basenji.data.genome import Genome
-from jax_basenji.data.layout import SUBSETS, DataError, Region, read_bed_file
+from jax_basenji.data.layout import SUBSETS, DataError, Region, read_bed_file, read_targets_file
 from jax_basenji.data.tfrecord import serialize_bytes_features, write_records
 
 FLOAT16_MAX = 65504.0
@@ -67,14 +67,11 @@ def tracks_from_groups(groups: list[list[str]], assays: list[str] | None = None,
 def tracks_from_sheet(path: str, *, sum_stat: str = "sum", clip: float | None = None,
                       scale: float = 1.0) -> list[Track]:
     """A sample sheet (TSV with header; `file` required, relative to the sheet) -> tracks."""
-    with open(path) as f:
-        rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
-    header = rows[0]
-    if "file" not in header:
-        raise DataError(f"{path}: the sample sheet needs a 'file' column; header is {header}")
+    rows = read_targets_file(path)
+    if rows and "file" not in rows[0]:
+        raise DataError(f"{path}: the sample sheet needs a 'file' column; header is {list(rows[0])}")
     tracks = []
-    for line_no, values in enumerate(rows[1:], 2):
-        row = dict(zip(header, values))
+    for line_no, row in enumerate(rows, 2):
         file = os.path.join(os.path.dirname(os.path.abspath(path)), row["file"])
         try:
             tracks.append(Track(

@@ -26,10 +26,9 @@ def _targets_txt(path: str | None) -> list[dict[str, str]] | None:
     """Rows of a targets.txt (header names as keys), or None."""
     if path is None:
         return None
-    from jax_basenji.evaluate.common import read_tsv
+    from jax_basenji.data.layout import read_targets_file
 
-    header, rows = read_tsv(path)
-    return [dict(zip(["row" if h == "" else h for h in header], r)) for r in rows]
+    return read_targets_file(path)
 
 
 def parse_args(argv):
@@ -129,6 +128,7 @@ def _tss(args, progress: bool) -> dict:
     predictor = load_predictor(args.checkpoint, args.head)
     genes = tss.read_genes(args.genes)
     n_tracks = predictor.model.cfg.head_tracks[args.head]
+    targets = _targets_txt(args.targets_txt)
     if args.data:
         from jax_basenji.data import BasenjiSource
 
@@ -139,20 +139,20 @@ def _tss(args, progress: bool) -> dict:
         if source.num_targets != n_tracks:
             raise InputError(f"{args.data}/{args.species} has {source.num_targets} tracks; head {args.head!r} "
                              f"predicts {n_tracks}")
-        names = [t["identifier"] for t in track_table(n_tracks, source.targets)]
-        genes, pred, measured = tss.regions_tss(predictor, genes, args.data, args.species, args.subset,
-                                                batch_size=args.batch_size, progress=progress)
+        targets = targets or source.targets
+        names = [t["identifier"] for t in track_table(n_tracks, targets)]
+        genes, pred, measured = tss.regions_tss(predictor, genes, source, batch_size=args.batch_size,
+                                                progress=progress)
         tss.write_matrix(os.path.join(args.output, "tss_targets.tsv"), genes, measured, names)
     else:
-        names = [t["identifier"] for t in track_table(n_tracks, _targets_txt(args.targets_txt))]
+        names = [t["identifier"] for t in track_table(n_tracks, targets)]
         pred = tss.predict_tss(predictor, genes, args.fasta, batch_size=args.batch_size, progress=progress)
         measured = None
     tss.write_matrix(os.path.join(args.output, "tss_predictions.tsv"), genes, pred, names)
     result = {"genes": len(genes), "tracks": n_tracks}
     cols = list(range(n_tracks))
     if args.tracks:
-        cols = select_tracks(names, args.tracks, _targets_txt(args.targets_txt) or
-                             (source.targets if args.data else None))
+        cols = select_tracks(names, args.tracks, targets)
     if args.targets:
         gene_row, expr, samples = tss.read_expression(args.targets)
         keep = [i for i, g in enumerate(genes) if g.gene_id in gene_row]

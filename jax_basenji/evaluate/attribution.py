@@ -19,7 +19,7 @@ from flax import nnx
 from jax_basenji.cli import InputError
 from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import DataError, index_to_one_hot
-from jax_basenji.evaluate.common import save_fig, pyplot
+from jax_basenji.metrics import pyplot, save_png
 
 
 def parse_region(text: str) -> tuple[str, int, int]:
@@ -100,6 +100,6 @@ def attribution(predictor, fasta: str, region: str, head: str, tracks: str, bins
         ax.axvline(w_start + crop + b * model.cfg.bin_size, color="r", lw=0.5)
     ax.set(xlabel=f"{chrom} position", ylabel="input x gradient",
            title=f"{head}: tracks {tracks}, bins {bins} (red: masked bins)")
-    png = save_fig(fig, os.path.join(output, "attribution.png"))
+    png = save_png(fig, os.path.join(output, "attribution.png"))
     return {"window": f"{chrom}:{w_start}-{w_start + length}", "bins": len(bin_idx), "tracks": len(track_idx),
             "score_abs_sum": float(np.abs(score).sum()), "png": png}

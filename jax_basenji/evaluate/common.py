@@ -8,7 +8,7 @@ import numpy as np
 
 from jax_basenji import checkpoint
 from jax_basenji.cli import InputError
-from jax_basenji.metrics import assays
+from jax_basenji.metrics import assays, pyplot, save_png
 from jax_basenji.predict import Predictor
 
 
@@ -73,24 +73,6 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_fig(fig, path: str) -> str:
-    plt = pyplot()
-    fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
-    return path
-
-
 def histogram(values: np.ndarray, path: str, xlabel: str, title: str = "") -> str:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -101,7 +83,7 @@ def histogram(values: np.ndarray, path: str, xlabel: str, title: str = "") -> st
         ax.axvline(np.mean(v), color="k", linestyle="--", label=f"mean {np.mean(v):.3f}")
         ax.legend()
     ax.set(xlabel=xlabel, ylabel="count", title=title)
-    return save_fig(fig, path)
+    return save_png(fig, path)
 
 
 def scatter(x: np.ndarray, y: np.ndarray, path: str, xlabel: str, ylabel: str, title: str = "",
@@ -115,4 +97,4 @@ def scatter(x: np.ndarray, y: np.ndarray, path: str, xlabel: str, ylabel: str, t
     ax.scatter(x, y, s=3, alpha=0.3)
     r = pearson_columns(x[:, None], y[:, None])[0] if len(x) > 1 else float("nan")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title} (R = {r:.3f})".strip())
-    return save_fig(fig, path)
+    return save_png(fig, path)

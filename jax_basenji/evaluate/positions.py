@@ -52,10 +52,7 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
     seen = 0
     bar = tqdm(total=len(source), unit="seq", disable=not progress, file=sys.stderr, desc="positions")
     for batch in ds:
-        seqs, real = batch["sequence"], len(batch["sequence"])
-        if real < batch_size:  # one compiled shape
-            seqs = np.concatenate([seqs, np.zeros((batch_size - real, *seqs.shape[1:]), seqs.dtype)])
-        x = predictor(seqs)[:real].reshape(-1, tracks).astype(np.float64)
+        x = predictor.padded(batch["sequence"], batch_size).reshape(-1, tracks).astype(np.float64)
         y = batch["target"].reshape(-1, tracks).astype(np.float64)
         y[:, log1p] = np.log1p(y[:, log1p])
         for k, v in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
@@ -64,7 +61,7 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
         sampled_x.append(x[sample[lo:hi] - seen])
         sampled_y.append(y[sample[lo:hi] - seen])
         seen += len(x)
-        bar.update(real)
+        bar.update(len(batch["sequence"]))
     bar.close()
 
     n = float(seen)

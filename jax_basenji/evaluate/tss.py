@@ -120,10 +120,10 @@ def predict_tss(predictor, genes: list[Gene], fasta: str, *, batch_size: int = 4
     return np.concatenate(out)
 
 
-def regions_tss(predictor, genes: list[Gene], store: str, species: str, subset: str, *,
-                batch_size: int = 4, progress: bool = True) -> tuple[list[Gene], np.ndarray, np.ndarray]:
+def regions_tss(predictor, genes: list[Gene], source: BasenjiSource, *, batch_size: int = 4,
+                progress: bool = True) -> tuple[list[Gene], np.ndarray, np.ndarray]:
     """(genes found, predicted, measured) `[genes, tracks]`: bins holding each TSS, summed over regions."""
-    source = BasenjiSource(store, species, subset)
+    subset = source.subset
     stats = source.store.meta["statistics"]
     pool, crop = int(stats.get("pool_width", 128)), int(stats["crop_bp"])
     by_chrom: dict[str, list[int]] = {}
@@ -136,7 +136,7 @@ def regions_tss(predictor, genes: list[Gene], store: str, species: str, subset: 
             if 0 <= pos < source.target_shape[0] * pool:
                 hits.setdefault(r_idx, []).append((pos // pool, i))
     if not hits:
-        raise InputError(f"no gene TSS falls inside the {subset} regions of {store}/{species}")
+        raise InputError(f"no gene TSS falls inside the {subset} regions of {source.store.dir}")
     tracks = source.target_shape[1]
     pred_sum, target_sum = np.zeros((len(genes), tracks)), np.zeros((len(genes), tracks))
     needed = sorted(hits)
@@ -144,10 +144,7 @@ def regions_tss(predictor, genes: list[Gene], store: str, species: str, subset: 
     for start in range(0, len(needed), batch_size):
         ids = needed[start:start + batch_size]
         items = [source[i] for i in ids]
-        seqs = np.stack([it["sequence"] for it in items]).astype(np.float32)
-        if len(ids) < batch_size:
-            seqs = np.concatenate([seqs, np.zeros((batch_size - len(ids), *seqs.shape[1:]), seqs.dtype)])
-        pred = predictor(seqs)
+        pred = predictor.padded(np.stack([it["sequence"] for it in items]), batch_size)
         for k, r_idx in enumerate(ids):
             for b, i in hits[r_idx]:
                 pred_sum[i] += pred[k, b]
