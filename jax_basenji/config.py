@@ -20,7 +20,7 @@ def _round_half_even(x: float) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Hyperparameters of a Basenji2 network (seed code, SEED_SPEC.md §1)."""
+    """Hyperparameters of a Basenji2 network (seed code, docs/seed_reference.md)."""
 
     # Residual variant: "basenji2-double-prime" = GELU after the residual add
     # (the fixed model), "basenji2-prime" = GELU last inside the branch.

@@ -1,4 +1,4 @@
-"""Fine-tuning: a new head on a pretrained trunk (SEED_SPEC.md §5), on the training engine.
+"""Fine-tuning: a new head on a pretrained trunk (docs/seed_reference.md), on the training engine.
 
   python -m jax_basenji.finetune --pretrained basenji2.pt --variant basenji2-double-prime \\
       --data atac=stores/atac rna=stores/rna --species mouse --workdir runs/ft \\

@@ -1,4 +1,4 @@
-"""Training losses (SEED_SPEC.md §4)."""
+"""Training losses (docs/seed_reference.md)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """How to train (SEED_SPEC.md §4); defaults follow the paper and the seed."""
+    """How to train (docs/seed_reference.md); defaults follow the paper and the seed."""
 
     # Converted store directory (python -m jax_basenji.data convert).
     data: str = ""

@@ -11,8 +11,6 @@ from jax_basenji.config import ModelConfig
 from jax_basenji.convert_table import flatten, param_table
 from torch_ref import Basenji2 as TorchBasenji2
 
-SEED_KEYS_TSV = "torch_state_dict_keys.tsv"
-
 
 def one_hot(batch: int, length: int, seed: int = 0, n_fraction: float = 0.0) -> np.ndarray:
     """`[batch, length, 4]` float32 one-hot random DNA; `n_fraction` of rows all-zero (N)."""

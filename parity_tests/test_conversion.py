@@ -18,15 +18,12 @@ from parity_tests.helpers import calibrated_torch_model, one_hot, rel_err
 from torch_ref import Basenji2 as TorchBasenji2
 from torch_ref import FineTunedBasenji2, load_seed_state_dict
 
-REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference")
+SEED_KEYS = os.path.join(os.path.dirname(__file__), "fixtures", "seed_state_dict_keys.tsv")
 REL_TOL = 1e-4
 
 
 def _reference_keys():
-    path = os.path.join(REFERENCE, "torch_state_dict_keys.tsv")
-    if not os.path.exists(path):  # shared/ sits beside the checkout (CI and sessions)
-        pytest.fail(f"{path} is missing: the seed's state_dict table is needed")
-    with open(path) as f:
+    with open(SEED_KEYS) as f:
         rows = [line.rstrip("\n").split("\t") for line in f][1:]
     return [(k, tuple(int(d) for d in s.strip("[]").split(",") if d.strip()), dt) for k, s, dt in rows]
 

@@ -11,8 +11,7 @@ from jax_basenji.data.augment import Augment, reverse_complement, shift_sequence
 from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import index_to_one_hot, read_bed
 from jax_basenji.data.store import convert
-
-REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference")
+from jax_basenji.data.synth import REFERENCE_DIR
 
 
 @pytest.fixture(scope="module")
@@ -157,10 +156,9 @@ def test_real_track_counts_reuse_the_real_targets_table(tmp_path):
                       "--crop-bp", "128", "--tracks", "mouse=1643", "--examples", "train=1,valid=1,test=1",
                       "--no-progress"]) == 0
     ours = open(tmp_path / "mouse" / "targets.txt").read().splitlines()
-    ref_path = os.path.join(REFERENCE, "targets_mouse.txt")
-    if not os.path.exists(ref_path):
-        pytest.fail(f"{ref_path} is missing")
-    assert ours == open(ref_path).read().splitlines()
+    # The real table, as recorded from the Basenji2 data set (package data).
+    assert ours == open(os.path.join(REFERENCE_DIR, "targets_mouse.txt")).read().splitlines()
+    assert len(ours) == 1 + 1643 and ours[1].split("\t")[2] == "ENCFF866ZTV"
     src_counts = convert(str(tmp_path), str(tmp_path / "store"), progress=False)
     assert src_counts == {"mouse": {"train": 1, "valid": 1, "test": 1}}
     assert BasenjiSource(str(tmp_path / "store"), "mouse", "test")[0]["target"].shape == (14, 1643)

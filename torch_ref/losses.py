@@ -1,4 +1,4 @@
-"""The seed's training loss in PyTorch (SEED_SPEC.md §4)."""
+"""The seed's training loss in PyTorch (docs/seed_reference.md)."""
 
 import torch
 

@@ -1,7 +1,7 @@
-"""The seed's PyTorch Basenji2 (SEED_SPEC.md §1-2), rebuilt key for key.
+"""The seed's PyTorch Basenji2 (docs/seed_reference.md), rebuilt key for key.
 
 Module attribute names and `nn.Sequential` indices reproduce the seed's
-state_dict exactly (`shared/reference/torch_state_dict_keys.tsv`), so a seed
+state_dict exactly (`parity_tests/fixtures/seed_state_dict_keys.tsv`), so a seed
 `.pt` loads with `load_state_dict(strict=True)`. Layers without parameters
 (GELU, pooling, dropout) keep their seed positions so the numbered indices
 of the parameterised layers stay the same.

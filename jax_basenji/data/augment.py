@@ -1,4 +1,4 @@
-"""Training augmentation (SEED_SPEC.md §4), as a grain RandomMap.
+"""Training augmentation (docs/seed_reference.md), as a grain RandomMap.
 
 - Reverse complement with probability 1/2: the one-hot is reversed along the
   length and along the channels (A C G T -> T G C A is the complement), the

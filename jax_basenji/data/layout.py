@@ -1,4 +1,4 @@
-"""The Basenji2 data directory layout (SEED_SPEC.md §3), read without TensorFlow.
+"""The Basenji2 data directory layout (docs/seed_reference.md), read without TensorFlow.
 
   SPECIES_DIR/statistics.json   num_targets, seq_length, pool_width, target_length,
                                 {train,valid,test}_seqs, optional seq_1hot

@@ -61,18 +61,15 @@ class SynthConfig:
         return (self.seq_length - 2 * self.crop) // self.pool_width
 
 
-def _reference_dir() -> str | None:
-    here = os.path.dirname(os.path.abspath(__file__))
-    path = os.path.normpath(os.path.join(here, "..", "..", "..", "shared", "reference"))
-    return path if os.path.isdir(path) else None
+# The real Basenji2 target tables ship with the package (jax_basenji/data/reference).
+REFERENCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference")
 
 
 def _targets_table(species: str, tracks: int, genome_index: int) -> tuple[list[str], np.ndarray]:
-    """targets.txt lines and the strand-pair permutation."""
+    """targets.txt lines and the strand-pair permutation (the real table at the real track count)."""
     name, count = REFERENCE_TARGETS.get(species, (None, -1))
-    ref = _reference_dir()
-    if tracks == count and ref and os.path.exists(os.path.join(ref, name)):
-        with open(os.path.join(ref, name)) as f:
+    if tracks == count:
+        with open(os.path.join(REFERENCE_DIR, name)) as f:
             return f.read().splitlines(), np.arange(tracks)
     header = "index\tgenome\tidentifier\tfile\tclip\tscale\tsum_stat\tdescription\tstrand\tstrand_pair"
     lines, pair = [header], np.arange(tracks)

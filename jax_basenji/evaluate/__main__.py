@@ -1,4 +1,4 @@
-"""Evaluation of a trained or fine-tuned model (SEED_SPEC.md §6).
+"""Evaluation of a trained or fine-tuned model (docs/seed_reference.md).
 
   python -m jax_basenji.evaluate positions --checkpoint CKPT --data STORE [STORE ...] --species mouse \\
       --subset test --head finetune --output runs/eval

@@ -1,4 +1,4 @@
-"""Ridge regression from CAGE predictions at TSS to cell-type expression (SEED_SPEC.md §6).
+"""Ridge regression from CAGE predictions at TSS to cell-type expression (docs/seed_reference.md).
 
 X: the selected tracks of a TSS matrix (`evaluate tss`), log(x+1), each
 standardised with the *training* genes' mean and std. Y: log(x+1) expression

@@ -11,7 +11,7 @@ seed's gene dictionary: for every region of a subset whose target span holds
 a gene's TSS, the bin holding the TSS is taken from the predictions and the
 targets, summed over regions; this gives predicted and measured matrices.
 
-Correlations (SEED_SPEC.md §6), on log(x+1): per track across genes, and per
+Correlations (docs/seed_reference.md), on log(x+1): per track across genes, and per
 gene across tracks after standardising every track across genes.
 """
 
