@@ -10,7 +10,10 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
-VARIANTS = ("basenji2-double-prime", "basenji2-prime")
+# The seed's two residual forms, and the published Kelley 2020 model (pre-activation blocks).
+VARIANTS = ("basenji2-double-prime", "basenji2-prime", "basenji2")
+SEED_VARIANTS = VARIANTS[:2]
+GELU_FORMS = ("erf", "tanh", "sigmoid")
 
 
 def _round_half_even(x: float) -> int:
@@ -20,11 +23,18 @@ def _round_half_even(x: float) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Hyperparameters of a Basenji2 network (seed code, docs/seed_reference.md)."""
+    """Hyperparameters of a Basenji2 network (docs/seed_reference.md, docs/published_basenji2.md)."""
 
-    # Residual variant: "basenji2-double-prime" = GELU after the residual add
-    # (the fixed model), "basenji2-prime" = GELU last inside the branch.
+    # Block form. Seed variants use Conv -> BN -> GELU blocks: "basenji2-double-prime" =
+    # GELU after the residual add (the fixed model), "basenji2-prime" = GELU last inside
+    # the branch. "basenji2" (the published Keras model) uses pre-activation blocks
+    # GELU -> Conv -> BN [-> Dropout] [-> MaxPool] and a plain residual add.
     variant: str = "basenji2-double-prime"
+    # GELU form: "erf" (torch.nn.GELU, the seed and basenji2-pytorch), "tanh" (upstream
+    # basenji since 2022), "sigmoid" (x * sigmoid(1.702 x): what the published weights saw).
+    gelu: str = "erf"
+    # Convolutions carry a bias (the seed's do; Keras Basenji2's do not: BN follows).
+    conv_bias: bool = True
     # Input length in bp; any multiple of the bin width with more bins than
     # 2 * crop_bins also works at prediction time.
     seq_length: int = 131_072
@@ -38,14 +48,20 @@ class ModelConfig:
     tower_mult: float = 1.1776
     # Kernel width of the tower convolutions.
     tower_kernel: int = 5
+    # First tower width for upstream's rule round(tower_init * tower_mult**i); None =
+    # the seed's rule (from stem_channels, rounded and fed back at every step).
+    tower_init: int | None = None
     # Channels leaving the tower (the last tower width is forced to this).
     trunk_channels: int = 768
     # Number of dilated residual blocks.
     dilated_layers: int = 11
     # Bottleneck channels inside each dilated residual branch.
     bottleneck_channels: int = 384
-    # The dilation rate is multiplied by this before each block is built.
+    # Growth of the dilation rate per residual block.
     dilation_mult: float = 1.5
+    # "seed": round(mult**i) for i = 1..n (2, 2, 3, 5, ...); "upstream": d = 1, then
+    # d = round(d * mult) fed back after each block (1, 2, 3, 4, 6, ...).
+    dilation_rule: str = "seed"
     # Kernel width of the dilated convolutions.
     dilated_kernel: int = 3
     # Dropout at the end of each residual branch.
@@ -60,8 +76,13 @@ class ModelConfig:
     heads: tuple[tuple[str, int], ...] = (("human", 5313), ("mouse", 1643))
     # BatchNorm momentum in *PyTorch* semantics: running = (1-m)*running + m*batch.
     bn_momentum: float = 0.9
-    # BatchNorm epsilon.
+    # BatchNorm epsilon (torch's default 1e-5; Keras' 1e-3).
     bn_eps: float = 1e-5
+    # Running variance from the unbiased batch variance (torch) or the biased one (Keras).
+    bn_unbiased_var: bool = True
+    # Initialisation for training from scratch: "flax" (the library defaults) or "keras"
+    # (truncated he_normal kernels, zero gamma in each residual branch's last BatchNorm).
+    init: str = "flax"
     # Compute dtype of convolutions and matmuls: "float32", "bfloat16", or
     # "float64" (exactness tests only; needs jax x64). Parameters are float32,
     # BatchNorm statistics at least float32.
@@ -72,6 +93,10 @@ class ModelConfig:
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {VARIANTS}")
+        for field, allowed in (("gelu", GELU_FORMS), ("dilation_rule", ("seed", "upstream")),
+                               ("init", ("flax", "keras"))):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"unknown {field} {getattr(self, field)!r}; expected one of {allowed}")
         if self.dtype not in ("float32", "bfloat16", "float64"):
             raise ValueError(f"unknown dtype {self.dtype!r}; expected float32, bfloat16 or float64")
         if isinstance(self.heads, Mapping):  # accept a dict, store a tuple
@@ -79,6 +104,8 @@ class ModelConfig:
         object.__setattr__(self, "heads", tuple((str(n), int(t)) for n, t in self.heads))
         if not self.heads:
             raise ValueError("a model needs at least one head")
+        if self.tower_init is not None and self.tower_layers and self.tower_channels[-1] != self.trunk_channels:
+            raise ValueError(f"tower widths {self.tower_channels} must end at trunk_channels={self.trunk_channels}")
         self.output_bins(self.seq_length)  # validates the length
 
     # ----- presets -----------------------------------------------------------------
@@ -91,6 +118,11 @@ class ModelConfig:
     def basenji2_prime(cls, **overrides) -> "ModelConfig":
         """Basenji2': the seed's original residual block (GELU inside the branch)."""
         return cls(**{"variant": "basenji2-prime", **overrides})
+
+    @classmethod
+    def basenji2(cls, **overrides) -> "ModelConfig":
+        """The published Basenji2 (Kelley 2020, Keras): one head per file (human 5313, mouse 1643)."""
+        return cls(**{**PUBLISHED, **overrides})
 
     @classmethod
     def tiny(cls, **overrides) -> "ModelConfig":
@@ -110,7 +142,9 @@ class ModelConfig:
         presets = {
             "basenji2-double-prime": cls.basenji2_double_prime,
             "basenji2-prime": cls.basenji2_prime,
+            "basenji2": cls.basenji2,
             "tiny": cls.tiny,
+            "tiny-basenji2": lambda **o: cls.tiny(**{**PUBLISHED, **TINY_PUBLISHED, **o}),
         }
         if name not in presets:
             raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(presets)}")
@@ -122,8 +156,15 @@ class ModelConfig:
         return dict(self.heads)
 
     @property
+    def pre_activation(self) -> bool:
+        """Blocks of the published form: GELU -> Conv -> BN, residual x + branch(x)."""
+        return self.variant == "basenji2"
+
+    @property
     def tower_channels(self) -> list[int]:
-        """Output widths of the tower blocks: 339, 399, 470, 553, 651, 768 for Basenji2."""
+        """Tower widths: seed 339, 399, 470, 553, 651, 768; published 339, 399, 470, 554, 652, 768."""
+        if self.tower_init is not None:
+            return [_round_half_even(self.tower_init * self.tower_mult ** i) for i in range(self.tower_layers)]
         widths, width = [], self.stem_channels
         for _ in range(self.tower_layers):
             width = _round_half_even(width * self.tower_mult)
@@ -134,11 +175,15 @@ class ModelConfig:
 
     @property
     def dilations(self) -> list[int]:
-        """Seed dilation list: 2, 2, 3, 5, 8, 11, 17, 26, 38, 58, 86 for Basenji2."""
+        """Seed: 2, 2, 3, 5, 8, 11, 17, 26, 38, 58, 86; upstream: 1, 2, 3, 4, 6, 9, 14, 21, 32, 48, 72."""
         rates, rate = [], 1.0
         for _ in range(self.dilated_layers):
-            rate *= self.dilation_mult
-            rates.append(_round_half_even(rate))
+            if self.dilation_rule == "upstream":
+                rates.append(_round_half_even(rate))
+                rate = float(_round_half_even(rate * self.dilation_mult))
+            else:
+                rate *= self.dilation_mult
+                rates.append(_round_half_even(rate))
         return rates
 
     @property
@@ -183,3 +228,14 @@ class ModelConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+# The published model's form (calico/basenji manuscripts/cross2020/params_human.json):
+# Keras BatchNorm (momentum 0.9 in Keras terms = 0.1 in torch's, epsilon 1e-3, biased
+# running variance), bias-free convolutions, upstream's width and dilation rules.
+PUBLISHED = dict(
+    variant="basenji2", gelu="sigmoid", conv_bias=False, tower_init=339, dilation_rule="upstream",
+    bn_momentum=0.1, bn_eps=1e-3, bn_unbiased_var=False, init="keras", heads=(("human", 5313),),
+)
+# The tiny preset's widths with the published form ("tiny-basenji2").
+TINY_PUBLISHED = dict(tower_init=18, tower_mult=1.1776, trunk_channels=41, heads=(("human", 8), ("mouse", 4)))

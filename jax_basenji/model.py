@@ -1,10 +1,12 @@
 """Basenji2 in Flax NNX, channels-last end to end.
 
 Block names follow the architecture (stem, tower, dilated, final, heads) so
-the conversion table in `jax_basenji.convert_table` reads 1:1 against the
-seed's torch keys. Numerics follow the seed exactly: exact-erf GELU, torch
-Softplus (threshold 20), symmetric "same" padding, BatchNorm with PyTorch
-momentum semantics and the unbiased running variance.
+each conversion table in `jax_basenji.convert` reads 1:1 against the foreign
+keys. One module tree serves every variant; the config picks the block form:
+seed variants Conv -> BN -> GELU (exact erf GELU, conv bias, torch BatchNorm:
+epsilon 1e-5, unbiased running variance), the published `basenji2` GELU ->
+Conv -> BN (sigmoid GELU, no conv bias, Keras BatchNorm: epsilon 1e-3, biased
+running variance). Softplus is torch's (threshold 20), "same" padding symmetric.
 
 Train/eval switching uses NNX's convention: `model.train()` / `model.eval()`
 flip `use_running_average` on every BatchNorm and `deterministic` on every
@@ -22,9 +24,21 @@ from jax_basenji.config import ModelConfig
 from jax_basenji.fused import bn_gelu_pool
 
 
-def gelu(x: jax.Array) -> jax.Array:
+def gelu_erf(x: jax.Array) -> jax.Array:
     # torch.nn.GELU() default is the exact erf form; flax/jax default to tanh.
     return jax.nn.gelu(x, approximate=False)
+
+
+def gelu_tanh(x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x, approximate=True)
+
+
+def gelu_sigmoid(x: jax.Array) -> jax.Array:
+    # basenji's layers.GELU when the published weights were trained (before 2022).
+    return jax.nn.sigmoid(1.702 * x) * x
+
+
+GELUS = {"erf": gelu_erf, "tanh": gelu_tanh, "sigmoid": gelu_sigmoid}
 
 
 def softplus(x: jax.Array) -> jax.Array:
@@ -45,18 +59,22 @@ def max_pool2(x: jax.Array) -> jax.Array:
 
 
 class BatchNorm(nnx.Module):
-    """BatchNorm over `[batch, length, channels]` with torch's update rule.
+    """BatchNorm over `[batch, length, channels]` with torch's momentum convention.
 
-    running = (1 - m) * running + m * batch, with the *unbiased* batch variance
-    for `var` (torch) while normalising with the biased one. Statistics are
-    at least float32 whatever the compute dtype. `count` mirrors num_batches_tracked.
+    running = (1 - m) * running + m * batch (Keras' momentum k is m = 1 - k). The
+    running `var` takes the *unbiased* batch variance (torch) or the biased one
+    (Keras, `unbiased=False`); normalisation always uses the biased one. Statistics
+    are at least float32 whatever the compute dtype. `count` mirrors num_batches_tracked.
     """
 
-    def __init__(self, channels: int, *, momentum: float, eps: float):
+    def __init__(self, channels: int, *, momentum: float, eps: float, unbiased: bool = True,
+                 zero_scale: bool = False):
         self.momentum = momentum
         self.eps = eps
+        self.unbiased = unbiased
         self.use_running_average = False
-        self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
+        # zero_scale: Keras init of a residual branch's last BN (the block starts as identity).
+        self.scale = nnx.Param(jnp.full((channels,), 0.0 if zero_scale else 1.0, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
         self.mean = nnx.BatchStat(jnp.zeros((channels,), jnp.float32))
         self.var = nnx.BatchStat(jnp.ones((channels,), jnp.float32))
@@ -77,30 +95,51 @@ class BatchNorm(nnx.Module):
         """Running statistics from a batch's mean and biased variance over `n` positions."""
         m = self.momentum
         self.mean[...] = (1.0 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
-        unbiased = var * (n / max(n - 1, 1))
-        self.var[...] = (1.0 - m) * self.var[...] + m * jax.lax.stop_gradient(unbiased)
+        if self.unbiased:
+            var = var * (n / max(n - 1, 1))
+        self.var[...] = (1.0 - m) * self.var[...] + m * jax.lax.stop_gradient(var)
         self.count[...] = self.count[...] + 1
 
 
-def Conv(cin: int, cout: int, kernel: int, *, dilation: int = 1, dtype: str,
-         rngs: nnx.Rngs) -> nnx.Conv:
-    """1-D convolution with symmetric "same" padding (torch's), kernel `[k, in, out]`."""
+def _kernel_init(cfg: ModelConfig) -> dict:
+    # Keras' he_normal is a truncated normal with variance 2 / fan_in, as jax's.
+    return {"kernel_init": jax.nn.initializers.he_normal()} if cfg.init == "keras" else {}
+
+
+def Conv(cin: int, cout: int, kernel: int, cfg: ModelConfig, rngs: nnx.Rngs, *,
+         dilation: int = 1) -> nnx.Conv:
+    """1-D convolution with symmetric "same" padding (torch's and Keras' for odd kernels), kernel `[k, in, out]`."""
     pad = dilation * (kernel - 1) // 2
     return nnx.Conv(cin, cout, (kernel,), padding=[(pad, pad)], kernel_dilation=(dilation,),
-                    dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+                    use_bias=cfg.conv_bias, dtype=cfg.dtype, param_dtype=jnp.float32, rngs=rngs,
+                    **_kernel_init(cfg))
+
+
+def Norm(channels: int, cfg: ModelConfig, zero_scale: bool = False) -> BatchNorm:
+    return BatchNorm(channels, momentum=cfg.bn_momentum, eps=cfg.bn_eps, unbiased=cfg.bn_unbiased_var,
+                     zero_scale=zero_scale and cfg.init == "keras")
 
 
 class ConvPoolBlock(nnx.Module):
-    """Conv -> BN -> GELU -> MaxPool(2): the stem and every tower block."""
+    """The stem and every tower block, `[batch, length, cin]` -> `[batch, length // 2, cout]`.
+
+    Seed: Conv -> BN -> GELU -> MaxPool(2). Published: GELU -> Conv -> BN -> MaxPool(2).
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.conv = Conv(cin, cout, kernel, dtype=cfg.dtype, rngs=rngs)
-        self.bn = BatchNorm(cout, momentum=cfg.bn_momentum, eps=cfg.bn_eps)
+        self.pre_activation = cfg.pre_activation
+        self.act = GELUS[cfg.gelu]
+        # The fused train-mode op (jax_basenji.fused) is written for the seed's order and GELU.
+        self.fused = not cfg.pre_activation and cfg.gelu == "erf" and cfg.bn_unbiased_var
+        self.conv = Conv(cin, cout, kernel, cfg, rngs)
+        self.bn = Norm(cout, cfg)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.pre_activation:
+            return max_pool2(self.bn(self.conv(self.act(x))))
         y = self.conv(x)
-        if self.bn.use_running_average:
-            return max_pool2(gelu(self.bn(y)))
+        if self.bn.use_running_average or not self.fused:
+            return max_pool2(self.act(self.bn(y)))
         # Training: one op with a hand-written backward (jax_basenji.fused).
         z, mean, var = bn_gelu_pool(y, self.bn.scale[...], self.bn.bias[...], self.bn.eps)
         self.bn.update(mean, var, y.shape[0] * y.shape[1])
@@ -110,45 +149,59 @@ class ConvPoolBlock(nnx.Module):
 class DilatedResidual(nnx.Module):
     """One dilated residual block, `[batch, bins, C]` -> same shape.
 
-    branch = Conv(k=3, d) -> BN -> GELU -> Conv(k=1) -> BN -> Dropout.
-    basenji2-prime:        x + GELU(branch(x))
-    basenji2-double-prime: GELU(x + branch(x))
+    Seed branch = Conv(k=3, d) -> BN -> GELU -> Conv(k=1) -> BN -> Dropout;
+      basenji2-prime: x + GELU(branch(x)); basenji2-double-prime: GELU(x + branch(x)).
+    Published branch = GELU -> Conv(k=3, d) -> BN -> GELU -> Conv(k=1) -> BN -> Dropout;
+      basenji2: x + branch(x) (the next block's GELU comes first).
     """
 
     def __init__(self, dilation: int, cfg: ModelConfig, rngs: nnx.Rngs):
         c, b = cfg.trunk_channels, cfg.bottleneck_channels
-        self.gelu_after_add = cfg.variant == "basenji2-double-prime"
-        self.conv1 = Conv(c, b, cfg.dilated_kernel, dilation=dilation, dtype=cfg.dtype, rngs=rngs)
-        self.bn1 = BatchNorm(b, momentum=cfg.bn_momentum, eps=cfg.bn_eps)
-        self.conv2 = Conv(b, c, 1, dtype=cfg.dtype, rngs=rngs)
-        self.bn2 = BatchNorm(c, momentum=cfg.bn_momentum, eps=cfg.bn_eps)
+        self.variant = cfg.variant
+        self.act = GELUS[cfg.gelu]
+        self.conv1 = Conv(c, b, cfg.dilated_kernel, cfg, rngs, dilation=dilation)
+        self.bn1 = Norm(b, cfg)
+        self.conv2 = Conv(b, c, 1, cfg, rngs)
+        self.bn2 = Norm(c, cfg, zero_scale=True)
         self.dropout = nnx.Dropout(cfg.residual_dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
-        y = gelu(self.bn1(self.conv1(x)))
+        act = self.act
+        if self.variant == "basenji2":
+            y = self.bn1(self.conv1(act(x)))
+            return x + self.dropout(self.bn2(self.conv2(act(y))), rngs=rngs)
+        y = act(self.bn1(self.conv1(x)))
         y = self.dropout(self.bn2(self.conv2(y)), rngs=rngs)
-        if self.gelu_after_add:
-            return gelu(x + y)
-        return x + gelu(y)
+        if self.variant == "basenji2-double-prime":
+            return act(x + y)
+        return x + act(y)
 
 
 class Final(nnx.Module):
-    """Conv(k=1) -> BN -> Dropout -> GELU, `[batch, bins, trunk]` -> `[batch, bins, final]`."""
+    """`[batch, bins, trunk]` -> `[batch, bins, final]`.
+
+    Seed: Conv(k=1) -> BN -> Dropout -> GELU. Published: GELU -> Conv(k=1) -> BN -> Dropout -> GELU.
+    """
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.conv = Conv(cfg.trunk_channels, cfg.final_channels, 1, dtype=cfg.dtype, rngs=rngs)
-        self.bn = BatchNorm(cfg.final_channels, momentum=cfg.bn_momentum, eps=cfg.bn_eps)
+        self.pre_activation = cfg.pre_activation
+        self.act = GELUS[cfg.gelu]
+        self.conv = Conv(cfg.trunk_channels, cfg.final_channels, 1, cfg, rngs)
+        self.bn = Norm(cfg.final_channels, cfg)
         self.dropout = nnx.Dropout(cfg.final_dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
-        return gelu(self.dropout(self.bn(self.conv(x)), rngs=rngs))
+        if self.pre_activation:
+            x = self.act(x)
+        return self.act(self.dropout(self.bn(self.conv(x)), rngs=rngs))
 
 
 class Head(nnx.Module):
     """Linear -> Softplus, `[batch, bins, final]` -> `[batch, bins, tracks]` (>= float32)."""
 
     def __init__(self, channels: int, tracks: int, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.linear = nnx.Linear(channels, tracks, dtype=cfg.dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.linear = nnx.Linear(channels, tracks, dtype=cfg.dtype, param_dtype=jnp.float32, rngs=rngs,
+                                 **_kernel_init(cfg))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return softplus(at_least_f32(self.linear(x)))
@@ -159,7 +212,7 @@ def _run_block(block: nnx.Module, x: jax.Array, *args) -> jax.Array:
 
 
 class Basenji2(nnx.Module):
-    """Basenji2' / Basenji2'': `[batch, length, 4]` -> `[batch, bins, tracks]`."""
+    """Basenji2' / Basenji2'' / published Basenji2: `[batch, length, 4]` -> `[batch, bins, tracks]`."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg

@@ -21,12 +21,18 @@ weight names, shapes, attributes) is the one of the published Basenji2 files.
 """
 
 import os
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # plain kernels: reproducible float32 outputs
 
 import numpy as np
 import tensorflow as tf
+
+# HDF5 is the point here (the published Basenji2 files use it): silence the notices
+# that it is legacy and that the uncompiled model has no metrics to build.
+warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
+tf.get_logger().setLevel("ERROR")
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "keras")
 SEQ_LEN, TRACKS = 20480, 10
