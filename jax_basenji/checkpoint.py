@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from jax_basenji.config import ModelConfig
-from jax_basenji.convert_table import flatten
+from flax.traverse_util import flatten_dict
 from jax_basenji.model import Basenji2, build_model
 
 FORMAT = "jax_basenji.model/1"
@@ -87,7 +87,7 @@ def load_arrays(path: str) -> tuple[dict, ModelConfig, dict]:
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: stored arrays do not match its model config: {e}") from e
     # orbax restores stored shapes even when the target differs: check them here.
-    want, got = flatten(target), flatten(restored)
+    want, got = flatten_dict(target), flatten_dict(restored)
     bad = sorted("/".join(map(str, p)) + f" {tuple(np.shape(got[p])) if p in got else 'missing'}"
                  f" != {want[p].shape}" for p in want if p not in got or np.shape(got[p]) != want[p].shape)
     if bad or set(got) - set(want):

@@ -10,7 +10,7 @@ from typing import Callable
 
 # Errors that mean "bad input", not "bug": reported as one line, exit code 2.
 from jax_basenji.checkpoint import CheckpointError
-from jax_basenji.convert_table import ConversionError
+from jax_basenji.convert.table import ConversionError
 
 
 class InputError(ValueError):

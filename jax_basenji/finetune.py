@@ -4,8 +4,9 @@
       --data atac=stores/atac rna=stores/rna --species mouse --workdir runs/ft \\
       --modality-weight rna=2 --log1p rna [--freeze heads|trunk] [every jax_basenji.train flag]
 
-`--pretrained` is a jax_basenji checkpoint or a seed `.pt` (plain, DataParallel or
-already fine-tuned). Each `--data` store (NAME=STORE, or STORE named after its
+`--pretrained` is a jax_basenji checkpoint, a seed `.pt` (plain, DataParallel or
+already fine-tuned), or the published Basenji2 as basenji2-pytorch's `.pth` or a
+Keras `.h5` (`model_human.h5`). Each `--data` store (NAME=STORE, or STORE named after its
 directory) holds the same regions for `--species`; their tracks are
 concatenated in the order given and form one new head, `--head-name`
 (default `finetune`), Linear(1536 -> tracks) + Softplus. The old heads are kept
@@ -30,7 +31,7 @@ import sys
 import jax
 
 from jax_basenji.cli import InputError, one_line_errors
-from jax_basenji.config import VARIANTS, ModelConfig
+from jax_basenji.config import GELU_FORMS, SEED_VARIANTS, VARIANTS, ModelConfig
 from jax_basenji.data import BasenjiSource, ConcatSource
 from jax_basenji.train import (NonFiniteLoss, add_train_flags, initial_arrays, maybe_initialize_distributed,
                                train, train_config_from_args)
@@ -45,14 +46,36 @@ def named_stores(items: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def load_pretrained(path: str, variant: str | None, widths: str = "basenji2") -> tuple[dict, ModelConfig]:
-    """Arrays and config of a jax_basenji checkpoint or a seed .pt (head `finetune` if fine-tuned)."""
-    if not os.path.isdir(path) and not variant:
-        raise InputError(f"{path} is a torch checkpoint: pass --variant ({' or '.join(VARIANTS)}); "
+def load_pretrained(path: str, variant: str | None, widths: str = "basenji2",
+                    gelu: str | None = None) -> tuple[dict, ModelConfig]:
+    """Arrays and config of a checkpoint directory, a seed `.pt`, a basenji2-pytorch `.pth` or a Keras `.h5`.
+
+    A seed `.pt` needs `variant` (its weights cannot tell Basenji2' from
+    Basenji2''); the published files are recognised (`.h5`, `model.trunk.*` keys).
+    A seed fine-tuned `.pt` gets its new head as `finetune`.
+    """
+    if os.path.isdir(path):
+        return initial_arrays(path, ModelConfig())  # the checkpoint records its own config
+    from jax_basenji.convert import foreign
+    from jax_basenji.convert.basenji2_pytorch import is_basenji2_pytorch
+
+    keras = path.lower().endswith(foreign.KERAS_SUFFIXES)
+    state_dict = None if keras else foreign.load_torch_state_dict(path)
+    if keras or is_basenji2_pytorch(state_dict):
+        variant = variant or "basenji2"
+    if not variant:
+        raise InputError(f"{path} is a seed torch checkpoint: pass --variant ({' or '.join(SEED_VARIANTS)}); "
                          "the weights cannot tell the variants apart")
-    variant = variant or VARIANTS[0]  # a checkpoint directory records its own config
-    base = ModelConfig.tiny(variant=variant) if widths == "tiny" else ModelConfig.preset(variant)
-    return initial_arrays(path, base)
+    if widths == "tiny":
+        base = ModelConfig.preset("tiny-basenji2" if variant == "basenji2" else "tiny", variant=variant)
+    else:
+        base = ModelConfig.preset(variant)
+    base = base.replace(gelu=gelu) if gelu else base
+    if keras:
+        arrays, cfg, _ = foreign.arrays_from_file(path, base)
+    else:
+        arrays, cfg, _ = foreign.arrays_from_torch(state_dict, base)
+    return arrays, cfg
 
 
 def modalities(stores: list[tuple[str, int]], weights: dict[str, float], log1p: list[str]) -> tuple:
@@ -80,7 +103,7 @@ def finetune(args: argparse.Namespace) -> dict:
     counts = [(name, s.num_targets) for (name, _), s in zip(stores, sources[head][0].sources)]
     tracks = sum(t for _, t in counts)
 
-    arrays, cfg = load_pretrained(args.pretrained, args.variant, args.widths)
+    arrays, cfg = load_pretrained(args.pretrained, args.variant, args.widths, args.gelu)
     if head in cfg.head_tracks:
         if cfg.head_tracks[head] != tracks:
             raise InputError(f"{args.pretrained}: head {head!r} has {cfg.head_tracks[head]} tracks; the data have "
@@ -109,10 +132,14 @@ def finetune(args: argparse.Namespace) -> dict:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m jax_basenji.finetune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pretrained", required=True, help="jax_basenji checkpoint directory or seed .pt")
-    p.add_argument("--variant", choices=VARIANTS, help="architecture of a .pt (required for .pt)")
+    p.add_argument("--pretrained", required=True,
+                   help="jax_basenji checkpoint directory, seed .pt, basenji2-pytorch .pth or Keras .h5")
+    p.add_argument("--variant", choices=VARIANTS,
+                   help="architecture of a seed .pt (required there; the published files are recognised)")
     p.add_argument("--widths", choices=["basenji2", "tiny"], default="basenji2",
-                   help="layer widths of a .pt: the real Basenji2 (default) or the tiny test preset")
+                   help="layer widths of a file: the real Basenji2 (default) or the tiny test preset")
+    p.add_argument("--gelu", choices=GELU_FORMS,
+                   help="GELU form for a published file (default sigmoid, the Keras model's; erf = basenji2-pytorch's)")
     p.add_argument("--data", nargs="+", required=True, metavar="[NAME=]STORE",
                    help="converted stores over the same regions; tracks concatenated in this order")
     p.add_argument("--species", default="mouse", help="species directory inside each store (default mouse)")

@@ -43,13 +43,13 @@ class NonFiniteLoss(RuntimeError):
 
 
 def initial_arrays(path: str, base: ModelConfig) -> tuple[dict, ModelConfig]:
-    """Weights to start from: a jax_basenji checkpoint or a seed .pt (-> arrays, config)."""
+    """Weights to start from: a jax_basenji checkpoint, a torch `.pt`/`.pth` or a Keras `.h5` (-> arrays, config)."""
     if os.path.isdir(path):
         arrays, cfg, _ = checkpoint.load_arrays(path)
         return arrays, cfg.replace(seq_length=base.seq_length)
-    from jax_basenji.convert import arrays_from_torch, load_torch_state_dict
+    from jax_basenji.convert import arrays_from_file
 
-    arrays, cfg, _ = arrays_from_torch(load_torch_state_dict(path), base)
+    arrays, cfg, _ = arrays_from_file(path, base)
     return arrays, cfg
 
 
@@ -261,8 +261,10 @@ def add_train_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -
 
     a("--data", help="converted store (python -m jax_basenji.data convert); required unless demo")
     a("--workdir", default=d.workdir, help="checkpoints, metrics.jsonl, TensorBoard events, PNG plots")
-    a("--model", default="basenji2-double-prime", choices=["basenji2-double-prime", "basenji2-prime", "tiny"],
-      help="architecture preset (heads are sized from the data)")
+    a("--model", default="basenji2-double-prime",
+      choices=["basenji2-double-prime", "basenji2-prime", "basenji2", "tiny", "tiny-basenji2"],
+      help="architecture preset: the seed's Basenji2'' / Basenji2', the published Basenji2 (Keras form), "
+           "or tiny widths of either form (heads are sized from the data)")
     a("--species", nargs="+", default=list(d.species), help="species trained alternately (default human mouse)")
     a("--batch-size", type=int, default=d.batch_size, help="global batch per species (default 4)")
     steps = p.add_mutually_exclusive_group()
@@ -282,12 +284,14 @@ def add_train_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -
     a("--precision", default=d.precision, choices=["fp32", "bf16"],
       help="bf16: bf16 convolutions, fp32 params, BN statistics and loss")
     a("--remat", action="store_true", help="recompute block activations in the backward pass (memory)")
-    a("--bn-momentum", type=float, help="BatchNorm momentum, PyTorch semantics (default 0.9)")
+    a("--bn-momentum", type=float, help="BatchNorm momentum, PyTorch semantics (default: the preset's, 0.9 "
+                                        "for the seed's, 0.1 = Keras' 0.9 for basenji2)")
     a("--seed", type=int, default=d.seed, help="initialisation, data order, augmentation, dropout")
     a("--eval-every", type=int, default=d.eval_every, help="rounds between validations")
     a("--eval-batches", type=int, default=d.eval_batches, help="validation batches per species")
     a("--checkpoint-every", type=int, default=d.checkpoint_every, help="rounds between latest checkpoints")
-    a("--init-from", help="initial weights: a jax_basenji checkpoint directory or a seed .pt")
+    a("--init-from", help="initial weights: a jax_basenji checkpoint directory, a seed .pt, or for "
+                          "--model basenji2 a basenji2-pytorch .pth or Keras .h5")
     a("--workers", type=int, default=d.workers, help="data worker processes per species (0: in-process)")
     a("--coordinator-address", help="host:port of process 0 for multi-process runs (or set up by SLURM)")
     a("--num-processes", type=int, help="processes in a multi-process run")

@@ -8,8 +8,23 @@ import numpy as np
 import torch
 
 from jax_basenji.config import ModelConfig
-from jax_basenji.convert_table import flatten, param_table
+from flax.traverse_util import flatten_dict
+
+from jax_basenji.convert import basenji2_pytorch, seed_torch
 from torch_ref import Basenji2 as TorchBasenji2
+from torch_ref import PublishedBasenji2
+
+
+def torch_model(cfg: ModelConfig) -> torch.nn.Module:
+    """The torch_ref model of `cfg`'s variant: the seed's, or the published (basenji2-pytorch keys)."""
+    return PublishedBasenji2(cfg) if cfg.variant == "basenji2" else TorchBasenji2(cfg)
+
+
+def torch_table(cfg: ModelConfig, new_head: str | None = None):
+    """The conversion table of `cfg`'s torch layout."""
+    if cfg.variant == "basenji2":
+        return basenji2_pytorch.table(cfg, cfg.heads[0][0])
+    return seed_torch.table(cfg, new_head)
 
 
 def one_hot(batch: int, length: int, seed: int = 0, n_fraction: float = 0.0) -> np.ndarray:
@@ -31,7 +46,7 @@ def randomize_affine(module: torch.nn.Module, seed: int) -> None:
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
 
 
-def calibrated_torch_model(cfg: ModelConfig, seed: int = 0, calib_length: int | None = None) -> TorchBasenji2:
+def calibrated_torch_model(cfg: ModelConfig, seed: int = 0, calib_length: int | None = None) -> torch.nn.Module:
     """A torch_ref model in eval mode whose BN statistics come from real forward passes.
 
     Default running statistics (mean 0, var 1) leave activations far off scale;
@@ -39,7 +54,7 @@ def calibrated_torch_model(cfg: ModelConfig, seed: int = 0, calib_length: int | 
     eval-mode outputs vary across bins and tracks and parity is meaningful.
     """
     torch.manual_seed(seed)
-    model = TorchBasenji2(cfg)
+    model = torch_model(cfg)
     randomize_affine(model, seed)
     model.train()
     with torch.no_grad():
@@ -62,7 +77,7 @@ def jax_params_as_torch(tree: Mapping, cfg: ModelConfig, leaves=("kernel", "bias
     Only leaves whose JAX name is in `leaves` are mapped (e.g. gradients exist
     for parameters only).
     """
-    flat = flatten(tree)
-    return {m.torch_key: m.to_torch(np.asarray(flat[m.jax_path])) for m in param_table(cfg, new_head)
+    flat = flatten_dict(tree)
+    return {m.foreign_key: m.to_foreign(np.asarray(flat[m.jax_path])) for m in torch_table(cfg, new_head)
             if m.jax_path[-1] in leaves and m.jax_path in flat}
 

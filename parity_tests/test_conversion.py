@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from jax_basenji import convert, convert_table, predict
+from jax_basenji import convert, predict
+from jax_basenji.convert import table as convert_table
 from jax_basenji.checkpoint import load_model, read_meta
 from jax_basenji.config import ModelConfig
 from jax_basenji.convert import model_from_torch
 from jax_basenji.predict import Predictor
-from jax_basenji.convert_table import ConversionError
+from jax_basenji.convert import ConversionError
 from parity_tests.helpers import calibrated_torch_model, one_hot, rel_err
 from torch_ref import Basenji2 as TorchBasenji2
 from torch_ref import FineTunedBasenji2, load_seed_state_dict
@@ -210,10 +211,10 @@ def test_parity_check_passes_with_the_real_conversion():
 def test_a_broken_conversion_fails_the_parity_check(monkeypatch, kind, position, broken):
     cfg = ModelConfig.tiny(heads={"human": 48})  # 48 tracks == final channels: square head
     tmodel = calibrated_torch_model(cfg, seed=10)
-    rows = list(convert_table.KINDS[kind])
+    rows = list(convert_table.TORCH_KINDS[kind])
     suffix, leaf, _, to_torch = rows[position]
     rows[position] = (suffix, leaf, broken, to_torch)
-    monkeypatch.setitem(convert_table.KINDS, kind, rows)
+    monkeypatch.setitem(convert_table.TORCH_KINDS, kind, rows)
     assert _eval_rel_err(cfg, tmodel) > 10 * REL_TOL
 
 

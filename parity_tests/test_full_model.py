@@ -23,7 +23,7 @@ def _eval_outputs(tmodel, x, head):
     return Predictor(jmodel, head)(x), want
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", [*VARIANTS, "basenji2"])
 def test_full_length_131072_eval(variant, record):
     cfg = ModelConfig.preset(variant)
     tmodel = calibrated_torch_model(cfg, seed=2, calib_length=32_768)
@@ -49,6 +49,18 @@ def test_shorter_lengths_eval(short_model, length, head, record):
     assert got.shape == want.shape == (2, length // 128 - 128, short_model.cfg.head_tracks[head])
     record(f"full model, eval, 20480-32768 bp, {short_model.cfg.variant}", rel_err(got, want))
     assert rel_err(got, want) <= REL_TOL
+
+
+def test_tolerance_tells_the_gelu_forms_apart():
+    """The published weights under another GELU form (sigmoid vs erf): the 1e-4 tolerance must flag it."""
+    cfg = ModelConfig.basenji2(gelu="sigmoid")
+    tmodel = calibrated_torch_model(cfg, seed=6, calib_length=32_768)
+    x = one_hot(1, 32_768, seed=7)
+    with torch.no_grad():
+        want = tmodel(torch.from_numpy(x)).numpy()
+    for gelu in ("erf", "tanh"):
+        jmodel = model_from_torch(tmodel.state_dict(), cfg.replace(gelu=gelu))
+        assert rel_err(Predictor(jmodel, "human")(x), want) > 10 * REL_TOL, gelu
 
 
 def test_tolerance_tells_the_variants_apart():

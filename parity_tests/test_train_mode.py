@@ -51,7 +51,11 @@ def _pair(variant, bn_momentum=0.9, float64=False):
     model computing in float64 with float64 variables; use it inside
     `jax.enable_x64(True)`.
     """
-    cfg = ModelConfig.tiny(variant=variant) if float64 else ModelConfig.preset(variant)
+    if variant == "basenji2":  # one head, as basenji2-pytorch; torch's unbiased running variance
+        cfg = ModelConfig.preset("tiny-basenji2" if float64 else "basenji2", heads=(("human", 8 if float64 else 5313),),
+                                 bn_unbiased_var=True)
+    else:
+        cfg = ModelConfig.tiny(variant=variant) if float64 else ModelConfig.preset(variant)
     cfg = cfg.replace(residual_dropout=0.0, final_dropout=0.0, bn_momentum=bn_momentum)
     tmodel = calibrated_torch_model(cfg, seed=8, calib_length=None if float64 else LENGTH)
     jmodel = model_from_torch(tmodel.state_dict(), cfg.replace(dtype="float64" if float64 else "float32"))
@@ -86,7 +90,8 @@ def _is_pre_bn_conv_bias(key):
     return key.endswith(".0.bias") and not key.startswith("output_heads") or key.endswith(".3.bias")
 
 
-@pytest.mark.parametrize("variant,bn_momentum", [("basenji2-double-prime", 0.9), ("basenji2-prime", 0.99)])
+@pytest.mark.parametrize("variant,bn_momentum", [("basenji2-double-prime", 0.9), ("basenji2-prime", 0.99),
+                                                 ("basenji2", 0.1)])
 def test_train_outputs_loss_and_running_stats(variant, bn_momentum, record):
     cfg, tmodel, jmodel = _pair(variant, bn_momentum)
     x = one_hot(2, LENGTH, seed=9, n_fraction=0.01)
@@ -108,7 +113,7 @@ def test_train_outputs_loss_and_running_stats(variant, bn_momentum, record):
         record(f"running mean/var after one step, {variant}", rel_err(value, tstate[key].numpy()))
 
 
-@pytest.mark.parametrize("variant", ["basenji2-double-prime", "basenji2-prime"])
+@pytest.mark.parametrize("variant", ["basenji2-double-prime", "basenji2-prime", "basenji2"])
 def test_gradients_of_every_parameter_float64(variant, record):
     cfg, tmodel, jmodel = _pair(variant, float64=True)
     x = one_hot(2, cfg.seq_length, seed=11, n_fraction=0.01)
@@ -118,7 +123,10 @@ def test_gradients_of_every_parameter_float64(variant, record):
         _, grads = _jax_loss_and_grads(jmodel, x, y)
         jgrads = jax_params_as_torch(nnx.to_pure_dict(grads), cfg)
     assert all(g.dtype == np.float64 for g in jgrads.values())
-    assert set(jgrads) == set(tgrads) and len(jgrads) == 4 + 6 * 4 + cfg.dilated_layers * 8 + 4 + 2 * 2
+    # conv weight (+ bias in the seed's), BN weight and bias per block; Linear weight and bias per head
+    per_block = 4 if cfg.conv_bias else 3
+    want = per_block * (1 + 6 + 2 * cfg.dilated_layers + 1) + 2 * len(cfg.heads)
+    assert set(jgrads) == set(tgrads) and len(jgrads) == want
 
     for key, g in jgrads.items():
         tg = tgrads[key]

@@ -17,7 +17,11 @@ weight names, shapes, attributes) is the one of the published Basenji2 files.
                              (conv1d_30, batch_normalization_30, dense_1)
   basenji2_small_io.npz      input one-hot x (uint8, ~2% N), Keras inference
                              output y, one training-mode BatchNormalization
-                             step (bn_*), the GELU curve (gelu_*), tf_version
+                             step (bn_*), the GELU curve (gelu_*), tf_version,
+                             and tiny_x / tiny_y for the file below
+  basenji2_tiny_model.h5     the same stack at the `tiny-basenji2` preset's
+                             widths (16,384 bp, 4 residual blocks, crop 8 bins,
+                             8 tracks), small enough for fine-tuning tests
 """
 
 import os
@@ -61,32 +65,36 @@ def conv_block(x, filters, kernel_size, pool_size=1, dilation_rate=1, dropout=0.
     return x
 
 
-def build():
-    """30 Conv1D + 30 BatchNormalization + 1 Dense: [B, 20480, 4] -> [B, 32, 10]."""
-    sequence = tf.keras.Input(shape=(SEQ_LEN, 4), name="sequence")
+# The `tiny-basenji2` preset: (seq_len, tracks, residual filters, residual blocks, crop bins).
+TINY = (16384, 8, 16, 4, 8)
+
+
+def build(seq_len=SEQ_LEN, tracks=TRACKS, res_filters=12, res_blocks=11, crop=64):
+    """30 Conv1D + 30 BatchNormalization + 1 Dense: [B, 20480, 4] -> [B, 32, 10] (by default)."""
+    sequence = tf.keras.Input(shape=(seq_len, 4), name="sequence")
     x = conv_block(sequence, 16, 15, pool_size=2)  # stem: GELU on the one-hot itself
     for i in range(6):  # conv tower, filters grow by 1.1776 per block
         x = conv_block(x, int(np.round(18 * 1.1776 ** i)), 5, pool_size=2)
     d = 1.0
-    for _ in range(11):  # dilated residual tower: dilations 1, 2, 3, 4, 6, ..., 72
-        y = conv_block(x, 12, 3, dilation_rate=int(np.round(d)))
+    for _ in range(res_blocks):  # dilated residual tower: dilations 1, 2, 3, 4, 6, ..., 72
+        y = conv_block(x, res_filters, 3, dilation_rate=int(np.round(d)))
         y = conv_block(y, 41, 1, dropout=0.3, bn_gamma="zeros")
         x = tf.keras.layers.Add()([x, y])
         d = np.round(d * 1.5)
-    x = tf.keras.layers.Cropping1D(64)(x)
+    x = tf.keras.layers.Cropping1D(crop)(x)
     x = conv_block(x, 48, 1, dropout=0.05)
     x = GELU()(x)
-    out = tf.keras.layers.Dense(TRACKS, activation="softplus")(x)
+    out = tf.keras.layers.Dense(tracks, activation="softplus")(x)
     return tf.keras.Model(sequence, out)
 
 
-def random_one_hot(rng, batch, n_frac=0.0):
-    one_hot = np.eye(4, dtype=np.uint8)[rng.integers(0, 4, size=(batch, SEQ_LEN))]
-    one_hot[rng.random((batch, SEQ_LEN)) < n_frac] = 0  # N positions: all-zero rows
+def random_one_hot(rng, batch, n_frac=0.0, seq_len=SEQ_LEN):
+    one_hot = np.eye(4, dtype=np.uint8)[rng.integers(0, 4, size=(batch, seq_len))]
+    one_hot[rng.random((batch, seq_len)) < n_frac] = 0  # N positions: all-zero rows
     return one_hot
 
 
-def perturb_and_calibrate(model, rng):
+def perturb_and_calibrate(model, rng, seq_len=SEQ_LEN):
     # Initial gammas of 1 (or 0) and betas of 0 would hide a swapped gamma/beta or
     # a skipped residual branch: draw them, and a Dense bias, away from defaults.
     for layer in model.layers:
@@ -100,7 +108,7 @@ def perturb_and_calibrate(model, rng):
     # Moving statistics by Keras' own update (momentum 0.9), so they are realistic
     # rather than the 0/1 defaults.
     for _ in range(40):
-        model(random_one_hot(rng, 2).astype(np.float32), training=True)
+        model(random_one_hot(rng, 2, seq_len=seq_len).astype(np.float32), training=True)
 
 
 def batchnorm_step(rng):
@@ -135,8 +143,17 @@ def main():
     assert np.array_equal(model2(x.astype(np.float32), training=False).numpy(), y)
 
     gelu_x = np.linspace(-6, 6, 101).astype(np.float32)
-    np.savez_compressed(os.path.join(OUT, "basenji2_small_io.npz"), x=x, y=y, **batchnorm_step(rng),
-                        gelu_x=gelu_x, gelu_y=GELU()(gelu_x).numpy(), tf_version=np.array(tf.__version__))
+    bn = batchnorm_step(rng)
+
+    tiny = build(*TINY)  # built last, so the files above are unchanged by it
+    perturb_and_calibrate(tiny, rng, seq_len=TINY[0])
+    tiny.save(os.path.join(OUT, "basenji2_tiny_model.h5"), save_format="h5")
+    tiny_x = random_one_hot(rng, 2, n_frac=0.02, seq_len=TINY[0])
+    tiny_y = tiny(tiny_x.astype(np.float32), training=False).numpy()
+
+    np.savez_compressed(os.path.join(OUT, "basenji2_small_io.npz"), x=x, y=y, **bn,
+                        gelu_x=gelu_x, gelu_y=GELU()(gelu_x).numpy(), tf_version=np.array(tf.__version__),
+                        tiny_x=tiny_x, tiny_y=tiny_y)
     print("tensorflow", tf.__version__, "wrote", os.path.abspath(OUT))
     print(f"y {y.shape} min {y.min():.4g} max {y.max():.4g} std {y.std():.4g} "
           f"std over bins {y.std(axis=1).mean():.4g} std over tracks {y.std(axis=2).mean():.4g}")

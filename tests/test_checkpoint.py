@@ -9,7 +9,7 @@ from flax import nnx
 
 from jax_basenji.checkpoint import CheckpointError, load_model, model_arrays, read_meta, save_model
 from jax_basenji.config import ModelConfig
-from jax_basenji.convert_table import flatten
+from flax.traverse_util import flatten_dict
 from jax_basenji.model import build_model
 
 
@@ -58,7 +58,7 @@ def test_checkpoint_whose_arrays_do_not_fit_its_config(tmp_path):
 
 def test_only_parameters_and_batch_statistics_are_saved():
     model = _trained_tiny()
-    saved = flatten(model_arrays(model))
+    saved = flatten_dict(model_arrays(model))
     n_params = len(jax.tree.leaves(nnx.state(model, nnx.Param)))
     n_stats = len(jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
     assert len(saved) == n_params + n_stats

@@ -14,7 +14,7 @@ import pytest
 
 from jax_basenji.checkpoint import CheckpointError, load_arrays
 from jax_basenji.config import ModelConfig
-from jax_basenji.convert_table import flatten
+from flax.traverse_util import flatten_dict
 from jax_basenji.data.__main__ import main as data_main
 from jax_basenji.data.store import convert
 from jax_basenji.train import main as train_main
@@ -41,7 +41,7 @@ def _tc(store, workdir, **kw):
 
 
 def _flat(tree):
-    return {"/".join(map(str, path)): np.asarray(v) for path, v in flatten(tree).items()}
+    return {"/".join(map(str, path)): np.asarray(v) for path, v in flatten_dict(tree).items()}
 
 
 def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(store, tmp_path):

@@ -1,5 +1,7 @@
-"""PyTorch reference of the seed's Basenji2' / Basenji2'' (state_dict-compatible)."""
+"""PyTorch references: the seed's Basenji2' / Basenji2'' and the published Basenji2
+(basenji2-pytorch's state_dict), each state_dict-compatible with the files users hold."""
 
 from torch_ref.model import Basenji2, FineTunedBasenji2, load_seed_state_dict, strip_module_prefix
+from torch_ref.published import PublishedBasenji2
 
-__all__ = ["Basenji2", "FineTunedBasenji2", "load_seed_state_dict", "strip_module_prefix"]
+__all__ = ["Basenji2", "FineTunedBasenji2", "PublishedBasenji2", "load_seed_state_dict", "strip_module_prefix"]

@@ -1,0 +1,117 @@
+"""Foreign weight files -> JAX arrays and back: torch I/O and the choice of layout.
+
+  seed .pt (Basenji2' / Basenji2'', DataParallel, fine-tuned)  -> seed_torch
+  basenji2-pytorch .pth (keys `model.trunk.*`)                 -> basenji2_pytorch
+  Keras .h5 (model.save or save_weights)                       -> keras_h5
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Mapping
+
+import jax
+import numpy as np
+import torch
+from flax import nnx
+from flax.traverse_util import flatten_dict
+
+from jax_basenji import checkpoint
+from jax_basenji.cli import InputError, atomic_output
+from jax_basenji.config import SEED_VARIANTS, ModelConfig
+from jax_basenji.convert import basenji2_pytorch, keras_h5, seed_torch
+from jax_basenji.convert.table import ConversionError
+from jax_basenji.model import Basenji2, build_model
+from torch_ref import strip_module_prefix
+
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+def expected_shapes(cfg: ModelConfig) -> dict:
+    """{JAX leaf path: shape} of every saved array of a model with `cfg`."""
+    return {p: s.shape for p, s in flatten_dict(checkpoint.abstract_arrays(cfg)).items()}
+
+
+def _as_state_dict(obj) -> OrderedDict:
+    # A Lightning checkpoint nests the state_dict; PLBasenji2 prefixes its model with `basenji2.`.
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    sd = strip_module_prefix(obj)
+    if sd and all(k.startswith("basenji2.") for k in sd):
+        sd = OrderedDict((k[len("basenji2."):], v) for k, v in sd.items())
+    return sd
+
+
+def load_torch_state_dict(path: str) -> OrderedDict:
+    """A `.pt`/`.pth` as an ordered {key: numpy array}, wrapper prefixes removed."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # pickle/zip errors: say which file, in one line
+        reason = (str(e).strip().splitlines() or [""])[0]
+        raise ConversionError(f"{path} is not a readable torch checkpoint: {type(e).__name__}: {reason}") from e
+    sd = _as_state_dict(obj) if isinstance(obj, Mapping) else None
+    if not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ConversionError(f"{path} does not hold a state_dict (a mapping of tensor names to tensors)")
+    return OrderedDict((k, v.detach().cpu().numpy()) for k, v in sd.items())
+
+
+def arrays_from_torch(state_dict: Mapping[str, np.ndarray], base: ModelConfig, head_name: str = "finetune",
+                      head: str | None = None) -> tuple[dict, ModelConfig, str | None]:
+    """A torch state_dict in either layout -> (JAX arrays, config, seed fine-tuning head or None).
+
+    `base` gives the architecture: a seed variant for seed `.pt` files (the
+    weights cannot tell Basenji2' from Basenji2''), `basenji2` for basenji2-pytorch.
+    """
+    published = basenji2_pytorch.is_basenji2_pytorch(state_dict)
+    if published != (base.variant == "basenji2"):
+        layout = "basenji2-pytorch (published Basenji2)" if published else "seed (Basenji2'/'')"
+        raise ConversionError(f"the state_dict is in the {layout} layout, not {base.variant}: "
+                              f"pass --variant {'basenji2' if published else ' or '.join(SEED_VARIANTS)}")
+    if published:
+        return (*basenji2_pytorch.arrays_from_state_dict(state_dict, base, expected_shapes, head), None)
+    return seed_torch.arrays_from_state_dict(state_dict, base, expected_shapes, head_name)
+
+
+def arrays_from_file(path: str, base: ModelConfig, *, head: str | None = None,
+                     head_name: str = "finetune") -> tuple[dict, ModelConfig, str | None]:
+    """A Keras `.h5` or a torch `.pt`/`.pth` -> (JAX arrays, config, seed fine-tuning head or None)."""
+    if path.lower().endswith(KERAS_SUFFIXES):
+        if base.variant != "basenji2":
+            raise InputError(f"{path} is a Keras file: only the published Basenji2 (--variant basenji2) comes as one")
+        return (*keras_h5.arrays_from_file(path, base, expected_shapes, head), None)
+    return arrays_from_torch(load_torch_state_dict(path), base, head_name, head)
+
+
+def model_from_torch(state_dict: Mapping, base: ModelConfig, head_name: str = "finetune") -> Basenji2:
+    """A JAX model (train mode) holding the weights of a torch state_dict (tensors or arrays)."""
+    sd = OrderedDict((k, v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
+                     for k, v in _as_state_dict(state_dict).items())
+    arrays, cfg, _ = arrays_from_torch(sd, base, head_name)
+    model = build_model(cfg)
+    nnx.update(model, arrays)
+    return model
+
+
+def torch_state_from_arrays(arrays: Mapping, cfg: ModelConfig, new_head: str | None = None,
+                            head: str | None = None) -> OrderedDict:
+    """JAX arrays -> torch tensors in the layout of `cfg`'s variant (seed or basenji2-pytorch)."""
+    arrays = jax.tree.map(np.asarray, arrays)
+    if cfg.variant == "basenji2":
+        sd = basenji2_pytorch.state_dict_from_arrays(arrays, cfg, head)
+    else:
+        sd = seed_torch.state_dict_from_arrays(arrays, cfg, new_head)
+    return OrderedDict((k, torch.from_numpy(np.array(v))) for k, v in sd.items())
+
+
+def save_torch(state: Mapping, output_path: str, overwrite: bool = False) -> None:
+    """torch.save under a temporary name, renamed when complete."""
+    tmp = atomic_output(output_path, overwrite)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, output_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
