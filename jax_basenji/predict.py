@@ -1,22 +1,31 @@
 """Batched prediction from one-hot sequences.
 
   python -m jax_basenji.predict --checkpoint CKPT --head human --input seqs.npy --output preds.npy
+      [--rc] [--shifts -1 0 1] [--targets-txt targets.txt]
 
 `seqs.npy`: `[N, L, 4]` one-hot (bool, integer or float; an all-zero row is N).
 `preds.npy`: `[N, bins, tracks]` float32 (bins = 896 at L = 131,072). The input
 is memory-mapped and the output written batch by batch into a temporary file
 that is renamed when complete. Batches are padded to one shape, so the model
 is compiled once.
+
+Ensembles, as upstream basenji's `--rc --shifts`: the prediction is the mean
+over every listed shift (the sequence moved right by `s` bp, N-padded; the
+prediction is not shifted back) and, with `--rc`, over the reverse complement
+of each (its prediction flipped back along the bins and, given a targets.txt
+with `strand_pair`, stranded tracks swapped with their pair).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from typing import Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from tqdm import tqdm
@@ -52,17 +61,62 @@ def check_one_hot(batch: np.ndarray, offset: int, name: str = "input") -> None:
                          f"(values {batch[i, pos].tolist()})")
 
 
-class Predictor:
-    """Eval-mode forward pass of one head, jit-compiled once per batch shape."""
+@dataclasses.dataclass(frozen=True)
+class Ensemble:
+    """What a prediction averages over (upstream basenji's `--rc --shifts`)."""
 
-    def __init__(self, model: Basenji2, head: str):
+    rc: bool = False  # also predict the reverse complement, flipped back
+    shifts: tuple[int, ...] = (0,)  # bp the sequence is moved right (negative: left)
+    strand_pair: tuple[int, ...] | None = None  # track permutation for the reverse strand
+
+    def __post_init__(self):
+        if not self.shifts:
+            raise InputError("--shifts needs at least one value")
+        object.__setattr__(self, "shifts", tuple(int(s) for s in self.shifts))
+        if self.strand_pair is not None:
+            object.__setattr__(self, "strand_pair", tuple(int(t) for t in self.strand_pair))
+
+    @property
+    def size(self) -> int:
+        return len(self.shifts) * (2 if self.rc else 1)
+
+
+def shift_batch(x: jax.Array, shift: int) -> jax.Array:
+    """`[batch, length, 4]` moved right by `shift` bp (left if negative), vacated positions N (zeros)."""
+    if shift == 0:
+        return x
+    pad = [(0, 0), (max(shift, 0), max(-shift, 0)), (0, 0)]
+    return jnp.pad(x, pad)[:, max(-shift, 0): max(-shift, 0) + x.shape[1]]
+
+
+def ensemble_forward(model: Basenji2, x: jax.Array, head: str, ensemble: Ensemble) -> jax.Array:
+    """Mean prediction `[batch, bins, tracks]` over `ensemble`'s shifts and strands."""
+    total = 0.0
+    for shift in ensemble.shifts:
+        xs = shift_batch(x, shift)
+        total = total + model(xs, head)
+        if ensemble.rc:
+            y = model(xs[:, ::-1, ::-1], head)[:, ::-1]
+            if ensemble.strand_pair is not None:
+                y = y[..., np.asarray(ensemble.strand_pair)]
+            total = total + y
+    return total / ensemble.size
+
+
+class Predictor:
+    """Eval-mode forward pass of one head (optionally an ensemble), jit-compiled once per batch shape."""
+
+    def __init__(self, model: Basenji2, head: str, ensemble: Ensemble = Ensemble()):
         if head not in model.heads:
             raise InputError(f"unknown head {head!r}; this checkpoint has {sorted(model.heads)}")
+        tracks = model.cfg.head_tracks[head]
+        if ensemble.strand_pair is not None and len(ensemble.strand_pair) != tracks:
+            raise InputError(f"the targets table has {len(ensemble.strand_pair)} tracks; head {head!r} has {tracks}")
         model.eval()
         self.model = model
         graphdef, state = nnx.split(model)
         self._state = state
-        self._forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x, head))
+        self._forward = jax.jit(lambda state, x: ensemble_forward(nnx.merge(graphdef, state), x, head, ensemble))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """`[B, L, 4]` -> `[B, bins, tracks]` float32 numpy."""
@@ -88,8 +142,30 @@ class Predictor:
         bar.close()
 
 
+def ensemble_from_args(args: argparse.Namespace, strand_pair=None) -> Ensemble:
+    """`--rc`, `--shifts` and the strand pairs of `--targets-txt` (else `strand_pair`, e.g. a store's)."""
+    if getattr(args, "targets_txt", None):
+        from jax_basenji.data.layout import DataError, read_targets_file, strand_pairs
+
+        try:
+            strand_pair = strand_pairs(read_targets_file(args.targets_txt))
+        except DataError as e:
+            raise InputError(str(e)) from None
+    return Ensemble(rc=args.rc, shifts=tuple(args.shifts),
+                    strand_pair=None if strand_pair is None else tuple(strand_pair))
+
+
+def add_ensemble_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rc", action="store_true",
+                   help="average with the reverse complement's prediction (flipped back; stranded tracks "
+                        "swapped by the targets.txt strand_pair)")
+    p.add_argument("--shifts", type=int, nargs="+", default=[0],
+                   help="average over these sequence shifts in bp, e.g. -1 0 1 (default 0)")
+
+
 def predict_file(checkpoint_dir: str, head: str, input_path: str, output_path: str, *,
-                 batch_size: int = 4, overwrite: bool = False, progress: bool = True) -> tuple[int, ...]:
+                 batch_size: int = 4, overwrite: bool = False, progress: bool = True,
+                 ensemble: Ensemble = Ensemble()) -> tuple[int, ...]:
     """Predict every sequence of `input_path` into `output_path`; returns the output shape."""
     if batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {batch_size}")
@@ -98,7 +174,7 @@ def predict_file(checkpoint_dir: str, head: str, input_path: str, output_path: s
     except ValueError as e:
         raise InputError(f"{input_path} is not a readable .npy array: {e}") from None
     model, _ = checkpoint.load_model(checkpoint_dir)
-    predictor = Predictor(model, head)
+    predictor = Predictor(model, head, ensemble)
     bins = check_sequences(seqs, model, input_path)
     shape = (seqs.shape[0], bins, model.cfg.head_tracks[head])
     tmp = atomic_output(output_path, overwrite)
@@ -123,6 +199,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--input", required=True, help="[N, L, 4] one-hot .npy")
     p.add_argument("--output", required=True, help="[N, bins, tracks] float32 .npy to write")
     p.add_argument("--batch-size", type=int, default=4, help="sequences per forward pass (default 4)")
+    add_ensemble_flags(p)
+    p.add_argument("--targets-txt", help="targets.txt of the head: strand pairs for --rc")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -133,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     shape = predict_file(args.checkpoint, args.head, args.input, args.output,
                          batch_size=args.batch_size, overwrite=args.overwrite,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, ensemble=ensemble_from_args(args))
     print(f"wrote {args.output}: {shape} float32")
     return 0
 

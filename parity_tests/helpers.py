@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Mapping
 
+import basenji2_pytorch  # the PyPI package: the published model's PyTorch port
 import numpy as np
 import torch
-
-from jax_basenji.config import ModelConfig
 from flax.traverse_util import flatten_dict
 
-from jax_basenji.convert import basenji2_pytorch, seed_torch
+from jax_basenji.config import ModelConfig
+from jax_basenji.convert import basenji2_pytorch as published_layout
+from jax_basenji.convert import seed_torch
 from torch_ref import Basenji2 as TorchBasenji2
 from torch_ref import PublishedBasenji2
 
@@ -23,7 +25,7 @@ def torch_model(cfg: ModelConfig) -> torch.nn.Module:
 def torch_table(cfg: ModelConfig, new_head: str | None = None):
     """The conversion table of `cfg`'s torch layout."""
     if cfg.variant == "basenji2":
-        return basenji2_pytorch.table(cfg, cfg.heads[0][0])
+        return published_layout.table(cfg, cfg.heads[0][0])
     return seed_torch.table(cfg, new_head)
 
 
@@ -81,3 +83,36 @@ def jax_params_as_torch(tree: Mapping, cfg: ModelConfig, leaves=("kernel", "bias
     return {m.foreign_key: m.to_foreign(np.asarray(flat[m.jax_path])) for m in torch_table(cfg, new_head)
             if m.jax_path[-1] in leaves and m.jax_path in flat}
 
+
+
+def package_model(cfg: ModelConfig | None = None) -> torch.nn.Module:
+    """`basenji2_pytorch.Basenji2` at the published widths, or at `cfg`'s (tiny tests)."""
+    params = copy.deepcopy(basenji2_pytorch.basenji2_params["model"])
+    if cfg is not None:
+        params["seq_length"] = cfg.seq_length
+        trunk = params["trunk"]
+        trunk[0]["filters"] = cfg.stem_channels
+        trunk[1].update(filters_init=cfg.tower_init, filters_mult=cfg.tower_mult)
+        trunk[2].update(filters=cfg.bottleneck_channels, repeat=cfg.dilated_layers)
+        trunk[3]["cropping"] = cfg.crop_bins
+        trunk[4]["filters"] = cfg.final_channels
+        params["head_human"]["units"] = cfg.heads[0][1]
+    return basenji2_pytorch.Basenji2(params)
+
+
+def calibrated_package_model(cfg: ModelConfig | None = None, seed: int = 0, length: int = 32_768):
+    """The package's model with non-default BN affine and statistics from two train-mode passes, eval mode."""
+    torch.manual_seed(seed)
+    model = package_model(cfg)
+    randomize_affine(model, seed)
+    model.train()
+    with torch.no_grad():
+        for i in range(2):
+            model(torch.from_numpy(one_hot(2, length, seed=200 + i)).transpose(1, 2))
+    return model.eval()
+
+
+def package_predict(model, x: np.ndarray) -> np.ndarray:
+    """`[B, L, 4]` -> `[B, bins, tracks]` with the package's own forward (channels-first input)."""
+    with torch.no_grad():
+        return model(torch.from_numpy(x).transpose(1, 2).contiguous()).numpy()

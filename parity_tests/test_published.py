@@ -6,9 +6,6 @@ package converts and predicts at 131,072 bp within 1e-4 of max |y| of the
 package's own output; converting back is bit-identical and loads strictly.
 """
 
-import copy
-
-import basenji2_pytorch
 import numpy as np
 import pytest
 import torch
@@ -16,44 +13,12 @@ import torch
 from jax_basenji import convert, predict
 from jax_basenji.checkpoint import load_model
 from jax_basenji.config import ModelConfig
-from parity_tests.helpers import one_hot, randomize_affine, rel_err
+from parity_tests.helpers import (calibrated_package_model, one_hot, package_model, package_predict,
+                                  rel_err)
 from torch_ref import Basenji2 as SeedBasenji2
 from torch_ref import PublishedBasenji2
 
 REL_TOL = 1e-4
-
-
-def package_model(cfg: ModelConfig | None = None) -> torch.nn.Module:
-    """`basenji2_pytorch.Basenji2` at the published widths, or at `cfg`'s (tiny tests)."""
-    params = copy.deepcopy(basenji2_pytorch.basenji2_params["model"])
-    if cfg is not None:
-        params["seq_length"] = cfg.seq_length
-        trunk = params["trunk"]
-        trunk[0]["filters"] = cfg.stem_channels
-        trunk[1].update(filters_init=cfg.tower_init, filters_mult=cfg.tower_mult)
-        trunk[2].update(filters=cfg.bottleneck_channels, repeat=cfg.dilated_layers)
-        trunk[3]["cropping"] = cfg.crop_bins
-        trunk[4]["filters"] = cfg.final_channels
-        params["head_human"]["units"] = cfg.heads[0][1]
-    return basenji2_pytorch.Basenji2(params)
-
-
-def calibrated_package_model(cfg: ModelConfig | None = None, seed: int = 0, length: int = 32_768):
-    """The package's model with non-default BN affine and statistics from two train-mode passes, eval mode."""
-    torch.manual_seed(seed)
-    model = package_model(cfg)
-    randomize_affine(model, seed)
-    model.train()
-    with torch.no_grad():
-        for i in range(2):
-            model(torch.from_numpy(one_hot(2, length, seed=200 + i)).transpose(1, 2))
-    return model.eval()
-
-
-def package_predict(model, x: np.ndarray) -> np.ndarray:
-    """`[B, L, 4]` -> `[B, bins, tracks]` with the package's own forward (channels-first input)."""
-    with torch.no_grad():
-        return model(torch.from_numpy(x).transpose(1, 2).contiguous()).numpy()
 
 
 @pytest.fixture(scope="module")

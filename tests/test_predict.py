@@ -93,3 +93,42 @@ def test_missing_checkpoint(tmp_path, capsys):
     rc = predict.main(["--checkpoint", str(tmp_path / "nope"), "--head", "human",
                        "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "o.npy")])
     assert rc == 2 and "is not a jax_basenji checkpoint" in capsys.readouterr().err
+
+
+def _targets_txt(path, pairs):
+    """A targets.txt of len(pairs) tracks with the given strand_pair column."""
+    rows = ["index\tgenome\tidentifier\tfile\tclip\tscale\tsum_stat\tdescription\tstrand\tstrand_pair"]
+    rows += [f"{i}\t0\tT{i}\tf\t32\t2\tsum\tCAGE:t{i}\t{'+' if p > i else '-' if p < i else '.'}\t{p}"
+             for i, p in enumerate(pairs)]
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def test_rc_and_shift_ensemble_is_the_mean_of_its_members(ckpt, tmp_path):
+    """Each member computed independently in numpy: shifted input, reverse complement flipped
+    back on bins, stranded tracks (0<->1, 4<->5) swapped with their pair."""
+    from jax_basenji.data.augment import reverse_complement, shift_sequence
+
+    seqs = _seqs(3, seed=4)
+    pairs = [1, 0, 2, 3, 5, 4, 6, 7]
+    argv = ["--rc", "--shifts", "-1", "0", "1", "--targets-txt", _targets_txt(tmp_path / "t.txt", pairs)]
+    assert _run(ckpt, tmp_path, seqs, "--batch-size", "2", *argv) == 0
+    got = np.load(tmp_path / "out.npy")
+
+    model, _ = load_model(ckpt)
+    members = []
+    for shift in (-1, 0, 1):
+        shifted = np.stack([shift_sequence(s.astype(np.float32), shift) for s in seqs])
+        members.append(np.asarray(model(shifted, "human")))
+        rc = np.stack([reverse_complement(s, np.zeros((1, 8)))[0] for s in shifted])
+        members.append(np.asarray(model(rc, "human"))[:, ::-1][:, :, pairs])
+    want = np.mean(members, axis=0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    plain = np.asarray(model(seqs.astype(np.float32), "human"))
+    assert np.abs(got - plain).max() > 1e-3  # the ensemble is not the plain prediction
+
+
+def test_ensemble_errors_are_one_line(ckpt, tmp_path, capsys):
+    assert _run(ckpt, tmp_path, _seqs(1), "--rc", "--targets-txt",
+                _targets_txt(tmp_path / "t.txt", [1, 0, 2])) == 2
+    assert "the targets table has 3 tracks; head 'human' has 8" in capsys.readouterr().err

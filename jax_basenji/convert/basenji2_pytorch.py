@@ -53,12 +53,13 @@ def is_basenji2_pytorch(state_dict: Mapping) -> bool:
 
 
 def head_name(tracks: int, head: str | None, base: ModelConfig) -> str:
-    """The JAX name of a one-head file's head: `head`; else the name of `base`'s one head
-    of that size (a config JSON); else the published name of its size."""
+    """The JAX name of a one-head file's head: `head`; else the name of `base`'s only head
+    of that size (a preset or config JSON); else the published name of its size."""
     if head:
         return head
-    if len(base.heads) == 1 and base.heads[0][1] == tracks:
-        return base.heads[0][0]
+    same_size = [name for name, t in base.heads if t == tracks]
+    if len(same_size) == 1:
+        return same_size[0]
     if tracks not in PUBLISHED_HEADS:
         raise ConversionError(f"a head of {tracks} tracks is neither the published human (5313) nor mouse "
                               "(1643) head: name it with --head")

@@ -119,8 +119,8 @@ def to_jax(foreign: Mapping[str, np.ndarray], table: list[ParamMapping],
     expected = {m.foreign_key for m in table}
     missing, unexpected = expected - set(foreign), set(foreign) - expected
     if missing or unexpected:
-        parts = ([f"missing {fmt_keys(missing)}"] if missing else []) + \
-                ([f"unexpected {fmt_keys(unexpected)}"] if unexpected else [])
+        parts = ([f"missing keys: {fmt_keys(missing)}"] if missing else []) + \
+                ([f"unexpected keys: {fmt_keys(unexpected)}"] if unexpected else [])
         raise ConversionError(f"{what}: " + "; ".join(parts))
     uncovered = set(expected_shapes) - {m.jax_path for m in table} - set(defaults or {})
     if uncovered:  # a table bug, not a user error: fail loudly all the same

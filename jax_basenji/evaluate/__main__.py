@@ -10,6 +10,9 @@
       --tracks CAGE --targets-txt targets.txt --train-subsets train valid --test-subset test --output runs/ridge
   python -m jax_basenji.evaluate attribution --checkpoint CKPT --fasta mm10.fa --region chr1:1000-2000 \\
       --head mouse --tracks 0,3 --bins center --output runs/attr
+
+`positions` and `tss` take prediction ensembles as `predict` does: `--rc` and
+`--shifts -1 0 1` (stranded tracks from --targets-txt, else the store's targets.txt).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import sys
 
 from jax_basenji.cli import InputError, one_line_errors
+from jax_basenji.predict import add_ensemble_flags, ensemble_from_args
 
 
 def _targets_txt(path: str | None) -> list[dict[str, str]] | None:
@@ -36,16 +40,18 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
 
-    def common(q, checkpoint=True):
+    def common(q, checkpoint=True, ensemble=False):
         if checkpoint:
             q.add_argument("--checkpoint", required=True, help="jax_basenji checkpoint directory")
             q.add_argument("--head", required=True, help="output head, e.g. human, mouse, finetune")
             q.add_argument("--batch-size", type=int, default=4)
+        if ensemble:  # stranded tracks for --rc: --targets-txt, else the store's targets.txt
+            add_ensemble_flags(q)
         q.add_argument("--output", required=True, help="directory for the TSV tables and PNG plots")
         q.add_argument("--no-progress", action="store_true")
 
     q = sub.add_parser("positions", help="Pearson R, R², Spearman per track across all bins of a subset")
-    common(q)
+    common(q, ensemble=True)
     q.add_argument("--data", nargs="+", required=True,
                    help="converted store(s); several are read as one, tracks in order (as finetune --data)")
     q.add_argument("--species", default="human")
@@ -55,7 +61,7 @@ def parse_args(argv):
     q.add_argument("--log1p-assay", nargs="+", default=[], help="assays whose targets are compared as log(x+1)")
 
     q = sub.add_parser("tss", help="gene x track predictions at TSS (+ correlation with expression)")
-    common(q)
+    common(q, ensemble=True)
     q.add_argument("--genes", required=True, help="GTF/GFF, or TSV: gene_id chrom tss strand [subset]")
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--fasta", help="genome: one window per TSS")
@@ -95,7 +101,8 @@ def main(argv=None) -> int:
 
         result = evaluate_positions(args.checkpoint, args.data, args.species, args.subset, args.head, args.output,
                                     batch_size=args.batch_size, spearman_positions=args.spearman_positions,
-                                    log1p_assays=tuple(args.log1p_assay), progress=progress)
+                                    log1p_assays=tuple(args.log1p_assay), progress=progress,
+                                    ensemble=ensemble_from_args(args))
     elif args.what == "tss":
         result = _tss(args, progress)
     elif args.what == "ridge":
@@ -125,10 +132,7 @@ def _tss(args, progress: bool) -> dict:
     from jax_basenji.evaluate.common import load_predictor, track_table
     from jax_basenji.evaluate.ridge import select_tracks
 
-    predictor = load_predictor(args.checkpoint, args.head)
-    genes = tss.read_genes(args.genes)
-    n_tracks = predictor.model.cfg.head_tracks[args.head]
-    targets = _targets_txt(args.targets_txt)
+    source = None
     if args.data:
         from jax_basenji.data import BasenjiSource
 
@@ -136,6 +140,12 @@ def _tss(args, progress: bool) -> dict:
             source = BasenjiSource(args.data, args.species, args.subset)
         except ValueError as e:
             raise InputError(str(e)) from None
+    predictor = load_predictor(args.checkpoint, args.head, ensemble_from_args(args),
+                               source.strand_pair if source else None)
+    genes = tss.read_genes(args.genes)
+    n_tracks = predictor.model.cfg.head_tracks[args.head]
+    targets = _targets_txt(args.targets_txt)
+    if source:
         if source.num_targets != n_tracks:
             raise InputError(f"{args.data}/{args.species} has {source.num_targets} tracks; head {args.head!r} "
                              f"predicts {n_tracks}")

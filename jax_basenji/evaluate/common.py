@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -9,13 +10,20 @@ import numpy as np
 from jax_basenji import checkpoint
 from jax_basenji.cli import InputError
 from jax_basenji.metrics import assays, pyplot, save_png
-from jax_basenji.predict import Predictor
+from jax_basenji.predict import Ensemble, Predictor
 
 
-def load_predictor(checkpoint_dir: str, head: str) -> Predictor:
-    """Eval-mode predictor of one head; InputError naming the heads if `head` is unknown."""
+def load_predictor(checkpoint_dir: str, head: str, ensemble: Ensemble = Ensemble(),
+                   strand_pair: np.ndarray | None = None) -> Predictor:
+    """Eval-mode predictor of one head; InputError naming the heads if `head` is unknown.
+
+    `strand_pair` (e.g. the evaluated store's) is used for `ensemble.rc` when the
+    ensemble has none of its own (no --targets-txt).
+    """
     model, _ = checkpoint.load_model(checkpoint_dir)
-    return Predictor(model, head)
+    if ensemble.rc and ensemble.strand_pair is None and strand_pair is not None:
+        ensemble = dataclasses.replace(ensemble, strand_pair=tuple(int(t) for t in strand_pair))
+    return Predictor(model, head, ensemble)
 
 
 def track_table(n: int, targets: list[dict[str, str]] | None) -> list[dict[str, str]]:

@@ -19,21 +19,22 @@ from tqdm import tqdm
 from jax_basenji.cli import InputError
 from jax_basenji.data import BasenjiSource, ConcatSource, make_dataset
 from jax_basenji.evaluate.common import histogram, load_predictor, pearson_columns, track_table, write_tsv
+from jax_basenji.predict import Ensemble
 
 
 def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, subset: str, head: str, output: str, *,
                        batch_size: int = 4, spearman_positions: int = 100_000, log1p_assays: tuple = (),
-                       progress: bool = True) -> dict:
+                       progress: bool = True, ensemble: Ensemble = Ensemble()) -> dict:
     """Write tracks.tsv, assays.tsv and pearson_r_hist.png into `output`; returns the summary.
 
     Several `stores` over the same regions are read as one, tracks concatenated in order
     (as `finetune --data` trains them).
     """
-    predictor = load_predictor(checkpoint_dir, head)
     try:
         source = ConcatSource([BasenjiSource(store, species, subset) for store in stores])
     except ValueError as e:
         raise InputError(str(e)) from None
+    predictor = load_predictor(checkpoint_dir, head, ensemble, source.strand_pair)
     store = "+".join(stores)
     bins = predictor.model.cfg.output_bins(source.seq_length)
     tracks = predictor.model.cfg.head_tracks[head]
