@@ -67,7 +67,8 @@ def parse_args(argv):
     sub = p.add_subparsers(dest="what", required=True)
     m = sub.add_parser("model", help="JAX vs torch_ref model speed")
     m.add_argument("--preset", default="basenji2-double-prime",
-                   help="model preset: basenji2-double-prime, basenji2-prime or tiny")
+                   help="model preset: basenji2-double-prime, basenji2-prime, basenji2 (published), tiny "
+                        "or tiny-basenji2")
     m.add_argument("--batch-size", type=int, default=1)
     m.add_argument("--seq-length", type=int, help="input length in bp (default: the preset's)")
     m.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")

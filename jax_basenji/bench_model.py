@@ -91,7 +91,7 @@ def _timed(fn, warmup: int, repeats: int) -> dict:
 def _torch_child(a: dict) -> dict:
     import torch
 
-    from torch_ref import Basenji2
+    from torch_ref import build_torch_model
     from torch_ref.losses import poisson_loss
 
     cfg = ModelConfig.from_dict(a["config"])
@@ -100,7 +100,7 @@ def _torch_child(a: dict) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
-    model = Basenji2(cfg)
+    model = build_torch_model(cfg)
     model.load_state_dict(torch.load(a["weights"], map_location="cpu", weights_only=True))
     model.to(device)
     seq_np, target_np = bench_inputs(a["batch_size"], a["seq_length"], a["bins"], cfg.head_tracks["human"])
@@ -234,7 +234,7 @@ def bench_model(*, preset: str, batch_size: int, seq_length: int | None, precisi
     """Both frameworks, every mode; returns the figures and the JAX / torch time ratios."""
     import torch
 
-    from torch_ref import Basenji2
+    from torch_ref import build_torch_model
 
     cfg = ModelConfig.preset(preset)
     seq_length = seq_length or cfg.seq_length
@@ -247,7 +247,7 @@ def bench_model(*, preset: str, batch_size: int, seq_length: int | None, precisi
     with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:
         torch.manual_seed(0)
         weights = os.path.join(tmp, "weights.pt")
-        torch.save(Basenji2(cfg).state_dict(), weights)
+        torch.save(build_torch_model(cfg).state_dict(), weights)
         for mode in modes:
             for framework in ("torch", "jax"):
                 a = {"framework": framework, "mode": mode, "config": cfg.to_dict(), "weights": weights,

@@ -238,4 +238,4 @@ PUBLISHED = dict(
     bn_momentum=0.1, bn_eps=1e-3, bn_unbiased_var=False, init="keras", heads=(("human", 5313),),
 )
 # The tiny preset's widths with the published form ("tiny-basenji2").
-TINY_PUBLISHED = dict(tower_init=18, tower_mult=1.1776, trunk_channels=41, heads=(("human", 8), ("mouse", 4)))
+TINY_PUBLISHED = dict(tower_init=18, tower_mult=1.1776, trunk_channels=41, heads=(("human", 8),))

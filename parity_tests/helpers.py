@@ -13,13 +13,7 @@ from flax.traverse_util import flatten_dict
 from jax_basenji.config import ModelConfig
 from jax_basenji.convert import basenji2_pytorch as published_layout
 from jax_basenji.convert import seed_torch
-from torch_ref import Basenji2 as TorchBasenji2
-from torch_ref import PublishedBasenji2
-
-
-def torch_model(cfg: ModelConfig) -> torch.nn.Module:
-    """The torch_ref model of `cfg`'s variant: the seed's, or the published (basenji2-pytorch keys)."""
-    return PublishedBasenji2(cfg) if cfg.variant == "basenji2" else TorchBasenji2(cfg)
+from torch_ref import build_torch_model
 
 
 def torch_table(cfg: ModelConfig, new_head: str | None = None):
@@ -56,7 +50,7 @@ def calibrated_torch_model(cfg: ModelConfig, seed: int = 0, calib_length: int | 
     eval-mode outputs vary across bins and tracks and parity is meaningful.
     """
     torch.manual_seed(seed)
-    model = torch_model(cfg)
+    model = build_torch_model(cfg)
     randomize_affine(model, seed)
     model.train()
     with torch.no_grad():

@@ -30,7 +30,7 @@ from parity_tests.helpers import calibrated_package_model
 KERAS_TINY = os.path.join(os.path.dirname(__file__), "fixtures", "keras", "basenji2_tiny_model.h5")
 KERAS_IO = os.path.join(os.path.dirname(__file__), "fixtures", "keras", "basenji2_small_io.npz")
 SEQ = 16_384
-TINY = ModelConfig.preset("tiny-basenji2", heads=(("human", 8),))
+TINY = ModelConfig.preset("tiny-basenji2")
 
 
 @pytest.fixture(scope="module")

@@ -4,4 +4,11 @@
 from torch_ref.model import Basenji2, FineTunedBasenji2, load_seed_state_dict, strip_module_prefix
 from torch_ref.published import PublishedBasenji2
 
-__all__ = ["Basenji2", "FineTunedBasenji2", "PublishedBasenji2", "load_seed_state_dict", "strip_module_prefix"]
+
+def build_torch_model(cfg):
+    """The torch reference of `cfg`'s variant: the published Basenji2 or the seed's."""
+    return PublishedBasenji2(cfg) if cfg.variant == "basenji2" else Basenji2(cfg)
+
+
+__all__ = ["Basenji2", "FineTunedBasenji2", "PublishedBasenji2", "build_torch_model", "load_seed_state_dict",
+           "strip_module_prefix"]
