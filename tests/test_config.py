@@ -61,3 +61,23 @@ def test_dict_round_trip_and_unknown_fields():
     assert cfg.to_dict()["heads"] == {"human": 3, "finetune": 35}
     with pytest.raises(ValueError, match=r"unknown model config fields: \['width'\]"):
         ModelConfig.from_dict({**cfg.to_dict(), "width": 3})
+
+
+def test_published_preset_follows_upstream_rules():
+    """calico/basenji params_human.json: conv_tower round(339 * 1.1776**i), dilations d = round(1.5 d) from 1."""
+    cfg = ModelConfig.basenji2()
+    assert cfg.tower_channels == [339, 399, 470, 554, 652, 768]
+    assert cfg.dilations == [1, 2, 3, 4, 6, 9, 14, 21, 32, 48, 72]
+    assert (cfg.gelu, cfg.conv_bias, cfg.bn_eps, cfg.bn_momentum, cfg.bn_unbiased_var) == \
+        ("sigmoid", False, 1e-3, 0.1, False)
+    assert cfg.heads == (("human", 5313),) and cfg.target_length == 896 and cfg.pre_activation
+    assert not ModelConfig().pre_activation and ModelConfig().gelu == "erf"  # the seed's keep theirs
+
+
+def test_published_form_fields_are_checked():
+    with pytest.raises(ValueError, match="unknown gelu 'relu'"):
+        ModelConfig.basenji2(gelu="relu")
+    with pytest.raises(ValueError, match="unknown dilation_rule"):
+        ModelConfig(dilation_rule="keras")
+    with pytest.raises(ValueError, match=r"must end at trunk_channels=768"):
+        ModelConfig.basenji2(tower_init=300)

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from jax_basenji.config import ModelConfig
-from jax_basenji.model import BatchNorm, build_model, gelu_erf, softplus
+from jax_basenji.model import GELUS, BatchNorm, build_model, gelu_erf, softplus
 
 
 def _x(batch=2, length=16_384, seed=0):
@@ -69,6 +69,20 @@ def test_dropout_is_active_in_train_mode_and_reproducible_from_the_seed():
     no_drop = build_model(cfg.replace(residual_dropout=0.0, final_dropout=0.0), seed=0)
     no_drop.train()
     assert not np.allclose(model(_x()), no_drop(_x()))
+
+
+def test_gelu_forms():
+    """erf and tanh as torch computes them; sigmoid as basenji's layers.GELU did when Basenji2 was trained."""
+    import torch
+
+    x = np.linspace(-6, 6, 121).astype(np.float32)
+    t = torch.from_numpy(x)
+    # atol: one float32 ulp at |x| = 6 (the erf tails round differently in the two libraries)
+    np.testing.assert_allclose(GELUS["erf"](x), torch.nn.functional.gelu(t).numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(GELUS["tanh"](x), torch.nn.functional.gelu(t, approximate="tanh").numpy(),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(GELUS["sigmoid"](x), x / (1 + np.exp(-1.702 * x)), rtol=1e-6, atol=1e-7)
+    assert 0.015 < np.abs(GELUS["sigmoid"](x) - GELUS["erf"](x)).max() < 0.025  # the forms really differ
 
 
 def test_exact_gelu_and_torch_softplus():
