@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from jax_basenji.config import ModelConfig
+from jax_basenji.errors import UserError
 from flax.traverse_util import flatten_dict
 from jax_basenji.model import Basenji2, build_model
 
@@ -26,7 +27,7 @@ FORMAT = "jax_basenji.model/1"
 SAVED = nnx.Any(nnx.Param, nnx.BatchStat)  # RNG streams are not saved
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A path is not a jax_basenji checkpoint, or it does not fit the model."""
 
 

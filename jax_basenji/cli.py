@@ -8,17 +8,15 @@ import sys
 import tempfile
 from typing import Callable
 
-# Errors that mean "bad input", not "bug": reported as one line, exit code 2.
-from jax_basenji.checkpoint import CheckpointError
-from jax_basenji.convert.table import ConversionError
+from jax_basenji.errors import InputError, UserError
 
+__all__ = ["InputError", "USER_ERRORS", "atomic_output", "one_line_errors"]
 
-class InputError(ValueError):
-    """Bad user input (file content, shape, option value)."""
-
-
-USER_ERRORS = (InputError, ConversionError, CheckpointError, FileNotFoundError,
-               IsADirectoryError, FileExistsError, KeyError)
+# Errors that mean "bad input", not "bug": reported as one line, exit code 2. The
+# project's own types (InputError, DataError, RecordError, ConversionError,
+# CheckpointError) all derive from UserError; a KeyError or a plain ValueError is a
+# bug and keeps its traceback.
+USER_ERRORS = (UserError, FileNotFoundError, IsADirectoryError, FileExistsError)
 
 
 def one_line_errors(main: Callable[..., int | None]) -> Callable[..., int]:
@@ -29,8 +27,7 @@ def one_line_errors(main: Callable[..., int | None]) -> Callable[..., int]:
         try:
             return main(*args, **kwargs) or 0
         except USER_ERRORS as e:
-            msg = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
-            print("error: " + " ".join(msg.split("\n")), file=sys.stderr)
+            print("error: " + " ".join(str(e).split("\n")), file=sys.stderr)
             return 2
 
     return wrapped

@@ -96,10 +96,7 @@ def finetune(args: argparse.Namespace) -> dict:
     def source(subset: str) -> ConcatSource:
         return ConcatSource([BasenjiSource(path, args.species, subset) for _, path in stores])
 
-    try:
-        sources = {head: (source("train"), source("valid"))}
-    except ValueError as e:
-        raise InputError(str(e)) from None
+    sources = {head: (source("train"), source("valid"))}
     counts = [(name, s.num_targets) for (name, _), s in zip(stores, sources[head][0].sources)]
     tracks = sum(t for _, t in counts)
 

@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jax_basenji.errors import InputError
+
 DATA_AXIS = "data"
 
 
@@ -34,7 +36,7 @@ def local_batch_size(global_batch: int, mesh: Mesh) -> int:
     """This process's share of a global batch; the batch must split evenly over devices."""
     n_dev, n_proc = mesh.devices.size, jax.process_count()
     if global_batch % n_dev:
-        raise ValueError(f"batch size {global_batch} does not split over {n_dev} devices")
+        raise InputError(f"batch size {global_batch} does not split over {n_dev} devices")
     return global_batch // n_proc
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jax_basenji.errors import InputError
 from jax_basenji.config import ModelConfig
 from jax_basenji.losses import poisson_loss
 from jax_basenji.model import build_model
@@ -61,7 +62,7 @@ class Trainer:
         self.cfg, self.tc, self.mesh = model_cfg, tc, mesh
         missing = [s for s in tc.species if s not in model_cfg.head_tracks]
         if missing:
-            raise ValueError(f"the model has no head for {missing}; heads: {sorted(model_cfg.head_tracks)}")
+            raise InputError(f"the model has no head for {missing}; heads: {sorted(model_cfg.head_tracks)}")
         abstract = nnx.eval_shape(lambda: build_model(model_cfg, tc.seed))
         abstract.train()
         self._graph_train, params, stats, _ = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
@@ -222,11 +223,11 @@ def _take(template: dict, arrays: dict, mesh, fresh_heads: tuple[str, ...] = ())
             if not isinstance(node, dict) or p.key not in node:
                 if len(path) > 1 and path[0].key == "heads" and path[1].key in fresh_heads:
                     return leaf
-                raise ValueError(f"initial weights lack {name}")
+                raise InputError(f"initial weights lack {name}")
             node = node[p.key]
         value = np.asarray(node)
         if value.shape != leaf.shape:
-            raise ValueError(f"initial weights: {name} has shape {value.shape}, the model expects {leaf.shape}")
+            raise InputError(f"initial weights: {name} has shape {value.shape}, the model expects {leaf.shape}")
         return jax.device_put(value.astype(leaf.dtype), rep)
 
     return jax.tree_util.tree_map_with_path(pick, template)

@@ -42,22 +42,27 @@ def randomize_affine(module: torch.nn.Module, seed: int) -> None:
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
 
 
-def calibrated_torch_model(cfg: ModelConfig, seed: int = 0, calib_length: int | None = None) -> torch.nn.Module:
-    """A torch_ref model in eval mode whose BN statistics come from real forward passes.
+def calibrate(model: torch.nn.Module, seed: int, length: int, channels_first: bool = False) -> torch.nn.Module:
+    """`model` with non-default BN affine and BN statistics from real forward passes, in eval mode.
 
     Default running statistics (mean 0, var 1) leave activations far off scale;
     two train-mode passes on random DNA set them the way training would, so that
     eval-mode outputs vary across bins and tracks and parity is meaningful.
+    `channels_first`: the model reads `[B, 4, L]` (basenji2-pytorch).
     """
-    torch.manual_seed(seed)
-    model = build_torch_model(cfg)
     randomize_affine(model, seed)
     model.train()
     with torch.no_grad():
         for i in range(2):
-            model(torch.from_numpy(one_hot(2, calib_length or cfg.seq_length, seed=100 + i)))
-    model.eval()
-    return model
+            x = torch.from_numpy(one_hot(2, length, seed=100 + i))
+            model(x.transpose(1, 2) if channels_first else x)
+    return model.eval()
+
+
+def calibrated_torch_model(cfg: ModelConfig, seed: int = 0, calib_length: int | None = None) -> torch.nn.Module:
+    """A calibrated torch_ref model (`calibrate`) of `cfg`'s variant."""
+    torch.manual_seed(seed)
+    return calibrate(build_torch_model(cfg), seed, calib_length or cfg.seq_length)
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
@@ -95,15 +100,9 @@ def package_model(cfg: ModelConfig | None = None) -> torch.nn.Module:
 
 
 def calibrated_package_model(cfg: ModelConfig | None = None, seed: int = 0, length: int = 32_768):
-    """The package's model with non-default BN affine and statistics from two train-mode passes, eval mode."""
+    """A calibrated (`calibrate`) `basenji2_pytorch.Basenji2`."""
     torch.manual_seed(seed)
-    model = package_model(cfg)
-    randomize_affine(model, seed)
-    model.train()
-    with torch.no_grad():
-        for i in range(2):
-            model(torch.from_numpy(one_hot(2, length, seed=200 + i)).transpose(1, 2))
-    return model.eval()
+    return calibrate(package_model(cfg), seed, length, channels_first=True)
 
 
 def package_predict(model, x: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from jax_basenji import checkpoint
 from jax_basenji.cli import InputError, one_line_errors

@@ -22,11 +22,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from jax_basenji.errors import UserError
+
 Path = tuple[Any, ...]
 Transform = Callable[[np.ndarray], np.ndarray]
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError):
     """A foreign state_dict/file or a checkpoint does not match the model it is converted for."""
 
 

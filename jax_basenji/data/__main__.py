@@ -6,10 +6,8 @@ import argparse
 import sys
 
 from jax_basenji.cli import InputError, one_line_errors
-from jax_basenji.data.layout import DataError
 from jax_basenji.data.store import convert
 from jax_basenji.data.synth import SynthConfig, synth
-from jax_basenji.data.tfrecord import RecordError
 from jax_basenji.data.tracks import build_tracks, tracks_from_groups, tracks_from_sheet
 
 
@@ -66,37 +64,34 @@ def parse_args(argv):
 @one_line_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        if args.command == "synth":
-            tracks = _pairs(args.tracks, "tracks")
-            missing = [sp for sp in args.species if sp not in tracks]
-            if missing:
-                raise InputError(f"--tracks gives no track count for {missing}")
-            examples = tuple(_pairs(args.examples, "examples").items())
-            cfg = SynthConfig(seq_length=args.seq_length, examples=examples, crop_bp=args.crop_bp,
-                              records_per_file=args.records_per_file,
-                              sequence_encoding=args.sequence_encoding, seed=args.seed)
-            dirs = synth(args.output, {sp: tracks[sp] for sp in args.species}, cfg,
+    if args.command == "synth":
+        tracks = _pairs(args.tracks, "tracks")
+        missing = [sp for sp in args.species if sp not in tracks]
+        if missing:
+            raise InputError(f"--tracks gives no track count for {missing}")
+        examples = tuple(_pairs(args.examples, "examples").items())
+        cfg = SynthConfig(seq_length=args.seq_length, examples=examples, crop_bp=args.crop_bp,
+                          records_per_file=args.records_per_file,
+                          sequence_encoding=args.sequence_encoding, seed=args.seed)
+        dirs = synth(args.output, {sp: tracks[sp] for sp in args.species}, cfg,
+                     progress=not args.no_progress)
+        print(f"wrote {', '.join(dirs.values())}")
+    elif args.command == "tracks":
+        opts = dict(sum_stat=args.sum_stat, clip=args.clip, scale=args.scale)
+        if bool(args.samples) == bool(args.bigwig):
+            raise InputError("give either --bigwig groups or a --samples sheet")
+        tracks = (tracks_from_sheet(args.samples, **opts) if args.samples
+                  else tracks_from_groups(args.bigwig, args.assay, **opts))
+        out = build_tracks(args.regions, tracks, args.fasta, args.output, species=args.species,
+                           crop_bp=args.crop_bp, pool_width=args.pool_width,
+                           records_per_file=args.records_per_file, overwrite=args.overwrite,
+                           progress=not args.no_progress)
+        print(f"wrote {out} ({len(tracks)} tracks); next: python -m jax_basenji.data convert "
+              f"--input {args.output} --output STORE --species {args.species}")
+    else:
+        counts = convert(args.input, args.output, args.species, workers=args.workers,
                          progress=not args.no_progress)
-            print(f"wrote {', '.join(dirs.values())}")
-        elif args.command == "tracks":
-            opts = dict(sum_stat=args.sum_stat, clip=args.clip, scale=args.scale)
-            if bool(args.samples) == bool(args.bigwig):
-                raise InputError("give either --bigwig groups or a --samples sheet")
-            tracks = (tracks_from_sheet(args.samples, **opts) if args.samples
-                      else tracks_from_groups(args.bigwig, args.assay, **opts))
-            out = build_tracks(args.regions, tracks, args.fasta, args.output, species=args.species,
-                               crop_bp=args.crop_bp, pool_width=args.pool_width,
-                               records_per_file=args.records_per_file, overwrite=args.overwrite,
-                               progress=not args.no_progress)
-            print(f"wrote {out} ({len(tracks)} tracks); next: python -m jax_basenji.data convert "
-                  f"--input {args.output} --output STORE --species {args.species}")
-        else:
-            counts = convert(args.input, args.output, args.species, workers=args.workers,
-                             progress=not args.no_progress)
-            print(f"converted into {args.output}: {counts}")
-    except (DataError, RecordError, ValueError) as e:
-        raise InputError(str(e)) from None
+        print(f"converted into {args.output}: {counts}")
     return 0
 
 

@@ -20,11 +20,12 @@ from typing import Iterator
 import numpy as np
 
 from jax_basenji.data.tfrecord import RecordError, parse_bytes_features, read_records
+from jax_basenji.errors import UserError
 
 SUBSETS = ("train", "valid", "test")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data file does not match the Basenji layout; the message names the file."""
 
 

@@ -15,6 +15,7 @@ import grain
 from absl import flags
 
 from jax_basenji.data.augment import Augment
+from jax_basenji.data.layout import DataError
 
 
 class ProcessRows(grain.MapDataset):
@@ -53,7 +54,7 @@ def make_dataset(source, *, batch_size: int, seed: int = 0, shuffle: bool = True
         raise ValueError(f"process_index {process_index} outside 0..{process_count - 1}")
     ds = grain.MapDataset.source(source)
     if len(ds) // process_count < batch_size and drop_remainder:
-        raise ValueError(f"{len(ds) // process_count} examples per process cannot fill a batch of {batch_size}")
+        raise DataError(f"{len(ds) // process_count} examples per process cannot fill a batch of {batch_size}")
     if shuffle:
         ds = ds.shuffle(seed=seed)
     if num_epochs != 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from jax_basenji.data.genome import Genome, centered
-from jax_basenji.data.layout import index_to_one_hot
+from jax_basenji.data.layout import DataError, index_to_one_hot
 from jax_basenji.data.store import StoreSubset
 
 
@@ -25,7 +25,7 @@ class BasenjiSource:
         self.seq_length = seq_length or self.store.seq_length
         self.genome = Genome(fasta) if fasta else None
         if self.seq_length != self.store.seq_length and self.genome is None:
-            raise ValueError(f"seq_length {self.seq_length} differs from the stored "
+            raise DataError(f"seq_length {self.seq_length} differs from the stored "
                              f"{self.store.seq_length}: pass the genome FASTA to re-extract sequences")
         self.strand_pair = (None if self.store.meta.get("strand_pair") is None
                             else np.asarray(self.store.meta["strand_pair"]))
@@ -75,10 +75,10 @@ class ConcatSource:
         first = sources[0]
         for other in sources[1:]:
             if other.regions != first.regions:
-                raise ValueError(f"{other.store.dir} and {first.store.dir} do not hold the same regions "
+                raise DataError(f"{other.store.dir} and {first.store.dir} do not hold the same regions "
                                  f"in the same order ({len(other)} vs {len(first)} {first.subset} examples)")
             if other.target_shape[0] != first.target_shape[0]:
-                raise ValueError(f"{other.store.dir} has {other.target_shape[0]} bins per example; "
+                raise DataError(f"{other.store.dir} has {other.target_shape[0]} bins per example; "
                                  f"{first.store.dir} has {first.target_shape[0]}")
         self.sources = sources
         self.seq_length, self.subset = first.seq_length, first.subset

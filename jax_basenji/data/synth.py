@@ -28,7 +28,7 @@ import shutil
 import numpy as np
 from tqdm import tqdm
 
-from jax_basenji.data.layout import SUBSETS, index_to_one_hot
+from jax_basenji.data.layout import SUBSETS, DataError, index_to_one_hot
 from jax_basenji.data.tfrecord import serialize_bytes_features, write_records
 
 GENOMES = {"human": "hg38", "mouse": "mm10"}
@@ -113,7 +113,7 @@ def synth_species(out_dir: str, species: str, cfg: SynthConfig, genome_index: in
     rng = np.random.default_rng([cfg.seed, genome_index])
     counts = dict(cfg.examples)
     if cfg.target_length <= 0 or (cfg.seq_length - 2 * cfg.crop) % cfg.pool_width:
-        raise ValueError(f"seq_length {cfg.seq_length} with crop {cfg.crop} bp gives no whole {cfg.pool_width} bp bins")
+        raise DataError(f"seq_length {cfg.seq_length} with crop {cfg.crop} bp gives no whole {cfg.pool_width} bp bins")
     # One chromosome group per subset; a few chromosomes for train, gaps between regions.
     gap = cfg.seq_length // 4
     layout = {"train": max(1, min(4, counts.get("train", 0))), "valid": 1, "test": 1}

@@ -18,10 +18,12 @@ from typing import BinaryIO, Iterator, Mapping
 import google_crc32c
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from jax_basenji.errors import UserError
+
 _MASK_DELTA = 0xA282EAD8
 
 
-class RecordError(ValueError):
+class RecordError(UserError):
     """A TFRecord file is corrupt, truncated, or holds an unexpected record."""
 
 

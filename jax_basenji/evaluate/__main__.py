@@ -136,10 +136,7 @@ def _tss(args, progress: bool) -> dict:
     if args.data:
         from jax_basenji.data import BasenjiSource
 
-        try:
-            source = BasenjiSource(args.data, args.species, args.subset)
-        except ValueError as e:
-            raise InputError(str(e)) from None
+        source = BasenjiSource(args.data, args.species, args.subset)
     predictor = load_predictor(args.checkpoint, args.head, ensemble_from_args(args),
                                source.strand_pair if source else None)
     genes = tss.read_genes(args.genes)

@@ -30,10 +30,7 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
     Several `stores` over the same regions are read as one, tracks concatenated in order
     (as `finetune --data` trains them).
     """
-    try:
-        source = ConcatSource([BasenjiSource(store, species, subset) for store in stores])
-    except ValueError as e:
-        raise InputError(str(e)) from None
+    source = ConcatSource([BasenjiSource(store, species, subset) for store in stores])
     predictor = load_predictor(checkpoint_dir, head, ensemble, source.strand_pair)
     store = "+".join(stores)
     bins = predictor.model.cfg.output_bins(source.seq_length)

@@ -1,0 +1,49 @@
+"""Every command: a wrong path is one line on stderr and exit code 2; a bug keeps its traceback."""
+
+import pytest
+
+from jax_basenji import bench, convert, finetune, predict
+from jax_basenji import train as train_cli
+from jax_basenji.cli import one_line_errors
+from jax_basenji.data.__main__ import main as data_main
+from jax_basenji.evaluate.__main__ import main as evaluate_main
+
+MISSING = "/nonexistent/jax-basenji-input"
+
+
+@pytest.mark.parametrize("main, argv", [
+    (train_cli.main, ["--data", MISSING, "--workdir", "{tmp}/w", "--steps", "1"]),
+    (finetune.main, ["--pretrained", "{tmp}", "--data", MISSING, "--workdir", "{tmp}/w"]),
+    (evaluate_main, ["positions", "--checkpoint", "{tmp}", "--head", "human", "--data", MISSING,
+                     "--output", "{tmp}/e"]),
+    (evaluate_main, ["attribution", "--checkpoint", MISSING, "--head", "human", "--fasta", MISSING,
+                     "--region", "chr1:1-2", "--output", "{tmp}/a"]),
+    (predict.main, ["--checkpoint", "{tmp}", "--head", "human", "--input", MISSING, "--output", "{tmp}/y"]),
+    (convert.main, ["torch-to-jax", "--variant", "basenji2-prime", "--input", MISSING, "--output", "{tmp}/c"]),
+    (convert.main, ["keras-to-jax", "--input", MISSING + ".h5", "--output", "{tmp}/c"]),
+    (convert.main, ["jax-to-torch", "--input", MISSING, "--output", "{tmp}/m.pt"]),
+    (data_main, ["convert", "--input", MISSING, "--output", "{tmp}/s"]),
+    (bench.main, ["data", "--store", MISSING]),
+], ids=["train", "finetune", "evaluate-positions", "evaluate-attribution",
+        "predict", "convert-torch", "convert-keras", "convert-back", "data-convert", "bench-data"])
+def test_a_wrong_path_is_one_line_and_exit_2(main, argv, tmp_path, capsys):
+    rc = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "jax-basenji-input" in err, err
+
+
+def test_programming_errors_keep_their_traceback():
+    @one_line_errors
+    def buggy():
+        return {}["missing"]
+
+    with pytest.raises(KeyError):
+        buggy()
+
+    @one_line_errors
+    def also_buggy():
+        raise ValueError("a bug, not bad input")
+
+    with pytest.raises(ValueError):
+        also_buggy()
