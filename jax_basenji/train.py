@@ -272,7 +272,8 @@ def add_train_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -
     steps.add_argument("--epochs", type=float, help="training length in passes over the first species' data")
     a("--optimizer", default=d.optimizer, choices=["sgd", "adam", "adamw"], help="default sgd (the seed's)")
     a("--lr", type=float, default=d.lr, help="peak learning rate (default 0.15, the paper's)")
-    a("--momentum", type=float, default=d.momentum, help="SGD momentum / Adam b1 (default 0.99)")
+    a("--momentum", type=float, default=d.momentum,
+      help="SGD momentum, or Adam's b1 with adam/adamw (default 0.99, the seed's SGD value; Adam usually 0.9)")
     a("--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up rounds")
     a("--schedule", default=d.schedule, choices=["constant", "cosine"], help="after warm-up")
     a("--clip-norm", type=float, default=d.clip_norm, help="global gradient-norm clip (default 2; 0 = off)")

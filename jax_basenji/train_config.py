@@ -24,7 +24,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     # Peak learning rate (paper: 0.15 with SGD; seed pre-training script: 1e-4).
     lr: float = 0.15
-    # SGD momentum (or Adam's b1).
+    # SGD momentum, or Adam's b1 (beta1) for adam/adamw: pass e.g. 0.9 with Adam.
     momentum: float = 0.99
     # Linear warm-up rounds from 0 to `lr`.
     warmup_steps: int = 0

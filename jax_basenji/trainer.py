@@ -25,8 +25,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jax_basenji.errors import InputError
 from jax_basenji.config import ModelConfig
+from jax_basenji.errors import InputError
 from jax_basenji.losses import poisson_loss
 from jax_basenji.model import build_model
 from jax_basenji.sharding import replicated
@@ -49,8 +49,9 @@ def direction(tc: TrainConfig) -> optax.GradientTransformation:
         return optax.chain(*parts, optax.trace(decay=tc.momentum))
     if tc.optimizer == "adam":  # L2 in the gradient, like torch.optim.Adam(weight_decay=...)
         parts = [optax.add_decayed_weights(tc.weight_decay)] if tc.weight_decay else []
-        return optax.chain(*parts, optax.scale_by_adam(b1=0.9))
-    return optax.chain(optax.scale_by_adam(b1=0.9), optax.add_decayed_weights(tc.weight_decay))
+        return optax.chain(*parts, optax.scale_by_adam(b1=tc.momentum))
+    # torch AdamW: p <- p - lr * (adam + wd * p), decoupled from the moments.
+    return optax.chain(optax.scale_by_adam(b1=tc.momentum), optax.add_decayed_weights(tc.weight_decay))
 
 
 class Trainer:
