@@ -84,8 +84,8 @@ class ModelConfig:
     # (truncated he_normal kernels, zero gamma in each residual branch's last BatchNorm).
     init: str = "flax"
     # Compute dtype of convolutions and matmuls: "float32", "bfloat16", or
-    # "float64" (exactness tests only; needs jax x64). Parameters are float32,
-    # BatchNorm statistics at least float32.
+    # "float64" (exactness tests only; needs jax x64, and then parameters and
+    # statistics are float64 too). Otherwise parameters and BatchNorm statistics are float32.
     dtype: str = "float32"
     # Rematerialise every block in the backward pass (memory for long sequences).
     remat: bool = False

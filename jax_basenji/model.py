@@ -68,16 +68,16 @@ class BatchNorm(nnx.Module):
     """
 
     def __init__(self, channels: int, *, momentum: float, eps: float, unbiased: bool = True,
-                 zero_scale: bool = False):
+                 zero_scale: bool = False, dtype=jnp.float32):
         self.momentum = momentum
         self.eps = eps
         self.unbiased = unbiased
         self.use_running_average = False
         # zero_scale: Keras init of a residual branch's last BN (the block starts as identity).
-        self.scale = nnx.Param(jnp.full((channels,), 0.0 if zero_scale else 1.0, jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
-        self.mean = nnx.BatchStat(jnp.zeros((channels,), jnp.float32))
-        self.var = nnx.BatchStat(jnp.ones((channels,), jnp.float32))
+        self.scale = nnx.Param(jnp.full((channels,), 0.0 if zero_scale else 1.0, dtype))
+        self.bias = nnx.Param(jnp.zeros((channels,), dtype))
+        self.mean = nnx.BatchStat(jnp.zeros((channels,), dtype))
+        self.var = nnx.BatchStat(jnp.ones((channels,), dtype))
         self.count = nnx.BatchStat(jnp.zeros((), jnp.int32))
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -101,6 +101,11 @@ class BatchNorm(nnx.Module):
         self.count[...] = self.count[...] + 1
 
 
+def param_dtype(cfg: ModelConfig):
+    """float32 parameters and statistics, float64 for the float64 exactness tests (under jax x64)."""
+    return jnp.float64 if cfg.dtype == "float64" else jnp.float32
+
+
 def _kernel_init(cfg: ModelConfig) -> dict:
     # Keras' he_normal is a truncated normal with variance 2 / fan_in, as jax's.
     return {"kernel_init": jax.nn.initializers.he_normal()} if cfg.init == "keras" else {}
@@ -111,13 +116,13 @@ def Conv(cin: int, cout: int, kernel: int, cfg: ModelConfig, rngs: nnx.Rngs, *,
     """1-D convolution with symmetric "same" padding (torch's and Keras' for odd kernels), kernel `[k, in, out]`."""
     pad = dilation * (kernel - 1) // 2
     return nnx.Conv(cin, cout, (kernel,), padding=[(pad, pad)], kernel_dilation=(dilation,),
-                    use_bias=cfg.conv_bias, dtype=cfg.dtype, param_dtype=jnp.float32, rngs=rngs,
+                    use_bias=cfg.conv_bias, dtype=cfg.dtype, param_dtype=param_dtype(cfg), rngs=rngs,
                     **_kernel_init(cfg))
 
 
 def Norm(channels: int, cfg: ModelConfig, zero_scale: bool = False) -> BatchNorm:
     return BatchNorm(channels, momentum=cfg.bn_momentum, eps=cfg.bn_eps, unbiased=cfg.bn_unbiased_var,
-                     zero_scale=zero_scale and cfg.init == "keras")
+                     zero_scale=zero_scale and cfg.init == "keras", dtype=param_dtype(cfg))
 
 
 class ConvPoolBlock(nnx.Module):
@@ -200,7 +205,7 @@ class Head(nnx.Module):
     """Linear -> Softplus, `[batch, bins, final]` -> `[batch, bins, tracks]` (>= float32)."""
 
     def __init__(self, channels: int, tracks: int, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.linear = nnx.Linear(channels, tracks, dtype=cfg.dtype, param_dtype=jnp.float32, rngs=rngs,
+        self.linear = nnx.Linear(channels, tracks, dtype=cfg.dtype, param_dtype=param_dtype(cfg), rngs=rngs,
                                  **_kernel_init(cfg))
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -58,14 +58,13 @@ def _pair(variant, bn_momentum=0.9, float64=False):
         cfg = ModelConfig.tiny(variant=variant) if float64 else ModelConfig.preset(variant)
     cfg = cfg.replace(residual_dropout=0.0, final_dropout=0.0, bn_momentum=bn_momentum)
     tmodel = calibrated_torch_model(cfg, seed=8, calib_length=None if float64 else LENGTH)
-    jmodel = model_from_torch(tmodel.state_dict(), cfg.replace(dtype="float64" if float64 else "float32"))
-    if float64:
-        tmodel.double()
-        with jax.enable_x64(True):
+    with jax.enable_x64(float64):  # float64 config: float64 variables, filled from torch's float32 weights
+        jmodel = model_from_torch(tmodel.state_dict(), cfg.replace(dtype="float64" if float64 else "float32"))
+        if float64:
+            tmodel.double()
             floats = nnx.state(jmodel, nnx.Any(nnx.Param, nnx.BatchStat))
             nnx.update(jmodel, jax.tree.map(
-                lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
-                floats))
+                lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, floats))
     tmodel.train()
     jmodel.train()
     return cfg, tmodel, jmodel
@@ -194,3 +193,61 @@ def test_sgd_momentum_steps_give_the_same_weights(record):
         else:
             record("SGD(0.99) weight updates, 2 steps, float64", rel_err(jdelta, tdelta))
             assert rel_err(jdelta, tdelta) <= F64_GRAD_TOL, f"{key}: {rel_err(jdelta, tdelta):.2e}"
+
+
+def test_production_train_step_equals_the_seed_torch_loop(record):
+    """`Trainer.train_step` — the training engine's own step — against the seed's torch loop, float64.
+
+    Three rounds, each a human then a mouse batch through its own head: torch_ref in train
+    mode, SGD(lr 0.15, momentum 0.99) over the whole model, `clip_grad_norm_(..., 2)`, Poisson
+    loss, gradients set to None between steps (so the other head and its momentum buffer are
+    skipped, as torch does). Compared after the last step: every parameter, every BatchNorm
+    statistic, and the momentum buffers of the trunk and of both heads.
+    """
+    from jax_basenji.sharding import global_batch, make_mesh
+    from jax_basenji.train_config import TrainConfig
+    from jax_basenji.trainer import Trainer
+    from torch_ref.losses import poisson_loss as torch_loss
+
+    cfg = ModelConfig.tiny(residual_dropout=0.0, final_dropout=0.0, bn_momentum=0.99)
+    tmodel = calibrated_torch_model(cfg, seed=21).double().train()
+    tc = TrainConfig(species=("human", "mouse"), batch_size=2, optimizer="sgd", lr=0.15, momentum=0.99,
+                     clip_norm=2.0, steps=3, augment=False)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=tc.lr, momentum=tc.momentum)
+    rng = np.random.default_rng(22)
+    with jax.enable_x64(True):
+        mesh = make_mesh()
+        jcfg = cfg.replace(dtype="float64")
+        trainer = Trainer(jcfg, tc, mesh)
+        arrays = model_from_torch({k: v.numpy() for k, v in tmodel.state_dict().items()}, jcfg)
+        state = trainer.init_state(nnx.to_pure_dict(nnx.state(arrays, nnx.Any(nnx.Param, nnx.BatchStat))))
+        assert state["params"]["stem"]["conv"]["kernel"].dtype == jnp.float64
+        for r in range(1, tc.steps + 1):
+            state["step"] = jnp.int32(r)
+            for s in tc.species:
+                x = one_hot(2, cfg.seq_length, seed=int(rng.integers(1 << 30)))
+                y = rng.gamma(1.0, 1.0, (2, cfg.target_length, cfg.head_tracks[s])).astype(np.float32)
+                topt.zero_grad()
+                loss = torch_loss(tmodel(torch.from_numpy(x).double(), s), torch.from_numpy(y).double())
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(tmodel.parameters(), tc.clip_norm)
+                topt.step()
+                state, out = trainer.train_step(state, global_batch({"sequence": x, "target": y}, mesh), head=s)
+                assert float(out["loss"]) == pytest.approx(loss.item(), rel=1e-10)
+        jparams = jax_params_as_torch(jax.device_get(state["params"]), cfg)
+        jstats = jax_params_as_torch(jax.device_get(state["batch_stats"]), cfg, leaves=("mean", "var", "count"))
+        opt = jax.device_get(state["opt"])
+        buffers = {**jax_params_as_torch(opt["trunk"][0].trace, cfg),
+                   **{k: v for name in ("human", "mouse") for k, v in jax_params_as_torch(
+                       {"heads": {name: opt["heads"][name][0].trace}}, cfg).items()}}
+
+    tstate = tmodel.state_dict()
+    for key, value in {**jparams, **jstats}.items():
+        record("production train step vs seed torch loop, 3 rounds, float64", rel_err(value, tstate[key].numpy()))
+        np.testing.assert_allclose(value, tstate[key].numpy(), rtol=1e-9, atol=1e-12, err_msg=key)
+    names = dict(tmodel.named_parameters())
+    assert set(buffers) == set(names)
+    for key, buf in buffers.items():
+        np.testing.assert_allclose(buf, topt.state[names[key]]["momentum_buffer"].numpy(), rtol=1e-9, atol=1e-12,
+                                   err_msg=f"momentum buffer {key}")
+    assert len(jstats) == 3 * (1 + cfg.tower_layers + 2 * cfg.dilated_layers + 1)  # every BatchNorm
