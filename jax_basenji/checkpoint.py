@@ -17,10 +17,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
+from flax.traverse_util import flatten_dict
 
 from jax_basenji.config import ModelConfig
 from jax_basenji.errors import UserError
-from flax.traverse_util import flatten_dict
 from jax_basenji.model import Basenji2, build_model
 
 FORMAT = "jax_basenji.model/1"

@@ -220,11 +220,14 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
+        """A config from its dict; fields left out take the defaults of its variant's form
+        (a partial `basenji2` JSON gets the published GELU, BatchNorm and rules, not the seed's)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown model config fields: {unknown}")
-        return cls(**d)
+        defaults = PUBLISHED if d.get("variant") == "basenji2" else {}
+        return cls(**{**defaults, **d})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

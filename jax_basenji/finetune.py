@@ -55,26 +55,21 @@ def load_pretrained(path: str, variant: str | None, widths: str = "basenji2",
     A seed fine-tuned `.pt` gets its new head as `finetune`.
     """
     if os.path.isdir(path):
-        return initial_arrays(path, ModelConfig())  # the checkpoint records its own config
-    from jax_basenji.convert import foreign
-    from jax_basenji.convert.basenji2_pytorch import is_basenji2_pytorch
+        if variant or gelu or widths != "basenji2":
+            raise InputError(f"{path} is a checkpoint directory: it records its architecture; "
+                             "--variant, --widths and --gelu apply to foreign files only")
+        return initial_arrays(path, ModelConfig())
+    from jax_basenji.convert.foreign import read_weights
 
-    keras = path.lower().endswith(foreign.KERAS_SUFFIXES)
-    state_dict = None if keras else foreign.load_torch_state_dict(path)
-    if keras or is_basenji2_pytorch(state_dict):
-        variant = variant or "basenji2"
-    if not variant:
-        raise InputError(f"{path} is a seed torch checkpoint: pass --variant ({' or '.join(SEED_VARIANTS)}); "
-                         "the weights cannot tell the variants apart")
-    if widths == "tiny":
-        base = ModelConfig.preset("tiny-basenji2" if variant == "basenji2" else "tiny", variant=variant)
-    else:
-        base = ModelConfig.preset(variant)
-    base = base.replace(gelu=gelu) if gelu else base
-    if keras:
-        arrays, cfg, _ = foreign.arrays_from_file(path, base)
-    else:
-        arrays, cfg, _ = foreign.arrays_from_torch(state_dict, base)
+    def base_for(v: str | None) -> ModelConfig:
+        if v is None:
+            raise InputError(f"{path} is a seed torch checkpoint: pass --variant ({' or '.join(SEED_VARIANTS)}); "
+                             "the weights cannot tell the variants apart")
+        base = (ModelConfig.preset("tiny-basenji2" if v == "basenji2" else "tiny", variant=v) if widths == "tiny"
+                else ModelConfig.preset(v))
+        return base.replace(gelu=gelu) if gelu else base
+
+    arrays, cfg, _ = read_weights(path, variant, base_for)
     return arrays, cfg
 
 

@@ -10,7 +10,8 @@ that is renamed when complete. Batches are padded to one shape, so the model
 is compiled once.
 
 Ensembles, as upstream basenji's `--rc --shifts`: the prediction is the mean
-over every listed shift (the sequence moved right by `s` bp, N-padded; the
+over every listed shift (the sequence moved right by `s` bp, N-padded with
+all-zero rows where upstream pads 0.25; the
 prediction is not shifted back) and, with `--rc`, over the reverse complement
 of each (its prediction flipped back along the bins and, given a targets.txt
 with `strand_pair`, stranded tracks swapped with their pair).
@@ -66,7 +67,9 @@ class Ensemble:
     """What a prediction averages over (upstream basenji's `--rc --shifts`)."""
 
     rc: bool = False  # also predict the reverse complement, flipped back
-    shifts: tuple[int, ...] = (0,)  # bp the sequence is moved right (negative: left)
+    # bp the sequence is moved right (negative: left); vacated positions are N in the
+    # project's encoding (all-zero rows, as the Basenji TFRecords; upstream pads 0.25).
+    shifts: tuple[int, ...] = (0,)
     strand_pair: tuple[int, ...] | None = None  # track permutation for the reverse strand
 
     def __post_init__(self):
@@ -90,7 +93,7 @@ def shift_batch(x: jax.Array, shift: int) -> jax.Array:
 
 
 def ensemble_forward(model: Basenji2, x: jax.Array, head: str, ensemble: Ensemble) -> jax.Array:
-    """Mean prediction `[batch, bins, tracks]` over `ensemble`'s shifts and strands."""
+    """Mean prediction `[batch, bins, tracks]` over `ensemble`'s shifts and strands, `x` `[batch, length, 4]`."""
     total = 0.0
     for shift in ensemble.shifts:
         xs = shift_batch(x, shift)
@@ -113,13 +116,15 @@ class Predictor:
         if ensemble.strand_pair is not None and len(ensemble.strand_pair) != tracks:
             raise InputError(f"the targets table has {len(ensemble.strand_pair)} tracks; head {head!r} has {tracks}")
         model.eval()
-        self.model = model
+        self.model, self.ensemble = model, ensemble
         graphdef, state = nnx.split(model)
         self._state = state
         self._forward = jax.jit(lambda state, x: ensemble_forward(nnx.merge(graphdef, state), x, head, ensemble))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """`[B, L, 4]` -> `[B, bins, tracks]` float32 numpy."""
+        if max(abs(s) for s in self.ensemble.shifts) >= batch.shape[1]:
+            raise InputError(f"--shifts {list(self.ensemble.shifts)} move the whole {batch.shape[1]} bp input out")
         return np.asarray(self._forward(self._state, batch.astype(np.float32)))
 
     def padded(self, batch: np.ndarray, size: int) -> np.ndarray:
@@ -145,12 +150,12 @@ class Predictor:
 def ensemble_from_args(args: argparse.Namespace, strand_pair=None) -> Ensemble:
     """`--rc`, `--shifts` and the strand pairs of `--targets-txt` (else `strand_pair`, e.g. a store's)."""
     if getattr(args, "targets_txt", None):
-        from jax_basenji.data.layout import DataError, read_targets_file, strand_pairs
+        from jax_basenji.data.layout import read_targets_file, strand_pairs
 
-        try:
-            strand_pair = strand_pairs(read_targets_file(args.targets_txt))
-        except DataError as e:
-            raise InputError(str(e)) from None
+        rows = read_targets_file(args.targets_txt)
+        strand_pair = strand_pairs(rows, args.targets_txt)
+        if strand_pair is None:  # unstranded: the identity, which still checks the table fits the head
+            strand_pair = np.arange(len(rows))
     return Ensemble(rc=args.rc, shifts=tuple(args.shifts),
                     strand_pair=None if strand_pair is None else tuple(strand_pair))
 

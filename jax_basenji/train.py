@@ -47,9 +47,9 @@ def initial_arrays(path: str, base: ModelConfig) -> tuple[dict, ModelConfig]:
     if os.path.isdir(path):
         arrays, cfg, _ = checkpoint.load_arrays(path)
         return arrays, cfg.replace(seq_length=base.seq_length)
-    from jax_basenji.convert import arrays_from_file
+    from jax_basenji.convert.foreign import read_weights
 
-    arrays, cfg, _ = arrays_from_file(path, base)
+    arrays, cfg, _ = read_weights(path, base.variant, lambda _: base)
     return arrays, cfg
 
 

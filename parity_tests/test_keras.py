@@ -23,10 +23,16 @@ from flax.traverse_util import flatten_dict
 from jax_basenji import convert
 from jax_basenji.checkpoint import load_model, model_arrays
 from jax_basenji.config import ModelConfig
-from jax_basenji.convert.foreign import arrays_from_file
+from jax_basenji.convert.foreign import read_weights
 from jax_basenji.model import BatchNorm, build_model, gelu_sigmoid
 from jax_basenji.predict import Predictor
 from parity_tests.helpers import rel_err
+
+
+def read_as(path, cfg):
+    """Read a published file as `cfg` (the production reader, format told by content)."""
+    return read_weights(path, cfg.variant, lambda _: cfg)
+
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "keras")
 REL_TOL = 1e-4
@@ -57,7 +63,7 @@ def test_keras_files_convert_and_predict_like_keras(tmp_path, io, name, record):
 
 
 def test_other_gelu_forms_do_not_reproduce_keras(io):
-    arrays, cfg, _ = arrays_from_file(os.path.join(FIXTURES, "basenji2_small_model.h5"), SMALL)
+    arrays, cfg, _ = read_as(os.path.join(FIXTURES, "basenji2_small_model.h5"), SMALL)
     for gelu in ("erf", "tanh"):
         model = build_model(cfg.replace(gelu=gelu))
         nnx.update(model, arrays)
@@ -148,7 +154,7 @@ def test_real_size_layout_converts_exactly(tmp_path):
     model = _random_published(cfg, seed=0)
     path = str(tmp_path / "model_human.h5")
     write_keras_h5(path, model, saved_model=True, suffix=7)
-    arrays, got_cfg, _ = arrays_from_file(path, cfg)
+    arrays, got_cfg, _ = read_as(path, cfg)
     assert got_cfg == cfg  # 5313 tracks -> the human head
     want = model_arrays(model)
     flat_got, flat_want = flatten_dict(arrays), flatten_dict(want)
@@ -164,7 +170,7 @@ def test_mouse_file_is_named_by_its_size(tmp_path):
     cfg = ModelConfig.basenji2(seq_length=20_480, heads=(("mouse", 1643),))
     path = str(tmp_path / "model_mouse.h5")
     write_keras_h5(path, _random_published(cfg, seed=1), saved_model=False)
-    _, got, _ = arrays_from_file(path, ModelConfig.basenji2(seq_length=20_480))
+    _, got, _ = read_as(path, ModelConfig.basenji2(seq_length=20_480))
     assert got.head_tracks == {"mouse": 1643}
 
 
@@ -219,3 +225,39 @@ def test_unknown_track_count_needs_a_head_name(tmp_path, capsys):
     assert rc == 2 and "7 tracks" in err and "--head" in err
     rc, _ = _run([*argv, "--output", str(tmp_path / "b"), "--head", "atac"], capsys)
     assert rc == 0 and load_model(str(tmp_path / "b"))[0].cfg.head_tracks == {"atac": 7}
+
+
+def test_format_is_told_by_content_and_partial_configs_take_published_values(tmp_path, io):
+    """A Keras file without its suffix still reads as Keras; a config JSON giving only widths keeps
+    the published GELU, BatchNorm and dilation rule (not the seed's)."""
+    plain = tmp_path / "model_human"  # no .h5
+    plain.write_bytes(open(os.path.join(FIXTURES, "basenji2_small_model.h5"), "rb").read())
+    widths = {k: v for k, v in SMALL.to_dict().items()
+              if k in ("variant", "seq_length", "stem_channels", "tower_init", "trunk_channels",
+                       "bottleneck_channels", "final_channels", "heads")}
+    (tmp_path / "widths.json").write_text(json.dumps(widths))
+    ckpt = tmp_path / "ckpt"
+    assert convert.main(["torch-to-jax", "--input", str(plain), "--output", str(ckpt), "--config",
+                         str(tmp_path / "widths.json")]) == 0
+    model, _ = load_model(str(ckpt))
+    assert model.cfg == SMALL
+    assert rel_err(Predictor(model, "human")(io["x"]), io["y"]) <= REL_TOL
+
+
+def test_damaged_layer_groups_and_bad_configs_are_one_line(tmp_path, capsys):
+    path = str(tmp_path / "m.h5")
+    write_keras_h5(path, _random_published(SMALL, seed=5))
+    with h5py.File(path, "a") as f:
+        del f["model_weights/conv1d_4/conv1d_4/kernel:0"]  # listed in weight_names, gone
+    (tmp_path / "cfg.json").write_text(SMALL.to_json())
+    rc, err = _run(["keras-to-jax", "--input", path, "--config", str(tmp_path / "cfg.json"),
+                    "--output", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "layer 'conv1d_4' is damaged or incomplete" in err
+    (tmp_path / "bad.json").write_text("{not json")
+    rc, err = _run(["keras-to-jax", "--input", path, "--config", str(tmp_path / "bad.json"),
+                    "--output", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "bad.json: not a model config" in err
+    (tmp_path / "seed.json").write_text(ModelConfig.tiny().to_json())
+    rc, err = _run(["keras-to-jax", "--input", path, "--config", str(tmp_path / "seed.json"),
+                    "--output", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "describes basenji2-double-prime, not basenji2" in err

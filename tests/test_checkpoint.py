@@ -6,10 +6,10 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from flax.traverse_util import flatten_dict
 
 from jax_basenji.checkpoint import CheckpointError, load_model, model_arrays, read_meta, save_model
 from jax_basenji.config import ModelConfig
-from flax.traverse_util import flatten_dict
 from jax_basenji.model import build_model
 
 

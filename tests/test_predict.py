@@ -132,3 +132,31 @@ def test_ensemble_errors_are_one_line(ckpt, tmp_path, capsys):
     assert _run(ckpt, tmp_path, _seqs(1), "--rc", "--targets-txt",
                 _targets_txt(tmp_path / "t.txt", [1, 0, 2])) == 2
     assert "the targets table has 3 tracks; head 'human' has 8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is empty"),
+    ("index\tidentifier\tstrand_pair\n0\tA\tx\n", "strand_pair is not an integer"),
+    ("index\tidentifier\tstrand_pair\n0\tA\n", ":2: 2 fields; the header has 3"),
+    ("index\tidentifier\n" + "".join(f"{i}\tT{i}\n" for i in range(5)), "the targets table has 5 tracks"),
+])
+def test_a_malformed_targets_table_is_one_line(ckpt, tmp_path, capsys, content, message):
+    (tmp_path / "t.txt").write_text(content)
+    assert _run(ckpt, tmp_path, _seqs(1), "--rc", "--targets-txt", str(tmp_path / "t.txt")) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_shifts_beyond_the_input_are_refused(ckpt, tmp_path, capsys):
+    assert _run(ckpt, tmp_path, _seqs(1), "--shifts", "0", "16384") == 2
+    assert "move the whole 16384 bp input out" in capsys.readouterr().err
+
+
+def test_rc_takes_the_store_strand_pairs_without_a_targets_table(ckpt):
+    from jax_basenji.evaluate.common import load_predictor
+
+    pairs = np.array([1, 0, 2, 3, 5, 4, 6, 7])
+    rc = load_predictor(ckpt, "human", predict.Ensemble(rc=True), strand_pair=pairs)
+    assert rc.ensemble.strand_pair == tuple(pairs)
+    given = load_predictor(ckpt, "human", predict.Ensemble(rc=True, strand_pair=tuple(range(8))), strand_pair=pairs)
+    assert given.ensemble.strand_pair == tuple(range(8))  # --targets-txt wins over the store's table

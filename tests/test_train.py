@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 import pytest
+from flax.traverse_util import flatten_dict
 
 from jax_basenji.checkpoint import CheckpointError, load_arrays
 from jax_basenji.config import ModelConfig
-from flax.traverse_util import flatten_dict
 from jax_basenji.data.__main__ import main as data_main
 from jax_basenji.data.store import convert
 from jax_basenji.train import main as train_main

@@ -6,7 +6,10 @@ Module attributes and `nn.Sequential` indices reproduce the keys of
 `strict=True`. Unlike that package, the GELU form is a config field
 (`ModelConfig.gelu`): "sigmoid" reproduces the Keras model the weights were
 trained as, "erf" reproduces basenji2-pytorch's own outputs. Input and output
-follow torch_ref's convention: `(B, L, 4)` -> `(B, bins, tracks)`.
+follow torch_ref's convention: `(B, L, 4)` -> `(B, bins, tracks)`. Its BatchNorm is
+torch's, as the package's: in train mode the running variance takes the unbiased
+batch variance whatever `bn_unbiased_var` says (Keras keeps the biased one; the
+JAX model follows the config).
 """
 
 from __future__ import annotations
@@ -135,11 +138,6 @@ class PublishedBasenji2(nn.Module):
             GELU(c.gelu))
         head = nn.Sequential(OrderedDict(final=Head(c.final_channels, c.heads[0][1])))
         self.model = nn.Sequential(OrderedDict(trunk=trunk, head=head))
-
-    def embed(self, sequence: torch.Tensor) -> torch.Tensor:
-        """Trunk: `(B, L, 4)` -> `(B, bins, final_channels)`."""
-        x = sequence.to(self.model.trunk[0].block[1].weight.dtype).transpose(1, 2)
-        return self.model.trunk(x).transpose(1, 2)
 
     def forward(self, sequence: torch.Tensor, head: str | None = None) -> torch.Tensor:
         name = self.cfg.heads[0][0]

@@ -9,7 +9,7 @@ importing `jax_basenji.convert.table` (for `ConversionError`) pulls in no torch.
 from jax_basenji.convert.table import ConversionError
 
 _LAZY = {
-    "arrays_from_file": "foreign", "arrays_from_torch": "foreign", "load_torch_state_dict": "foreign",
+    "read_weights": "foreign", "arrays_from_torch": "foreign", "load_torch_state_dict": "foreign",
     "model_from_torch": "foreign", "torch_state_from_arrays": "foreign", "save_torch": "foreign",
     "expected_shapes": "foreign", "main": "cli",
 }

@@ -18,11 +18,10 @@ from typing import Mapping
 import numpy as np
 
 from jax_basenji.config import ModelConfig
-from jax_basenji.convert.table import TORCH_KINDS, ConversionError, Path, param_table, to_jax, from_jax
+from jax_basenji.convert.table import (TORCH_KINDS, ConversionError, Path, from_jax, head_name, param_table,
+                                       to_jax)
 
 HEAD_KEY = "model.head.final.block.1"
-# Track counts of the published heads (Kelley 2020): a one-head file is named by its size.
-PUBLISHED_HEADS = {5313: "human", 1643: "mouse"}
 
 
 def module_table(cfg: ModelConfig, head: str) -> list[tuple[str, Path, str]]:
@@ -50,20 +49,6 @@ def table(cfg: ModelConfig, head: str):
 
 def is_basenji2_pytorch(state_dict: Mapping) -> bool:
     return any(k.startswith("model.trunk.") for k in state_dict)
-
-
-def head_name(tracks: int, head: str | None, base: ModelConfig) -> str:
-    """The JAX name of a one-head file's head: `head`; else the name of `base`'s only head
-    of that size (a preset or config JSON); else the published name of its size."""
-    if head:
-        return head
-    same_size = [name for name, t in base.heads if t == tracks]
-    if len(same_size) == 1:
-        return same_size[0]
-    if tracks not in PUBLISHED_HEADS:
-        raise ConversionError(f"a head of {tracks} tracks is neither the published human (5313) nor mouse "
-                              "(1643) head: name it with --head")
-    return PUBLISHED_HEADS[tracks]
 
 
 def arrays_from_state_dict(state_dict: Mapping[str, np.ndarray], base: ModelConfig, expected_shapes,

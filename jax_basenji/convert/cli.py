@@ -23,18 +23,21 @@ import json
 from jax_basenji import checkpoint
 from jax_basenji.cli import InputError, one_line_errors
 from jax_basenji.config import GELU_FORMS, SEED_VARIANTS, VARIANTS, ModelConfig
-from jax_basenji.convert.basenji2_pytorch import is_basenji2_pytorch
-from jax_basenji.convert.foreign import (arrays_from_file, arrays_from_torch, load_torch_state_dict, save_torch,
-                                         torch_state_from_arrays)
+from jax_basenji.convert import keras_h5
+from jax_basenji.convert.foreign import expected_shapes, read_weights, save_torch, torch_state_from_arrays
 
 
 def base_config(variant: str | None, config_path: str | None = None, gelu: str | None = None,
                 bn_momentum: float | None = None) -> ModelConfig:
     """The architecture a foreign file is read as: a preset, or a config JSON (e.g. tiny widths)."""
     if config_path:
-        with open(config_path) as f:
-            base = ModelConfig.from_dict(json.load(f))
-        base = base.replace(variant=variant) if variant else base
+        try:
+            with open(config_path) as f:
+                base = ModelConfig.from_dict(json.load(f))
+        except (json.JSONDecodeError, ValueError, TypeError) as e:
+            raise InputError(f"{config_path}: not a model config: {e}") from None
+        if variant and variant != base.variant:  # the other fields belong to the config's own variant
+            raise InputError(f"{config_path} describes {base.variant}, not {variant}")
     elif variant:
         base = ModelConfig.preset(variant)
     else:
@@ -45,16 +48,16 @@ def base_config(variant: str | None, config_path: str | None = None, gelu: str |
 
 
 def torch_to_jax(args: argparse.Namespace) -> tuple[ModelConfig, str | None]:
-    sd = load_torch_state_dict(args.input)
-    variant = args.variant or ("basenji2" if is_basenji2_pytorch(sd) and not args.config else None)
-    base = base_config(variant, args.config, args.gelu, args.bn_momentum)
-    arrays, cfg, new_head = arrays_from_torch(sd, base, args.head_name, args.head)
+    # A config JSON names its own variant; else the file's keys may (basenji2-pytorch).
+    arrays, cfg, new_head = read_weights(
+        args.input, args.variant, lambda v: base_config(v, args.config, args.gelu, args.bn_momentum),
+        head=args.head, head_name=args.head_name)
     return _save(args, arrays, cfg, new_head)
 
 
 def keras_to_jax(args: argparse.Namespace) -> tuple[ModelConfig, str | None]:
     base = base_config("basenji2", args.config, args.gelu)
-    arrays, cfg, _ = arrays_from_file(args.input, base, head=args.head)
+    arrays, cfg = keras_h5.arrays_from_file(args.input, base, expected_shapes, args.head)
     return _save(args, arrays, cfg, None)
 
 

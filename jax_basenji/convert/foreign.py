@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Mapping
+from typing import Callable, Mapping
 
 import jax
 import numpy as np
@@ -24,9 +24,6 @@ from jax_basenji.convert import basenji2_pytorch, keras_h5, seed_torch
 from jax_basenji.convert.table import ConversionError
 from jax_basenji.model import Basenji2, build_model
 from torch_ref import strip_module_prefix
-
-KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
-
 
 def expected_shapes(cfg: ModelConfig) -> dict:
     """{JAX leaf path: shape} of every saved array of a model with `cfg`."""
@@ -55,7 +52,9 @@ def load_torch_state_dict(path: str) -> OrderedDict:
     sd = _as_state_dict(obj) if isinstance(obj, Mapping) else None
     if not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ConversionError(f"{path} does not hold a state_dict (a mapping of tensor names to tensors)")
-    return OrderedDict((k, v.detach().cpu().numpy()) for k, v in sd.items())
+    # numpy has no bfloat16: such weights are read as float32 (exactly).
+    return OrderedDict((k, (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy())
+                       for k, v in sd.items())
 
 
 def arrays_from_torch(state_dict: Mapping[str, np.ndarray], base: ModelConfig, head_name: str = "finetune",
@@ -75,14 +74,32 @@ def arrays_from_torch(state_dict: Mapping[str, np.ndarray], base: ModelConfig, h
     return seed_torch.arrays_from_state_dict(state_dict, base, expected_shapes, head_name)
 
 
-def arrays_from_file(path: str, base: ModelConfig, *, head: str | None = None,
-                     head_name: str = "finetune") -> tuple[dict, ModelConfig, str | None]:
-    """A Keras `.h5` or a torch `.pt`/`.pth` -> (JAX arrays, config, seed fine-tuning head or None)."""
-    if path.lower().endswith(KERAS_SUFFIXES):
+def is_keras(path: str) -> bool:
+    """An HDF5 file (Keras' format), told by its signature, whatever its name."""
+    import h5py
+
+    return os.path.isfile(path) and h5py.is_hdf5(path)
+
+
+def read_weights(path: str, variant: str | None, base_for: Callable[[str | None], ModelConfig], *,
+                 head: str | None = None, head_name: str = "finetune") -> tuple[dict, ModelConfig, str | None]:
+    """A Keras `.h5`, a basenji2-pytorch `.pth` or a seed `.pt` -> (JAX arrays, config, seed fine-tuning head).
+
+    The published files are recognised (HDF5; `model.trunk.*` keys) when `variant`
+    is None; a seed `.pt` needs the variant (the weights cannot tell Basenji2' from
+    Basenji2''). `base_for(variant)` gives the architecture to read the file as (a
+    preset, tiny widths or a config JSON) and raises InputError if it cannot.
+    """
+    keras = is_keras(path)
+    state_dict = None if keras else load_torch_state_dict(path)
+    if variant is None and (keras or basenji2_pytorch.is_basenji2_pytorch(state_dict)):
+        variant = "basenji2"
+    base = base_for(variant)
+    if keras:
         if base.variant != "basenji2":
             raise InputError(f"{path} is a Keras file: only the published Basenji2 (--variant basenji2) comes as one")
         return (*keras_h5.arrays_from_file(path, base, expected_shapes, head), None)
-    return arrays_from_torch(load_torch_state_dict(path), base, head_name, head)
+    return arrays_from_torch(state_dict, base, head_name, head)
 
 
 def model_from_torch(state_dict: Mapping, base: ModelConfig, head_name: str = "finetune") -> Basenji2:

@@ -22,8 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from jax_basenji.config import ModelConfig
-from jax_basenji.convert.basenji2_pytorch import head_name
-from jax_basenji.convert.table import KERAS_KINDS, ConversionError, Path, param_table, to_jax
+from jax_basenji.convert.table import KERAS_KINDS, ConversionError, Path, head_name, param_table, to_jax
 
 # Variables a weighted layer holds -> its kind; anything else is not part of Basenji2.
 LAYER_KINDS = {("kernel",): "conv", ("bias", "kernel"): "conv_or_dense",
@@ -59,14 +58,17 @@ def read_weighted_layers(path: str) -> list[tuple[str, dict[str, np.ndarray]]]:
         raise ConversionError(f"{path} is not a readable HDF5 file: {e}") from None
     with f:
         group = f["model_weights"] if "model_weights" in f else f
-        if "layer_names" not in group.attrs:
-            raise ConversionError(f"{path} is not a Keras weights file (no layer_names attribute)")
+        if "layer_names" not in group.attrs or np.ndim(group.attrs["layer_names"]) != 1:
+            raise ConversionError(f"{path} is not a Keras weights file (no layer_names list)")
         layers = []
         for name in map(_text, group.attrs["layer_names"]):
-            g = group[name]
-            names = [_text(w) for w in g.attrs.get("weight_names", [])]
-            if names:  # variable 'conv1d/kernel:0' -> 'kernel'
-                layers.append((name, {w.split("/")[-1].split(":")[0]: np.asarray(g[w]) for w in names}))
+            try:
+                g = group[name]
+                names = [_text(w) for w in g.attrs.get("weight_names", [])]
+                if names:  # variable 'conv1d/kernel:0' -> 'kernel'
+                    layers.append((name, {w.split("/")[-1].split(":")[0]: np.asarray(g[w]) for w in names}))
+            except (KeyError, OSError) as e:  # a listed group or dataset is missing or unreadable
+                raise ConversionError(f"{path}: layer {name!r} is damaged or incomplete: {e}") from None
     return layers
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from jax_basenji.config import ModelConfig
 from jax_basenji.errors import UserError
 
 Path = tuple[Any, ...]
@@ -100,6 +101,24 @@ def param_table(rows: list[tuple[str, Path, str]], kinds: Kinds, *, conv_bias: b
             for prefix, path, kind in rows
             for name, leaf, to_jax, to_foreign in kinds[kind]
             if conv_bias or not (kind == "conv" and leaf == "bias")]
+
+
+# Track counts of the published heads (Kelley 2020): a one-head file is named by its size.
+PUBLISHED_HEADS = {5313: "human", 1643: "mouse"}
+
+
+def head_name(tracks: int, head: str | None, base: ModelConfig) -> str:
+    """The JAX name of a one-head file's head: `head`; else the name of `base`'s only head
+    of that size (a preset or config JSON); else the published name of its size."""
+    if head:
+        return head
+    same_size = [name for name, t in base.heads if t == tracks]
+    if len(same_size) == 1:
+        return same_size[0]
+    if tracks not in PUBLISHED_HEADS:
+        raise ConversionError(f"a head of {tracks} tracks is neither the published human (5313) nor mouse "
+                              "(1643) head: name it with convert's --head (or a config JSON with that head)")
+    return PUBLISHED_HEADS[tracks]
 
 
 def fmt_keys(keys, limit: int = 8) -> str:

@@ -97,19 +97,29 @@ def read_targets_file(path: str) -> list[dict[str, str]]:
             lines = [line.rstrip("\n").split("\t") for line in f if line.strip()]
     except FileNotFoundError:
         raise DataError(f"{path} is missing") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text targets table") from None
+    if not lines:
+        raise DataError(f"{path} is empty; expected a header line and one line per track")
     header = lines[0]
     if header[0] == "":  # pandas-written files start with an unnamed index column
         header[0] = "row"
+    for i, row in enumerate(lines[1:], start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path}:{i}: {len(row)} fields; the header has {len(header)}")
     return [dict(zip(header, row)) for row in lines[1:]]
 
 
-def strand_pairs(targets: list[dict[str, str]]) -> np.ndarray | None:
+def strand_pairs(targets: list[dict[str, str]], path: str = "targets.txt") -> np.ndarray | None:
     """Permutation that swaps each stranded track with its pair, or None if unstranded."""
     if not targets or "strand_pair" not in targets[0]:
         return None
-    perm = np.asarray([int(t["strand_pair"]) for t in targets])
+    try:
+        perm = np.asarray([int(t["strand_pair"]) for t in targets])
+    except ValueError as e:
+        raise DataError(f"{path}: strand_pair is not an integer ({e})") from None
     if sorted(perm.tolist()) != list(range(len(perm))):
-        raise DataError("targets.txt: strand_pair is not a permutation of the track indices")
+        raise DataError(f"{path}: strand_pair is not a permutation of the track indices")
     return None if np.array_equal(perm, np.arange(len(perm))) else perm
 
 
