@@ -115,7 +115,9 @@ def finetune(args: argparse.Namespace) -> dict:
     tc = train_config_from_args(
         args, species=(head,), data=",".join(f"{n}={p}" for n, p in stores), init_from=args.pretrained,
         freeze="trunk" if args.freeze == "trunk" else "none", modalities=modalities(counts, weights, args.log1p))
-    if args.epochs:
+    if args.epochs is not None:
+        if args.epochs <= 0:
+            raise InputError(f"--epochs must be positive, got {args.epochs}")
         tc = tc.replace(steps=max(1, math.ceil(args.epochs * len(sources[head][0]) / tc.batch_size)))
     return train(cfg, tc, progress=not args.no_progress, sources=sources, init=(arrays, cfg, fresh),
                  torch_new_head=head)

@@ -305,8 +305,8 @@ def train_config_from_args(args: argparse.Namespace, **fixed) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields and k not in ("steps", "fasta")}
     fasta = dict(item.split("=", 1) for item in getattr(args, "fasta", []))
-    return TrainConfig(**{**values, "fasta": tuple(fasta.items()), "steps": args.steps or TrainConfig().steps,
-                          **fixed})
+    steps = TrainConfig().steps if getattr(args, "steps", None) is None else args.steps
+    return TrainConfig(**{**values, "fasta": tuple(fasta.items()), "steps": steps, **fixed})
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -333,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         print("jax_basenji demo: synthetic Basenji data (16 kb, human 8 + mouse 4 tracks), tiny model, "
               f"{tc.steps} rounds on CPU", file=sys.stderr)
         tc = tc.replace(data=demo_data())
-        shutil.rmtree(tc.workdir, ignore_errors=True)  # the demo always starts afresh
+        if os.path.exists(tc.workdir):  # the demo always starts afresh, and says what it removes
+            print(f"removing the previous demo run {os.path.abspath(tc.workdir)}", file=sys.stderr)
+            shutil.rmtree(tc.workdir)
         summary = train(model_cfg, tc)
         for s in tc.species:
             print(f"{s}: validation Pearson R {summary[s]['pearson_r']:.3f} "
@@ -348,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"bn_momentum": args.bn_momentum} if args.bn_momentum is not None else {}
     model_cfg = ModelConfig.preset(args.model, remat=args.remat, **overrides)
     tc = train_config_from_args(args)
-    if args.epochs:
+    if args.epochs is not None:
+        if args.epochs <= 0:
+            raise InputError(f"--epochs must be positive, got {args.epochs}")
         n = len(BasenjiSource(args.data, tc.species[0], "train"))
         tc = tc.replace(steps=max(1, math.ceil(args.epochs * n / tc.batch_size)))
     try:

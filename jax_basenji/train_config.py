@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from jax_basenji.errors import InputError
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -67,18 +69,20 @@ class TrainConfig:
     modalities: tuple[tuple[str, int, float, bool], ...] = ()
 
     def __post_init__(self):
+        # Option values come from the command line: InputError, one line, exit 2.
         if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected sgd, adam or adamw")
+            raise InputError(f"unknown optimizer {self.optimizer!r}; expected sgd, adam or adamw")
         if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"unknown schedule {self.schedule!r}; expected constant or cosine")
+            raise InputError(f"unknown schedule {self.schedule!r}; expected constant or cosine")
         if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"unknown precision {self.precision!r}; expected fp32 or bf16")
+            raise InputError(f"unknown precision {self.precision!r}; expected fp32 or bf16")
         if self.freeze not in ("none", "trunk"):
-            raise ValueError(f"unknown freeze {self.freeze!r}; expected none or trunk")
+            raise InputError(f"unknown freeze {self.freeze!r}; expected none or trunk")
         object.__setattr__(self, "modalities", tuple((str(n), int(t), float(w), bool(l))
                                                      for n, t, w, l in self.modalities))
-        if self.batch_size < 1 or self.steps < 1:
-            raise ValueError("batch_size and steps must be positive")
+        for name in ("batch_size", "steps"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         object.__setattr__(self, "species", tuple(self.species))
         object.__setattr__(self, "fasta", tuple(tuple(p) for p in (dict(self.fasta).items()
                                                                    if isinstance(self.fasta, dict) else self.fasta)))

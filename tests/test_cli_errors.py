@@ -47,3 +47,29 @@ def test_programming_errors_keep_their_traceback():
 
     with pytest.raises(ValueError):
         also_buggy()
+
+
+@pytest.mark.parametrize("flag", [["--steps", "0"], ["--epochs", "0"], ["--batch-size", "0"]])
+def test_zero_training_length_is_refused_not_replaced(flag, tmp_path, capsys):
+    """--steps 0 used to become the default 1000 rounds silently."""
+    from jax_basenji.data.synth import SynthConfig, synth
+    from jax_basenji.data.store import convert as convert_store
+
+    synth(str(tmp_path / "b"), {"human": 2}, SynthConfig(seq_length=2048, crop_bp=128, examples=(
+        ("train", 2), ("valid", 1), ("test", 1))), progress=False)
+    convert_store(str(tmp_path / "b"), str(tmp_path / "s"), progress=False)
+    rc = train_cli.main(["--data", str(tmp_path / "s"), "--species", "human", "--workdir", str(tmp_path / "w"),
+                         *flag])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and f"{flag[0]} must be positive, got 0" in err
+
+
+def test_the_demo_says_what_it_removes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "demo_train").mkdir(parents=True)
+    monkeypatch.setattr(train_cli, "demo_data", lambda: "store")
+    summary = {s: {"pearson_r": 0.9, "pearson_r_by_assay": {}} for s in ("human", "mouse")}
+    monkeypatch.setattr(train_cli, "train", lambda *a, **k: {**summary, "plots": [], "model": "m"})
+    assert train_cli.main([]) == 0
+    assert f"removing the previous demo run {tmp_path / 'runs' / 'demo_train'}" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "demo_train").exists()
