@@ -18,12 +18,12 @@ warm-up that lets the workers start.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
 
+from jax_basenji.atomic import write_json
 from jax_basenji.bench_model import bench_model, child_main
 from jax_basenji.cli import one_line_errors
 from jax_basenji.data import BasenjiSource, make_dataset
@@ -101,8 +101,7 @@ def main(argv=None) -> int:
     else:
         result = bench_data(args)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(args.json, result)
     return 0
 
 

@@ -9,6 +9,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from jax_basenji.atomic import atomic_path
+
 SUM_KEYS = ("n", "x", "y", "xy", "xx", "yy")
 
 
@@ -146,7 +148,9 @@ def save_png(fig, path: str) -> str:
     """Write `fig` to a temporary name, rename it to `path`, close it; returns `path`."""
     plt = pyplot()
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from typing import Iterator
 
@@ -32,7 +31,8 @@ from flax import nnx
 from tqdm import tqdm
 
 from jax_basenji import checkpoint
-from jax_basenji.cli import InputError, atomic_output, one_line_errors
+from jax_basenji.atomic import atomic_path
+from jax_basenji.cli import InputError, one_line_errors
 from jax_basenji.model import Basenji2
 
 
@@ -182,17 +182,12 @@ def predict_file(checkpoint_dir: str, head: str, input_path: str, output_path: s
     predictor = Predictor(model, head, ensemble)
     bins = check_sequences(seqs, model, input_path)
     shape = (seqs.shape[0], bins, model.cfg.head_tracks[head])
-    tmp = atomic_output(output_path, overwrite)
-    try:
+    with atomic_path(output_path, overwrite) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         for start, preds in predictor.batches(seqs, batch_size, progress, input_path):
             out[start:start + len(preds)] = preds
         out.flush()
         del out
-        os.replace(tmp, output_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return shape
 
 

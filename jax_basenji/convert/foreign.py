@@ -18,7 +18,8 @@ from flax import nnx
 from flax.traverse_util import flatten_dict
 
 from jax_basenji import checkpoint
-from jax_basenji.cli import InputError, atomic_output
+from jax_basenji.atomic import atomic_path
+from jax_basenji.cli import InputError
 from jax_basenji.config import SEED_VARIANTS, ModelConfig
 from jax_basenji.convert import basenji2_pytorch, keras_h5, seed_torch
 from jax_basenji.convert.table import ConversionError
@@ -125,10 +126,5 @@ def torch_state_from_arrays(arrays: Mapping, cfg: ModelConfig, new_head: str | N
 
 def save_torch(state: Mapping, output_path: str, overwrite: bool = False) -> None:
     """torch.save under a temporary name, renamed when complete."""
-    tmp = atomic_output(output_path, overwrite)
-    try:
+    with atomic_path(output_path, overwrite) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, output_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

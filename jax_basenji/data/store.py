@@ -24,17 +24,11 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from jax_basenji.atomic import write_json
 from jax_basenji.data.layout import (SUBSETS, DataError, Region, Statistics, iter_file_examples,
                                      read_bed, read_targets, strand_pairs, tfrecord_files)
 
 FORMAT = "jax_basenji.store/1"
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 def _convert_shard(tfr: str, out_dir: str, stats: Statistics) -> int:
@@ -53,7 +47,7 @@ def _convert_shard(tfr: str, out_dir: str, stats: Statistics) -> int:
             n += 1
     os.replace(seq_path + ".tmp", seq_path)
     os.replace(tgt_path + ".tmp", tgt_path)
-    _write_json(done, {"n": n, "source": os.path.abspath(tfr)})
+    write_json(done, {"n": n, "source": os.path.abspath(tfr)})
     return n
 
 
@@ -67,7 +61,7 @@ def convert_species(species_dir: str, out_dir: str, *, workers: int = 1, progres
                         f"says num_targets={stats.num_targets}")
     pairs = strand_pairs(targets)
     os.makedirs(out_dir, exist_ok=True)
-    _write_json(os.path.join(out_dir, "meta.json"), {
+    write_json(os.path.join(out_dir, "meta.json"), {
         "format": FORMAT, "statistics": stats.raw, "targets": targets,
         "strand_pair": None if pairs is None else pairs.tolist(),
         "species_dir": os.path.abspath(species_dir)})
@@ -91,7 +85,7 @@ def convert_species(species_dir: str, out_dir: str, *, workers: int = 1, progres
         if total != len(bed):
             raise DataError(f"{species_dir}/sequences.bed has {len(bed)} {subset} rows; "
                             f"the records hold {total} examples")
-        _write_json(os.path.join(subset_dir, "index.json"), {
+        write_json(os.path.join(subset_dir, "index.json"), {
             "shards": [os.path.basename(f)[: -len(".tfr")] for f in files], "counts": shard_counts,
             "regions": [[r.chrom, r.start, r.end] for r in bed]})
         counts[subset] = total

@@ -21,13 +21,13 @@ longer lengths exercises the N padding.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 
 import numpy as np
 from tqdm import tqdm
 
+from jax_basenji.atomic import atomic_path, write_json
 from jax_basenji.data.layout import SUBSETS, DataError, index_to_one_hot
 from jax_basenji.data.tfrecord import serialize_bytes_features, write_records
 
@@ -188,8 +188,8 @@ def synth_species(out_dir: str, species: str, cfg: SynthConfig, genome_index: in
         for k in range(0, len(rows), cfg.records_per_file):
             chunk = rows[k:k + cfg.records_per_file]
             path = os.path.join(tfr_dir, f"{subset}-{k // cfg.records_per_file}.tfr")
-            write_records(path + ".tmp", (example(r) for r in chunk))
-            os.replace(path + ".tmp", path)
+            with atomic_path(path) as tmp:
+                write_records(tmp, (example(r) for r in chunk))
             bar.update(len(chunk))
     bar.close()
 
@@ -201,8 +201,7 @@ def synth_species(out_dir: str, species: str, cfg: SynthConfig, genome_index: in
              "crop_bp": cfg.crop, "target_length": cfg.target_length,
              **{f"{s}_seqs": counts.get(s, 0) for s in SUBSETS},
              "seq_1hot": cfg.sequence_encoding == "index"}
-    with open(os.path.join(species_dir, "statistics.json"), "w") as f:
-        json.dump(stats, f, indent=2)
+    write_json(os.path.join(species_dir, "statistics.json"), stats)
     return species_dir
 
 

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 
+from jax_basenji.atomic import write_json
 from jax_basenji.cli import InputError, one_line_errors
 from jax_basenji.predict import add_ensemble_flags, ensemble_from_args
 
@@ -121,8 +122,7 @@ def main(argv=None) -> int:
 
         result = attribution(load_predictor(args.checkpoint, args.head), args.fasta, args.region, args.head,
                              args.tracks, args.bins, args.output)
-    with open(os.path.join(args.output, f"{args.what}_summary.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(os.path.join(args.output, f"{args.what}_summary.json"), result)
     print(json.dumps(result))
     return 0
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jax_basenji.atomic import atomic_open, atomic_path
 from jax_basenji.cli import InputError
 from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import DataError, index_to_one_hot
@@ -84,14 +85,13 @@ def attribution(predictor, fasta: str, region: str, head: str, tracks: str, bins
     contrib = input_x_gradient(model, one_hot, head, bin_idx, track_idx)
     score = contrib.sum(axis=1)
     os.makedirs(output, exist_ok=True)
-    np.save(os.path.join(output, "attribution.npy.tmp.npy"), contrib)
-    os.replace(os.path.join(output, "attribution.npy.tmp.npy"), os.path.join(output, "attribution.npy"))
+    with atomic_path(os.path.join(output, "attribution.npy")) as tmp:
+        np.save(tmp, contrib)
     bg = os.path.join(output, "attribution.bedgraph")
-    with open(bg + ".tmp", "w") as f:
+    with atomic_open(bg) as f:
         f.write(f"track type=bedGraph name=\"{head} input x gradient\"\n")
         f.writelines(f"{chrom}\t{w_start + i}\t{w_start + i + 1}\t{score[i]:.6g}\n"
                      for i in range(length) if w_start + i >= 0)
-    os.replace(bg + ".tmp", bg)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 3))
     ax.plot(np.arange(w_start, w_start + length), score, lw=0.5)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from jax_basenji import checkpoint
+from jax_basenji.atomic import atomic_open
 from jax_basenji.cli import InputError
 from jax_basenji.metrics import assays, pyplot, save_png
 from jax_basenji.predict import Ensemble, Predictor
@@ -53,12 +53,10 @@ def standardize(x: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray |
 
 def write_tsv(path: str, header: list[str], rows) -> str:
     """A tab-separated table, written to a temporary name and renamed when complete."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_open(path) as f:
         f.write("\t".join(header) + "\n")
         for row in rows:
             f.write("\t".join(_fmt(v) for v in row) + "\n")
-    os.replace(tmp, path)
     return path
 
 

@@ -1,0 +1,50 @@
+"""Write files so that a reader never sees a half-written one: the one write-then-rename helper.
+
+Every output goes to a temporary file beside its destination (same directory, so the
+rename is atomic) and is renamed onto it only when complete; on any failure the
+temporary file is removed and whatever was at the destination before is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import IO, Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, overwrite: bool = True) -> Iterator[str]:
+    """Yield a temporary path beside `path` (same extension, for writers that read it);
+    rename it onto `path` when the block completes.
+
+    `overwrite=False` refuses an existing `path` (FileExistsError, a user error).
+    """
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    ext = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path) + "-", suffix=ext)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = "w", overwrite: bool = True) -> Iterator[IO]:
+    """`open(path, mode)` through `atomic_path`."""
+    with atomic_path(path, overwrite) as tmp, open(tmp, mode) as f:
+        yield f
+
+
+def write_json(path: str, obj: Any, indent: int | None = 2) -> str:
+    """JSON written atomically; returns `path`."""
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=indent)
+    return path
