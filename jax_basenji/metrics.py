@@ -11,22 +11,55 @@ import numpy as np
 
 from jax_basenji.atomic import atomic_path
 
-SUM_KEYS = ("n", "x", "y", "xy", "xx", "yy")
+MOMENT_KEYS = ("n", "mx", "my", "sdx", "sdy", "m2x", "m2y", "cxy")
+
+
+def centered_moments(x, y, axis) -> dict:
+    """Per-track sums of one batch around its own (rounded) means, numpy or jax arrays.
+
+    Centring inside the batch keeps float32 device sums accurate where raw sums
+    (Σxy − ΣxΣy/n) cancel catastrophically (large means, small variances). The
+    float32 means are themselves rounded, so the residuals `sdx` = Σ(x − mx) are kept
+    too: `PearsonSums` corrects the means and sums with them in float64.
+    """
+    n = np.prod([x.shape[a] for a in np.atleast_1d(axis)])
+    mx, my = x.mean(axis), y.mean(axis)
+    dx, dy = x - mx, y - my
+    return {"n": n + 0 * mx, "mx": mx, "my": my, "sdx": dx.sum(axis), "sdy": dy.sum(axis),
+            "m2x": (dx * dx).sum(axis), "m2y": (dy * dy).sum(axis), "cxy": (dx * dy).sum(axis)}
+
+
+def _exact_moments(b: dict) -> dict:
+    """float64 means and sums centred on them, from `centered_moments` of a batch."""
+    n = b["n"]
+    ex, ey = b["sdx"] / n, b["sdy"] / n  # the rounding error of the batch means
+    return {"n": n, "mx": b["mx"] + ex, "my": b["my"] + ey, "m2x": b["m2x"] - n * ex * ex,
+            "m2y": b["m2y"] - n * ey * ey, "cxy": b["cxy"] - n * ex * ey}
 
 
 class PearsonSums:
-    """Running per-track sums (Σx, Σy, Σxy, Σx², Σy², n) over positions, float64 on the host,
-    and the mean of every loss an eval step reports (`loss`, `loss_<group>`)."""
+    """Per-track Pearson R (and R²) across every position of many batches, merged in float64
+    on the host with Chan et al.'s pairwise update of centred moments; also the mean of every
+    loss an eval step reports (`loss`, `loss_<group>`)."""
 
     def __init__(self):
-        self.sums: dict[str, np.ndarray] | None = None
+        self.m: dict[str, np.ndarray] | None = None
         self.loss_sums: dict[str, float] = defaultdict(float)
         self.batches = 0
 
     def add(self, out: dict) -> None:
-        """`out`: an eval step's {"loss", "n", "x", ...} (device arrays are fetched here)."""
-        host = {k: np.asarray(out[k], np.float64) for k in SUM_KEYS}
-        self.sums = host if self.sums is None else {k: self.sums[k] + host[k] for k in SUM_KEYS}
+        """`out`: `centered_moments` of a batch, plus losses (device arrays are fetched here)."""
+        b = _exact_moments({k: np.asarray(out[k], np.float64) for k in MOMENT_KEYS})
+        if self.m is None:
+            self.m = b
+        else:
+            a = self.m
+            n = a["n"] + b["n"]
+            dx, dy = b["mx"] - a["mx"], b["my"] - a["my"]
+            w = a["n"] * b["n"] / n
+            self.m = {"n": n, "mx": a["mx"] + dx * b["n"] / n, "my": a["my"] + dy * b["n"] / n,
+                      "m2x": a["m2x"] + b["m2x"] + dx * dx * w, "m2y": a["m2y"] + b["m2y"] + dy * dy * w,
+                      "cxy": a["cxy"] + b["cxy"] + dx * dy * w}
         for k, v in out.items():
             if k.startswith("loss"):
                 self.loss_sums[k] += float(v)
@@ -43,13 +76,16 @@ class PearsonSums:
 
     def pearson_r(self) -> np.ndarray:
         """`[T]` Pearson R per track across all positions seen (NaN for constant tracks)."""
-        s = self.sums
-        n = s["n"]
-        cov = s["xy"] / n - (s["x"] / n) * (s["y"] / n)
-        var_x = s["xx"] / n - (s["x"] / n) ** 2
-        var_y = s["yy"] / n - (s["y"] / n) ** 2
+        m = self.m
         with np.errstate(invalid="ignore", divide="ignore"):
-            return cov / np.sqrt(var_x * var_y)
+            return m["cxy"] / np.sqrt(m["m2x"] * m["m2y"])
+
+    def r2(self) -> np.ndarray:
+        """`[T]` coefficient of determination of x (prediction) for y: 1 − Σ(y − x)² / Σ(y − ȳ)²."""
+        m = self.m
+        sse = m["m2x"] + m["m2y"] - 2 * m["cxy"] + m["n"] * (m["mx"] - m["my"]) ** 2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 1.0 - sse / m["m2y"]
 
 
 def assays(targets: list[dict[str, str]]) -> list[str]:

@@ -28,6 +28,7 @@ from flax import nnx
 from jax_basenji.config import ModelConfig
 from jax_basenji.errors import InputError
 from jax_basenji.losses import poisson_loss
+from jax_basenji.metrics import centered_moments
 from jax_basenji.model import build_model
 from jax_basenji.sharding import replicated
 from jax_basenji.train_config import TrainConfig
@@ -183,15 +184,12 @@ class Trainer:
         return new_state, {"loss": loss, "grad_norm": grad_norm, "lr": lr, **parts}
 
     def _eval_step(self, state: dict, batch: dict, head: str) -> dict:
-        """Loss(es) and per-track sums for Pearson R over [batch, bins]: each `[T]` float32."""
+        """Loss(es) and per-track centred moments over [batch, bins] (`metrics.centered_moments`), `[T]` float32."""
         model = self._model(self._graph_eval, state["params"], state["batch_stats"])
         pred = model(batch["sequence"], head).astype(jnp.float32)
         y = self._targets(batch["target"])
         loss, parts = self._loss(pred, y)
-        axes = (0, 1)
-        return {"loss": loss, **parts, "n": jnp.float32(pred.shape[0] * pred.shape[1]),
-                "x": pred.sum(axes), "y": y.sum(axes), "xy": (pred * y).sum(axes),
-                "xx": (pred * pred).sum(axes), "yy": (y * y).sum(axes)}
+        return {"loss": loss, **parts, **centered_moments(pred, y, axis=(0, 1))}
 
     def model_arrays(self, state: dict) -> dict:
         """Params + batch statistics in the layout of jax_basenji.checkpoint."""

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from jax_basenji.cli import InputError
 from jax_basenji.data import BasenjiSource, ConcatSource, make_dataset
 from jax_basenji.evaluate.common import histogram, load_predictor, pearson_columns, track_table, write_tsv
+from jax_basenji.metrics import PearsonSums, centered_moments
 from jax_basenji.predict import Ensemble
 
 
@@ -45,7 +46,7 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(n_pos, min(spearman_positions, n_pos), replace=False))
     sampled_x, sampled_y = [], []
-    sums = {k: np.zeros(tracks) for k in ("x", "y", "xy", "xx", "yy")}
+    sums = PearsonSums()
     ds = make_dataset(source, batch_size=batch_size, shuffle=False, num_epochs=1, drop_remainder=False)
     seen = 0
     bar = tqdm(total=len(source), unit="seq", disable=not progress, file=sys.stderr, desc="positions")
@@ -53,8 +54,7 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
         x = predictor.padded(batch["sequence"], batch_size).reshape(-1, tracks).astype(np.float64)
         y = batch["target"].reshape(-1, tracks).astype(np.float64)
         y[:, log1p] = np.log1p(y[:, log1p])
-        for k, v in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
-            sums[k] += v.sum(axis=0)
+        sums.add(centered_moments(x, y, axis=0))
         lo, hi = np.searchsorted(sample, [seen, seen + len(x)])
         sampled_x.append(x[sample[lo:hi] - seen])
         sampled_y.append(y[sample[lo:hi] - seen])
@@ -62,13 +62,7 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
         bar.update(len(batch["sequence"]))
     bar.close()
 
-    n = float(seen)
-    cov = sums["xy"] - sums["x"] * sums["y"] / n
-    ss_x = sums["xx"] - sums["x"] ** 2 / n
-    ss_y = sums["yy"] - sums["y"] ** 2 / n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pearson = cov / np.sqrt(ss_x * ss_y)
-        r2 = 1.0 - (sums["yy"] - 2 * sums["xy"] + sums["xx"]) / ss_y
+    pearson, r2 = sums.pearson_r(), sums.r2()
     sx, sy = np.concatenate(sampled_x), np.concatenate(sampled_y)
     spearman = pearson_columns(rankdata(sx, axis=0), rankdata(sy, axis=0))
 
@@ -88,6 +82,6 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
               ([a, *per_assay[a].values()] for a in kinds))
     histogram(pearson, os.path.join(output, "pearson_r_hist.png"), "Pearson R per track across positions",
               f"{species} {subset}, head {head}")
-    return {"sequences": len(source), "positions": int(n), "spearman_positions": len(sx),
+    return {"sequences": len(source), "positions": seen, "spearman_positions": len(sx),
             "pearson_r": float(np.nanmean(pearson)), "r2": float(np.nanmean(r2)),
             "spearman_r": float(np.nanmean(spearman)), "by_assay": per_assay}
