@@ -19,25 +19,16 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jax_basenji.ops import at_least_f32, batch_moments, gelu_erf, max_pool2
+
 _SQRT_HALF = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 
-def _gelu(u: jax.Array) -> jax.Array:  # exact erf form, as torch.nn.GELU()
-    return jax.nn.gelu(u, approximate=False)
-
-
-def _pool(a: jax.Array) -> jax.Array:
-    b, n, c = a.shape
-    return a[:, : n - n % 2].reshape(b, n // 2, 2, c).max(axis=2)
-
-
 def _forward(y, scale, bias, eps):
-    yf = y.astype(jnp.promote_types(y.dtype, jnp.float32))
-    mean = yf.mean(axis=(0, 1))
-    var = jnp.square(yf - mean).mean(axis=(0, 1))
-    u = (yf - mean) * jax.lax.rsqrt(var + eps) * scale + bias
-    return _pool(_gelu(u)).astype(y.dtype), mean, var
+    mean, var = batch_moments(y)
+    u = (at_least_f32(y) - mean) * jax.lax.rsqrt(var + eps) * scale + bias
+    return max_pool2(gelu_erf(u)).astype(y.dtype), mean, var
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -63,7 +54,7 @@ def _bwd(eps, residuals, cotangents):
     rstd = jax.lax.rsqrt(var + eps)
     xhat = (y.astype(mean.dtype) - mean) * rstd
     u = (xhat[:, : 2 * half] * scale + bias).reshape(b, half, 2, c)
-    first = _gelu(u[:, :, 0]) >= _gelu(u[:, :, 1])
+    first = gelu_erf(u[:, :, 0]) >= gelu_erf(u[:, :, 1])
     da = jnp.stack([jnp.where(first, dz, 0), jnp.where(first, 0, dz)], axis=2)
     gelu_grad = 0.5 * (1.0 + jax.lax.erf(u * _SQRT_HALF)) + u * _INV_SQRT_2PI * jnp.exp(-0.5 * u * u)
     du = (da * gelu_grad).reshape(b, 2 * half, c)

@@ -22,40 +22,7 @@ from flax import nnx
 
 from jax_basenji.config import ModelConfig
 from jax_basenji.fused import bn_gelu_pool
-
-
-def gelu_erf(x: jax.Array) -> jax.Array:
-    # torch.nn.GELU() default is the exact erf form; flax/jax default to tanh.
-    return jax.nn.gelu(x, approximate=False)
-
-
-def gelu_tanh(x: jax.Array) -> jax.Array:
-    return jax.nn.gelu(x, approximate=True)
-
-
-def gelu_sigmoid(x: jax.Array) -> jax.Array:
-    # basenji's layers.GELU when the published weights were trained (before 2022).
-    return jax.nn.sigmoid(1.702 * x) * x
-
-
-GELUS = {"erf": gelu_erf, "tanh": gelu_tanh, "sigmoid": gelu_sigmoid}
-
-
-def softplus(x: jax.Array) -> jax.Array:
-    # torch.nn.Softplus(beta=1, threshold=20) returns x itself above 20.
-    return jnp.where(x > 20.0, x, jax.nn.softplus(x))
-
-
-def at_least_f32(x: jax.Array) -> jax.Array:
-    """bfloat16 -> float32; float32/float64 unchanged (statistics and outputs)."""
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-
-
-def max_pool2(x: jax.Array) -> jax.Array:
-    """`[batch, length, channels]` -> `[batch, length // 2, channels]` (floor, like torch)."""
-    b, n, c = x.shape
-    n2 = n // 2
-    return x[:, : 2 * n2].reshape(b, n2, 2, c).max(axis=2)
+from jax_basenji.ops import GELUS, at_least_f32, batch_moments, max_pool2, softplus
 
 
 class BatchNorm(nnx.Module):
@@ -85,8 +52,7 @@ class BatchNorm(nnx.Module):
         if self.use_running_average:
             mean, var = self.mean[...], self.var[...]
         else:
-            mean = xf.mean(axis=(0, 1))
-            var = jnp.square(xf - mean).mean(axis=(0, 1))
+            mean, var = batch_moments(x)
             self.update(mean, var, x.shape[0] * x.shape[1])
         y = (xf - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
         return y.astype(x.dtype)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jax_basenji.config import ModelConfig
 from jax_basenji.errors import InputError
@@ -193,7 +194,8 @@ class Trainer:
 
     def model_arrays(self, state: dict) -> dict:
         """Params + batch statistics in the layout of jax_basenji.checkpoint."""
-        return _merge_dicts(jax.device_get(state["params"]), jax.device_get(state["batch_stats"]))
+        return unflatten_dict({**flatten_dict(jax.device_get(state["params"])),
+                               **flatten_dict(jax.device_get(state["batch_stats"]))})
 
 
 def _split_heads(params: dict) -> tuple[dict, dict]:
@@ -201,11 +203,6 @@ def _split_heads(params: dict) -> tuple[dict, dict]:
     return {k: v for k, v in params.items() if k != "heads"}, dict(params["heads"])
 
 
-def _merge_dicts(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge_dicts(out[k], v) if k in out and isinstance(v, dict) else v
-    return out
 
 
 def _take(template: dict, arrays: dict, mesh, fresh_heads: tuple[str, ...] = ()) -> dict:

@@ -24,7 +24,8 @@ from jax_basenji import convert
 from jax_basenji.checkpoint import load_model, model_arrays
 from jax_basenji.config import ModelConfig
 from jax_basenji.convert.foreign import read_weights
-from jax_basenji.model import BatchNorm, build_model, gelu_sigmoid
+from jax_basenji.model import BatchNorm, build_model
+from jax_basenji.ops import gelu_sigmoid
 from jax_basenji.predict import Predictor
 from parity_tests.helpers import rel_err
 

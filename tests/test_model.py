@@ -7,7 +7,8 @@ import pytest
 from flax import nnx
 
 from jax_basenji.config import ModelConfig
-from jax_basenji.model import GELUS, BatchNorm, build_model, gelu_erf, softplus
+from jax_basenji.model import BatchNorm, build_model
+from jax_basenji.ops import GELUS, gelu_erf, softplus
 
 
 def _x(batch=2, length=16_384, seed=0):

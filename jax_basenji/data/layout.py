@@ -36,7 +36,6 @@ class Statistics:
     target_length: int
     pool_width: int
     counts: dict[str, int]  # subset -> number of examples
-    seq_1hot: bool  # True: sequence stored as a (L,) uint8 index; False: (L, 4) one-hot
     raw: dict  # the whole statistics.json, kept for the store
 
     @classmethod
@@ -47,8 +46,7 @@ class Statistics:
                 raw = json.load(f)
             return cls(num_targets=int(raw["num_targets"]), seq_length=int(raw["seq_length"]),
                        target_length=int(raw["target_length"]), pool_width=int(raw.get("pool_width", 128)),
-                       counts={s: int(raw.get(f"{s}_seqs", 0)) for s in SUBSETS},
-                       seq_1hot=bool(raw.get("seq_1hot", False)), raw=raw)
+                       counts={s: int(raw.get(f"{s}_seqs", 0)) for s in SUBSETS}, raw=raw)
         except FileNotFoundError:
             raise DataError(f"{path} is missing") from None
         except (KeyError, ValueError, TypeError) as e:

@@ -20,6 +20,7 @@ from jax_basenji.atomic import atomic_open, atomic_path
 from jax_basenji.cli import InputError
 from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import DataError, index_to_one_hot
+from jax_basenji.evaluate.common import center_bins
 from jax_basenji.metrics import pyplot, save_png
 
 
@@ -38,7 +39,7 @@ def parse_range(text: str, size: int, what: str) -> np.ndarray:
     if text == "all":
         return np.arange(size)
     if text == "center":
-        return np.arange(size // 2 - 1, size // 2 + 2)
+        return np.arange(size)[center_bins(size)]
     idx = []
     for part in text.split(","):
         lo, _, hi = part.partition("-")

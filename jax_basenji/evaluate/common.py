@@ -26,6 +26,11 @@ def load_predictor(checkpoint_dir: str, head: str, ensemble: Ensemble = Ensemble
     return Predictor(model, head, ensemble)
 
 
+def center_bins(bins: int) -> slice:
+    """The 3 centre bins (the seed's TSS rule): 447, 448, 449 of 896."""
+    return slice(bins // 2 - 1, bins // 2 + 2)
+
+
 def track_table(n: int, targets: list[dict[str, str]] | None) -> list[dict[str, str]]:
     """index / identifier / description / assay per track; `t<i>` names without a targets table."""
     if targets is not None and len(targets) != n:

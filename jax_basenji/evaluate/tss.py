@@ -29,7 +29,7 @@ from jax_basenji.cli import InputError
 from jax_basenji.data import BasenjiSource
 from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import DataError, index_to_one_hot
-from jax_basenji.evaluate.common import (histogram, pearson_columns, read_tsv, scatter, standardize,
+from jax_basenji.evaluate.common import (center_bins, histogram, pearson_columns, read_tsv, scatter, standardize,
                                          write_tsv)
 
 GENE_COLUMNS = ("gene_id", "chrom", "tss", "strand")
@@ -87,11 +87,6 @@ def _read_gtf(path: str) -> list[Gene]:
     if not genes:
         raise InputError(f"{path} has no 'gene' features")
     return genes
-
-
-def center_bins(bins: int) -> slice:
-    """The 3 centre bins: 447, 448, 449 of 896."""
-    return slice(bins // 2 - 1, bins // 2 + 2)
 
 
 def predict_tss(predictor, genes: list[Gene], fasta: str, *, batch_size: int = 4,
