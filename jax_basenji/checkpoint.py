@@ -56,7 +56,8 @@ def save_arrays(path: str, arrays: dict, cfg: ModelConfig, *, torch_new_head: st
     path = os.path.abspath(path)
     if os.path.exists(path) and not overwrite:
         raise CheckpointError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
-    meta = {"format": FORMAT, "model_config": cfg.to_dict(), "torch_new_head": torch_new_head, **(extra or {})}
+    meta = {"format": FORMAT, "model_config": cfg.architecture().to_dict(), "torch_new_head": torch_new_head,
+            **(extra or {})}
     arrays = jax.tree.map(np.asarray, arrays)
     _checkpointer().save(path, args=ocp.args.Composite(
         state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)), force=overwrite)
@@ -99,10 +100,10 @@ def load_arrays(path: str) -> tuple[dict, ModelConfig, dict]:
     return restored, cfg, meta
 
 
-def load_model(path: str) -> tuple[Basenji2, dict]:
-    """Restore a model (in eval mode) and the checkpoint metadata."""
+def load_model(path: str, precision: str = "fp32") -> tuple[Basenji2, dict]:
+    """Restore a model (in eval mode) and the checkpoint metadata; `precision` "bf16" computes in bfloat16."""
     arrays, cfg, meta = load_arrays(path)
-    model = build_model(cfg)
+    model = build_model(cfg.replace(dtype="bfloat16") if precision == "bf16" else cfg)
     nnx.update(model, arrays)
     model.eval()
     return model, meta

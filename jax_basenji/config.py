@@ -212,6 +212,15 @@ class ModelConfig:
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 
+    def architecture(self) -> "ModelConfig":
+        """This config without its run options (compute dtype, remat): what a checkpoint records.
+
+        The compute precision and rematerialisation are chosen per command
+        (`--precision`, `--remat`), so a model trained in bf16 predicts in fp32
+        unless asked, and a resume may change them.
+        """
+        return self.replace(dtype="float32", remat=False)
+
     # ----- serialization (stored beside every checkpoint) -----------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -104,7 +104,6 @@ def finetune(args: argparse.Namespace) -> dict:
     else:
         cfg = cfg.replace(heads=(*cfg.heads, (head, tracks)))
         fresh = (head,)
-    cfg = cfg.replace(remat=args.remat, **({"bn_momentum": args.bn_momentum} if args.bn_momentum is not None else {}))
     weights = {}
     for item in args.modality_weight:
         name, _, value = item.partition("=")

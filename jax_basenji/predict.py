@@ -160,6 +160,11 @@ def ensemble_from_args(args: argparse.Namespace, strand_pair=None) -> Ensemble:
                     strand_pair=None if strand_pair is None else tuple(strand_pair))
 
 
+def add_precision_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="compute precision (default fp32, whatever the model was trained with)")
+
+
 def add_ensemble_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rc", action="store_true",
                    help="average with the reverse complement's prediction (flipped back; stranded tracks "
@@ -170,7 +175,7 @@ def add_ensemble_flags(p: argparse.ArgumentParser) -> None:
 
 def predict_file(checkpoint_dir: str, head: str, input_path: str, output_path: str, *,
                  batch_size: int = 4, overwrite: bool = False, progress: bool = True,
-                 ensemble: Ensemble = Ensemble()) -> tuple[int, ...]:
+                 ensemble: Ensemble = Ensemble(), precision: str = "fp32") -> tuple[int, ...]:
     """Predict every sequence of `input_path` into `output_path`; returns the output shape."""
     if batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {batch_size}")
@@ -178,7 +183,7 @@ def predict_file(checkpoint_dir: str, head: str, input_path: str, output_path: s
         seqs = np.load(input_path, mmap_mode="r")
     except ValueError as e:
         raise InputError(f"{input_path} is not a readable .npy array: {e}") from None
-    model, _ = checkpoint.load_model(checkpoint_dir)
+    model, _ = checkpoint.load_model(checkpoint_dir, precision)
     predictor = Predictor(model, head, ensemble)
     bins = check_sequences(seqs, model, input_path)
     shape = (seqs.shape[0], bins, model.cfg.head_tracks[head])
@@ -200,6 +205,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", required=True, help="[N, bins, tracks] float32 .npy to write")
     p.add_argument("--batch-size", type=int, default=4, help="sequences per forward pass (default 4)")
     add_ensemble_flags(p)
+    add_precision_flag(p)
     p.add_argument("--targets-txt", help="targets.txt of the head: strand pairs for --rc")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -211,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     shape = predict_file(args.checkpoint, args.head, args.input, args.output,
                          batch_size=args.batch_size, overwrite=args.overwrite,
-                         progress=not args.no_progress, ensemble=ensemble_from_args(args))
+                         progress=not args.no_progress, ensemble=ensemble_from_args(args),
+                         precision=args.precision)
     print(f"wrote {args.output}: {shape} float32")
     return 0
 

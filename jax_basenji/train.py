@@ -89,6 +89,9 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
         init_arrays = None
         model_cfg = model_cfg.replace(seq_length=length,
                                       heads=tuple((s, train_src[s].num_targets) for s in tc.species))
+    # Run options apply whatever the initial weights (fresh, checkpoint, .pt, .pth, .h5).
+    model_cfg = model_cfg.replace(remat=tc.remat, **({"bn_momentum": tc.bn_momentum}
+                                                      if tc.bn_momentum is not None else {}))
     for s, src in train_src.items():
         bins = model_cfg.output_bins(src.seq_length)
         if (bins, model_cfg.head_tracks.get(s)) != src.target_shape:
@@ -101,7 +104,8 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
                                 workers=tc.workers, **shard) for i, (s, src) in enumerate(train_src.items())}
     iterators = {s: iter(ds) for s, ds in datasets.items()}
 
-    meta = {"model_config": trainer.cfg.to_dict(), "train_config": tc.to_dict()}
+    # Resuming compares the architecture only: precision and remat may change between runs.
+    meta = {"model_config": trainer.cfg.architecture().to_dict(), "train_config": tc.to_dict()}
     ckpt_dir = os.path.abspath(os.path.join(tc.workdir, "checkpoints"))
     latest = ocp.CheckpointManager(os.path.join(ckpt_dir, "latest"), options=ocp.CheckpointManagerOptions(
         max_to_keep=1, enable_async_checkpointing=True))
@@ -110,7 +114,8 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
     start = latest.latest_step()
     if start is not None:
         saved = latest.restore(start, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        diff = _config_diff(saved["model_config"], meta["model_config"])
+        saved_arch = ModelConfig.from_dict(saved["model_config"]).architecture().to_dict()
+        diff = _config_diff(saved_arch, meta["model_config"])
         if diff:
             raise CheckpointError(f"{tc.workdir} holds a checkpoint of another model config: {', '.join(diff)}")
         restored = latest.restore(start, args=ocp.args.Composite(
@@ -347,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data:
         raise InputError("--data is required (or run without arguments for the demo)")
     maybe_initialize_distributed(args)
-    overrides = {"bn_momentum": args.bn_momentum} if args.bn_momentum is not None else {}
-    model_cfg = ModelConfig.preset(args.model, remat=args.remat, **overrides)
+    model_cfg = ModelConfig.preset(args.model)
     tc = train_config_from_args(args)
     if args.epochs is not None:
         if args.epochs <= 0:

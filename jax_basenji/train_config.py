@@ -46,6 +46,9 @@ class TrainConfig:
     precision: str = "fp32"
     # Rematerialise each block in the backward pass (less memory, ~30 % more compute).
     remat: bool = False
+    # BatchNorm momentum (torch semantics) to train with; None: the model's own (preset,
+    # checkpoint or foreign file). Applies the same way whatever the initial weights.
+    bn_momentum: float | None = None
     # Seed of initialisation, data order, augmentation and dropout.
     seed: int = 0
     # Rounds between validations (0: only at the end).

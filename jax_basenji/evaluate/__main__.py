@@ -24,7 +24,7 @@ import sys
 
 from jax_basenji.atomic import write_json
 from jax_basenji.cli import InputError, one_line_errors
-from jax_basenji.predict import add_ensemble_flags, ensemble_from_args
+from jax_basenji.predict import add_ensemble_flags, add_precision_flag, ensemble_from_args
 
 
 def _targets_txt(path: str | None) -> list[dict[str, str]] | None:
@@ -46,6 +46,7 @@ def parse_args(argv):
             q.add_argument("--checkpoint", required=True, help="jax_basenji checkpoint directory")
             q.add_argument("--head", required=True, help="output head, e.g. human, mouse, finetune")
             q.add_argument("--batch-size", type=int, default=4)
+            add_precision_flag(q)
         if ensemble:  # stranded tracks for --rc: --targets-txt, else the store's targets.txt
             add_ensemble_flags(q)
         q.add_argument("--output", required=True, help="directory for the TSV tables and PNG plots")
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
         result = evaluate_positions(args.checkpoint, args.data, args.species, args.subset, args.head, args.output,
                                     batch_size=args.batch_size, spearman_positions=args.spearman_positions,
                                     log1p_assays=tuple(args.log1p_assay), progress=progress,
-                                    ensemble=ensemble_from_args(args))
+                                    ensemble=ensemble_from_args(args), precision=args.precision)
     elif args.what == "tss":
         result = _tss(args, progress)
     elif args.what == "ridge":
@@ -120,8 +121,8 @@ def main(argv=None) -> int:
         from jax_basenji.evaluate.attribution import attribution
         from jax_basenji.evaluate.common import load_predictor
 
-        result = attribution(load_predictor(args.checkpoint, args.head), args.fasta, args.region, args.head,
-                             args.tracks, args.bins, args.output)
+        predictor = load_predictor(args.checkpoint, args.head, precision=args.precision)
+        result = attribution(predictor, args.fasta, args.region, args.head, args.tracks, args.bins, args.output)
     write_json(os.path.join(args.output, f"{args.what}_summary.json"), result)
     print(json.dumps(result))
     return 0
@@ -138,7 +139,7 @@ def _tss(args, progress: bool) -> dict:
 
         source = BasenjiSource(args.data, args.species, args.subset)
     predictor = load_predictor(args.checkpoint, args.head, ensemble_from_args(args),
-                               source.strand_pair if source else None)
+                               source.strand_pair if source else None, args.precision)
     genes = tss.read_genes(args.genes)
     n_tracks = predictor.model.cfg.head_tracks[args.head]
     targets = _targets_txt(args.targets_txt)

@@ -14,13 +14,13 @@ from jax_basenji.predict import Ensemble, Predictor
 
 
 def load_predictor(checkpoint_dir: str, head: str, ensemble: Ensemble = Ensemble(),
-                   strand_pair: np.ndarray | None = None) -> Predictor:
+                   strand_pair: np.ndarray | None = None, precision: str = "fp32") -> Predictor:
     """Eval-mode predictor of one head; InputError naming the heads if `head` is unknown.
 
     `strand_pair` (e.g. the evaluated store's) is used for `ensemble.rc` when the
     ensemble has none of its own (no --targets-txt).
     """
-    model, _ = checkpoint.load_model(checkpoint_dir)
+    model, _ = checkpoint.load_model(checkpoint_dir, precision)
     if ensemble.rc and ensemble.strand_pair is None and strand_pair is not None:
         ensemble = dataclasses.replace(ensemble, strand_pair=tuple(int(t) for t in strand_pair))
     return Predictor(model, head, ensemble)

@@ -25,14 +25,14 @@ from jax_basenji.predict import Ensemble
 
 def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, subset: str, head: str, output: str, *,
                        batch_size: int = 4, spearman_positions: int = 100_000, log1p_assays: tuple = (),
-                       progress: bool = True, ensemble: Ensemble = Ensemble()) -> dict:
+                       progress: bool = True, ensemble: Ensemble = Ensemble(), precision: str = "fp32") -> dict:
     """Write tracks.tsv, assays.tsv and pearson_r_hist.png into `output`; returns the summary.
 
     Several `stores` over the same regions are read as one, tracks concatenated in order
     (as `finetune --data` trains them).
     """
     source = ConcatSource([BasenjiSource(store, species, subset) for store in stores])
-    predictor = load_predictor(checkpoint_dir, head, ensemble, source.strand_pair)
+    predictor = load_predictor(checkpoint_dir, head, ensemble, source.strand_pair, precision)
     store = "+".join(stores)
     bins = predictor.model.cfg.output_bins(source.seq_length)
     tracks = predictor.model.cfg.head_tracks[head]
