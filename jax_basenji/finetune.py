@@ -2,7 +2,7 @@
 
   python -m jax_basenji.finetune --pretrained basenji2.pt --variant basenji2-double-prime \\
       --data atac=stores/atac rna=stores/rna --species mouse --workdir runs/ft \\
-      --modality-weight rna=2 --log1p rna [--freeze heads|trunk] [every jax_basenji.train flag]
+      --modality-weight rna=2 --log1p rna [--freeze heads|trunk] [jax_basenji.train's optimizer/run flags]
 
 `--pretrained` is a jax_basenji checkpoint, a seed `.pt` (plain, DataParallel or
 already fine-tuned), or the published Basenji2 as basenji2-pytorch's `.pth` or a

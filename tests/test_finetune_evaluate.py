@@ -351,6 +351,36 @@ def test_evaluate_tss_from_regions_and_ridge(world, genes, tmp_path):
         assert float(cell_rows[c][1]) == pytest.approx(pearsonr(y_hat, y[test, c])[0], abs=1e-5)
     assert os.path.getsize(os.path.join(ridge_out, "ridge_scatter.png")) > 0
 
+    # --alpha cv: leave-one-out over the grid, per cell type, as sklearn's RidgeCV picks it.
+    from sklearn.linear_model import RidgeCV
+
+    from jax_basenji.evaluate.ridge import CV_ALPHAS
+
+    cv_out = str(tmp_path / "ridge_cv")
+    assert evaluate_main(["ridge", "--predictions", matrix, "--expression", expr, "--tracks", "CAGE",
+                          "--targets-txt", targets_txt, "--alpha", "cv", "--output", cv_out]) == 0
+    cv_rows = [line.split("\t") for line in open(os.path.join(cv_out, "ridge_coefficients.tsv"))][1:]
+    for c in range(2):
+        want = RidgeCV(alphas=CV_ALPHAS).fit(xs[train], y[train, c])
+        assert float(cv_rows[c][1]) == pytest.approx(want.alpha_, rel=1e-7)  # TSV: 8 significant digits
+        np.testing.assert_allclose([float(v) for v in cv_rows[c][3:]], want.coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_gtf_genes_give_0_based_tss_on_either_strand(tmp_path):
+    """GTF is 1-based and inclusive: + strand TSS = start - 1, - strand TSS = end - 1 (0-based)."""
+    from jax_basenji.evaluate.tss import read_genes
+
+    gtf = tmp_path / "genes.gtf"
+    gtf.write_text("#!genome-build test\n"
+                   'chr1\ttest\tgene\t101\t200\t.\t+\t.\tgene_id "gA"; gene_name "A";\n'
+                   'chr1\ttest\texon\t101\t150\t.\t+\t.\tgene_id "gA";\n'
+                   'chr2\ttest\tgene\t301\t400\t.\t-\t.\tgene_id "gB";\n')
+    genes = read_genes(str(gtf))
+    assert [(g.gene_id, g.chrom, g.tss, g.strand) for g in genes] == [("gA", "chr1", 100, "+"), ("gB", "chr2", 399, "-")]
+    gff = tmp_path / "genes.gff3"
+    gff.write_text("chr1\ttest\tgene\t11\t20\t.\t+\t.\tID=gene:gC;Name=C\n")
+    assert [(g.gene_id, g.tss) for g in read_genes(str(gff))] == [("gC", 10)]
+
 
 def test_attribution_equals_torch_input_x_gradient(world, tmp_path):
     from jax_basenji.convert import torch_state_from_arrays
