@@ -34,7 +34,7 @@ from jax_basenji.cli import InputError, one_line_errors
 from jax_basenji.config import GELU_FORMS, SEED_VARIANTS, VARIANTS, ModelConfig
 from jax_basenji.data import BasenjiSource, ConcatSource
 from jax_basenji.train import (NonFiniteLoss, add_train_flags, initial_arrays, maybe_initialize_distributed,
-                               train, train_config_from_args)
+                               parse_with_recipe, train, train_config_from_args)
 
 
 def named_stores(items: list[str]) -> list[tuple[str, str]]:
@@ -145,7 +145,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # The architecture comes from --pretrained; the input length from the data.
     add_train_flags(p, exclude=("data", "model", "species", "init-from", "seq-length", "fasta"))
     p.set_defaults(workdir="runs/finetune")
-    return p.parse_args(argv)
+    return parse_with_recipe(p, argv)
 
 
 @one_line_errors

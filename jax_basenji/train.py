@@ -256,9 +256,36 @@ def demo_configs() -> tuple[ModelConfig, TrainConfig]:
 
 
 # ----- command line ----------------------------------------------------------------------
+# Named training recipes: `--recipe NAME` sets these flags unless they are given.
+RECIPES = {
+    # Kelley 2020 (the published model's training): SGD 0.15, momentum 0.99, clip 2, batch 4,
+    # and Keras' BatchNorm momentum 0.9, which is 0.1 in torch's convention.
+    "paper": dict(optimizer="sgd", lr=0.15, momentum=0.99, clip_norm=2.0, batch_size=4, bn_momentum=0.1),
+    # The seed's pre-training script: SGD lr 1e-4, momentum 0.99, batch 4, its --bn_momentum
+    # 0.99 passed to torch as is; it names no gradient clipping.
+    "seed": dict(optimizer="sgd", lr=1e-4, momentum=0.99, clip_norm=0.0, batch_size=4, bn_momentum=0.99),
+}
+
+
+def parse_with_recipe(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse `argv`; a `--recipe` sets the defaults of the flags it names first."""
+    known, _ = p.parse_known_args(argv)
+    if getattr(known, "recipe", None):
+        p.set_defaults(**RECIPES[known.recipe])
+    return p.parse_args(argv)
+
+
 def add_train_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
-    """The training flags (shared with jax_basenji.finetune, which leaves out `exclude`)."""
+    """The training flags (shared with jax_basenji.finetune, which leaves out `exclude`).
+
+    Without --recipe the defaults are the paper's optimizer (SGD 0.15, momentum 0.99, clip 2,
+    batch 4) with BatchNorm momentum 0.9 in torch's convention (the seed's evaluation value).
+    """
     d = TrainConfig()
+    p.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="paper: SGD 0.15, momentum 0.99, clip 2, batch 4, BatchNorm momentum 0.1 (Keras 0.9); "
+                        "seed: SGD 1e-4, momentum 0.99, no clipping, batch 4, BatchNorm momentum 0.99. "
+                        "Flags given explicitly win. Default: the paper's optimizer with BatchNorm momentum 0.9")
 
     def a(flag, **kw):
         if flag.lstrip("-") not in exclude:
@@ -318,7 +345,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m jax_basenji.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_flags(p)
-    return p.parse_args(argv)
+    return parse_with_recipe(p, argv)
 
 
 def maybe_initialize_distributed(args) -> None:

@@ -227,3 +227,21 @@ def test_run_options_apply_the_same_way_whatever_the_initial_weights(store, tmp_
     kept = train(ModelConfig.tiny(), _tc(store, tmp_path / "c", steps=1, eval_every=1, species=("human",),
                                          init_from=first["model"]), progress=False)
     assert load_arrays(kept["model"])[1].bn_momentum == 0.9  # None: the checkpoint's own
+
+
+@pytest.mark.parametrize("recipe, want", [
+    (None, dict(optimizer="sgd", lr=0.15, momentum=0.99, clip_norm=2.0, batch_size=4, bn_momentum=None)),
+    ("paper", dict(optimizer="sgd", lr=0.15, momentum=0.99, clip_norm=2.0, batch_size=4, bn_momentum=0.1)),
+    ("seed", dict(optimizer="sgd", lr=1e-4, momentum=0.99, clip_norm=0.0, batch_size=4, bn_momentum=0.99)),
+])
+def test_recipes_set_their_flags_and_explicit_flags_win(recipe, want):
+    from jax_basenji.finetune import parse_args as finetune_args
+    from jax_basenji.train import parse_args, train_config_from_args
+
+    extra = ["--recipe", recipe] if recipe else []
+    tc = train_config_from_args(parse_args(["--data", "s", *extra]))
+    assert {k: getattr(tc, k) for k in want} == want
+    tc = train_config_from_args(parse_args(["--data", "s", *extra, "--lr", "0.5", "--bn-momentum", "0.3"]))
+    assert (tc.lr, tc.bn_momentum) == (0.5, 0.3)
+    ft = finetune_args(["--pretrained", "p", "--data", "s", *extra])
+    assert {k: getattr(ft, k) for k in want} == want
