@@ -127,6 +127,35 @@ def test_conversion_resumes_and_keeps_finished_shards(basenji_copy, tmp_path):
     assert len(BasenjiSource(str(store), "human", "valid")) == 1
 
 
+def test_converting_other_inputs_into_an_existing_store_is_refused(basenji_copy, tmp_path, capsys):
+    """A finished shard is reused only if it came from the same file (path, size, mtime): a store
+    converted from other records used to be silently mixed with the new metadata."""
+    store = tmp_path / "store"
+    convert(str(basenji_copy), str(store), ["human"], progress=False)
+    before = BasenjiSource(str(store), "human", "train")[0]["target"].copy()
+    other = shutil.copytree(basenji_copy, tmp_path / "other")  # same names, other files
+    for name in os.listdir(other / "human" / "tfrecords"):
+        path = other / "human" / "tfrecords" / name
+        examples = _examples(path)
+        for ex in examples:
+            ex["target"] = (np.frombuffer(ex["target"], np.float16) + 1).astype(np.float16).tobytes()
+        write_records(str(path), [serialize_bytes_features(ex) for ex in examples])
+    argv = ["convert", "--input", str(other), "--output", str(store), "--species", "human", "--no-progress"]
+    assert data_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "train-0.json was converted from another input" in err and "--overwrite" in err
+    np.testing.assert_array_equal(BasenjiSource(str(store), "human", "train")[0]["target"], before)
+    assert data_main([*argv, "--overwrite"]) == 0
+    np.testing.assert_array_equal(BasenjiSource(str(store), "human", "train")[0]["target"],
+                                  (before.astype(np.float32) + 1).astype(np.float16))
+
+
+def _examples(path):
+    from jax_basenji.data.tfrecord import parse_bytes_features
+
+    return [dict(parse_bytes_features(r, ("sequence", "target"))) for r in read_records(str(path))]
+
+
 def test_unconverted_subset_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="is not a converted subset"):
         BasenjiSource(str(tmp_path), "human", "train")

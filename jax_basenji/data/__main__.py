@@ -39,6 +39,8 @@ def parse_args(argv):
     c.add_argument("--output", required=True, help="store directory (re-running resumes)")
     c.add_argument("--species", nargs="+", default=None, help="default: every species directory found")
     c.add_argument("--workers", type=int, default=1, help="processes converting files in parallel")
+    c.add_argument("--overwrite", action="store_true",
+                   help="convert again shards that came from other input files (default: refuse)")
     t = sub.add_parser("tracks", help="bin bigWig files over BED regions into the Basenji2 layout")
     t.add_argument("--regions", required=True, help="BED: chrom start end subset, input-length regions")
     t.add_argument("--bigwig", nargs="+", action="append", default=[], metavar="BW",
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
               f"--input {args.output} --output STORE --species {args.species}")
     else:
         counts = convert(args.input, args.output, args.species, workers=args.workers,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, overwrite=args.overwrite)
         print(f"converted into {args.output}: {counts}")
     return 0
 

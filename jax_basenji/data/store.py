@@ -31,13 +31,19 @@ from jax_basenji.data.layout import (SUBSETS, DataError, Region, Statistics, ite
 FORMAT = "jax_basenji.store/1"
 
 
-def _convert_shard(tfr: str, out_dir: str, stats: Statistics) -> int:
+def _convert_shard(tfr: str, out_dir: str, stats: Statistics, overwrite: bool = False) -> int:
     """Convert one TFRecord file; returns its record count (skips a finished shard)."""
     name = os.path.basename(tfr)[: -len(".tfr")]
     done = os.path.join(out_dir, name + ".json")
+    source = _source_identity(tfr)
     if os.path.exists(done):
         with open(done) as f:
-            return json.load(f)["n"]
+            finished = json.load(f)
+        if finished.get("source") == source:
+            return finished["n"]  # resumed: this shard is done, from this very file
+        if not overwrite:
+            raise DataError(f"{done} was converted from another input than {tfr} (path, size or modification "
+                            "time differ); pass --overwrite to convert it again")
     seq_path, tgt_path = (os.path.join(out_dir, name + ext) for ext in (".seq.u8", ".tgt.f16"))
     n = 0
     with open(seq_path + ".tmp", "wb") as fs, open(tgt_path + ".tmp", "wb") as ft:
@@ -47,12 +53,23 @@ def _convert_shard(tfr: str, out_dir: str, stats: Statistics) -> int:
             n += 1
     os.replace(seq_path + ".tmp", seq_path)
     os.replace(tgt_path + ".tmp", tgt_path)
-    write_json(done, {"n": n, "source": os.path.abspath(tfr)})
+    write_json(done, {"n": n, "source": source})
     return n
 
 
-def convert_species(species_dir: str, out_dir: str, *, workers: int = 1, progress: bool = True) -> dict[str, int]:
-    """Convert every subset of one species directory; returns {subset: examples}."""
+def _source_identity(path: str) -> dict:
+    """What tells an input file apart cheaply: its absolute path, size and modification time."""
+    st = os.stat(path)
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def convert_species(species_dir: str, out_dir: str, *, workers: int = 1, progress: bool = True,
+                    overwrite: bool = False) -> dict[str, int]:
+    """Convert every subset of one species directory; returns {subset: examples}.
+
+    Finished shards are reused only if they came from the same input file; otherwise
+    the conversion stops, naming the shard, unless `overwrite` (then they are redone).
+    """
     stats = Statistics.read(species_dir)
     regions = read_bed(species_dir)
     targets = read_targets(species_dir)
@@ -76,7 +93,7 @@ def convert_species(species_dir: str, out_dir: str, *, workers: int = 1, progres
         label = f"{os.path.basename(os.path.normpath(species_dir))}/{subset}"
         with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
             jobs = (pool.map if pool else map)(_convert_shard, files, [subset_dir] * len(files),
-                                               [stats] * len(files))
+                                               [stats] * len(files), [overwrite] * len(files))
             shard_counts = list(tqdm(jobs, total=len(files), desc=label, unit="file", disable=not progress))
         total = sum(shard_counts)
         if total != stats.counts[subset]:
@@ -108,9 +125,10 @@ def species_dirs(basenji_dir: str, species: Sequence[str] | None) -> dict[str, s
 
 
 def convert(basenji_dir: str, store_dir: str, species: Sequence[str] | None = None, *,
-            workers: int = 1, progress: bool = True) -> dict[str, dict[str, int]]:
+            workers: int = 1, progress: bool = True, overwrite: bool = False) -> dict[str, dict[str, int]]:
     """`python -m jax_basenji.data convert`: every species and subset; resumable."""
-    return {name: convert_species(d, os.path.join(store_dir, name), workers=workers, progress=progress)
+    return {name: convert_species(d, os.path.join(store_dir, name), workers=workers, progress=progress,
+                                  overwrite=overwrite)
             for name, d in species_dirs(basenji_dir, species).items()}
 
 
