@@ -167,13 +167,19 @@ def test_finetuned_model_converts_to_a_seed_finetuned_pt(world, tuned, tmp_path)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
-def test_freeze_trunk_trains_only_the_new_head(world):
+@pytest.fixture(scope="module")
+def head_only(world):
+    """A trunk-frozen fine-tuning of a 2-track ATAC head: its model directory."""
     workdir = str(world["root"] / "finetune_head_only")
     assert finetune.main(["--pretrained", world["pretrained"], "--data", world["stores"]["atac"],
                           "--workdir", workdir, "--freeze", "trunk", "--steps", "2", "--batch-size", "4",
                           "--eval-batches", "1", "--no-progress"]) == 0
+    return os.path.join(workdir, "model")
+
+
+def test_freeze_trunk_trains_only_the_new_head(world, head_only):
     before, _, _ = checkpoint.load_arrays(world["pretrained"])
-    after, cfg, _ = checkpoint.load_arrays(os.path.join(workdir, "model"))
+    after, cfg, _ = checkpoint.load_arrays(head_only)
     assert cfg.head_tracks["finetune"] == 2
     new = dict(_leaves(after))
     for path, value in _leaves(before):  # params and BatchNorm statistics alike
@@ -203,14 +209,14 @@ def _predict_examples(ckpt, source, head):
     return np.asarray(model(seqs, head)), np.stack([source[i]["target"] for i in range(len(source))])
 
 
-def test_evaluate_positions_matches_scipy(world, tuned, tmp_path):
+def test_evaluate_positions_matches_scipy(world, tuned, head_only, tmp_path):
     out = str(tmp_path / "positions")
     assert evaluate_main(["positions", "--checkpoint", tuned, "--data", world["stores"]["rna"], "--species",
                           "mouse", "--subset", "test", "--head", "finetune", "--output", out,
                           "--no-progress"]) == 2  # the RNA store has 3 tracks, the head 5: refused
     src = BasenjiSource(world["stores"]["atac"], "mouse", "test")
     # Evaluate the ATAC-only head of a trunk-frozen fine-tuning against the ATAC store.
-    ckpt = str(world["root"] / "finetune_head_only" / "model")
+    ckpt = head_only
     assert evaluate_main(["positions", "--checkpoint", ckpt, "--data", world["stores"]["atac"], "--species",
                           "mouse", "--subset", "test", "--head", "finetune", "--output", out, "--batch-size", "3",
                           "--no-progress"]) == 0
@@ -425,9 +431,9 @@ def test_bad_input_gives_one_line_errors(world, tmp_path, capsys, argv, message)
     assert len(err) == 1 and message in err[0]
 
 
-def test_finetune_track_count_mismatch_is_refused(world, tmp_path, capsys):
+def test_finetune_track_count_mismatch_is_refused(world, head_only, tmp_path, capsys):
     # The trunk-frozen run's `finetune` head has 2 tracks; the RNA store has 3.
-    assert finetune.main(["--pretrained", str(world["root"] / "finetune_head_only" / "model"), "--data",
+    assert finetune.main(["--pretrained", head_only, "--data",
                           world["stores"]["rna"], "--workdir", str(tmp_path / "x"), "--steps", "1",
                           "--no-progress"]) == 2
     assert "head 'finetune' has 2 tracks; the data have 3" in capsys.readouterr().err
