@@ -49,6 +49,21 @@ def pearson_columns(x: np.ndarray, y: np.ndarray, axis: int = 0) -> np.ndarray:
         return (xc * yc).sum(axis) / np.sqrt((xc * xc).sum(axis) * (yc * yc).sum(axis))
 
 
+def spearman_columns(x: np.ndarray, y: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Spearman R between matching columns of `[N, T]` `x` and `y`, `chunk` tracks at a time.
+
+    Ranks and their centred copies exist for one chunk only, so the memory beyond the
+    inputs is ~`4 N chunk` float64 values, whatever T (the human head: T = 5313).
+    """
+    from scipy.stats import rankdata
+
+    out = np.empty(x.shape[1])
+    for lo in range(0, x.shape[1], chunk):
+        cols = slice(lo, lo + chunk)
+        out[cols] = pearson_columns(rankdata(x[:, cols], axis=0), rankdata(y[:, cols], axis=0))
+    return out
+
+
 def standardize(x: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
     """(x - mean) / std per column; columns with std 0 become 0."""
     mean = x.mean(axis=0) if mean is None else mean
