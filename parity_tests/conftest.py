@@ -34,3 +34,15 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("measured parity (max |Δ| / max |ref|)")
         for name in sorted(_MEASURED):
             terminalreporter.write_line(f"{name:60s} {_MEASURED[name]:.2e}")
+
+
+def pytest_sessionfinish(session):
+    # Under pytest-xdist each worker measures its own tests: hand the figures to the controller.
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["measured"] = dict(_MEASURED)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for name, value in getattr(node, "workeroutput", {}).get("measured", {}).items():
+        _MEASURED[name] = max(float(value), _MEASURED.get(name, 0.0))
