@@ -178,24 +178,20 @@ class Head(nnx.Module):
         return softplus(at_least_f32(self.linear(x)))
 
 
-def _run_block(block: nnx.Module, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-    """`block(x)`, with its dropout drawn from `key` when one is given."""
-    return block(x) if key is None else block(x, nnx.Rngs(dropout=key))
-
-
-def _run_block_remat(block: nnx.Module, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-    """`_run_block` under jax.checkpoint: the block's activations are recomputed in the backward pass.
+def _remat_block(block: nnx.Module, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    """`block(x)` under jax.checkpoint (activations recomputed in the backward pass), dropout from `key`.
 
     Written over the block's split state rather than with nnx.remat, which cannot run
     inside the training step's merged graph (its RNG counters live at another trace
-    level). Only the BatchNorm statistics it updates are written back to `block`: dropout
-    draws from `key`, never from the block's own RNG streams, in training.
+    level). Only the BatchNorm statistics it updates are written back to `block`: in
+    training, dropout draws from `key`, never from the block's own RNG streams.
     """
     graphdef, state = nnx.split(block)
 
     def pure(state, x, key):
         inner = nnx.merge(graphdef, state)
-        return _run_block(inner, x, key), nnx.state(inner, nnx.BatchStat)
+        y = inner(x) if key is None else inner(x, nnx.Rngs(dropout=key))
+        return y, nnx.state(inner, nnx.BatchStat)
 
     y, stats = jax.checkpoint(pure)(state, x, key)
     nnx.update(block, stats)
@@ -218,18 +214,24 @@ class Basenji2(nnx.Module):
 
     def embed(self, sequence: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Trunk + final block: `[batch, length, 4]` -> `[batch, bins, final_channels]`."""
-        # With cfg.remat each block's activations are recomputed in the backward pass.
-        run = _run_block_remat if self.cfg.remat else _run_block
-        # One dropout key per block with dropout, drawn here: remat and plain runs draw the same masks.
-        keys = [None if rngs is None else rngs.dropout() for _ in range(len(self.dilated) + 1)]
+        if self.cfg.remat:  # each block's activations are recomputed in the backward pass
+            # One dropout key per block with dropout, drawn before any block runs.
+            keys = iter([None if rngs is None else rngs.dropout() for _ in range(len(self.dilated) + 1)])
+
+            def run(block, x, dropout=False):
+                return _remat_block(block, x, next(keys) if dropout else None)
+        else:
+            def run(block, x, dropout=False):
+                return block(x, rngs) if dropout else block(x)
+
         x = run(self.stem, sequence.astype(self.cfg.dtype))
         for block in self.tower:
             x = run(block, x)
-        for block, key in zip(self.dilated, keys):
-            x = run(block, x, key)
+        for block in self.dilated:
+            x = run(block, x, dropout=True)
         crop = self.cfg.crop_bins
         x = x[:, crop: x.shape[1] - crop]
-        return run(self.final, x, keys[-1])
+        return run(self.final, x, dropout=True)
 
     def __call__(self, sequence: jax.Array, head: str = "human",
                  rngs: nnx.Rngs | None = None) -> jax.Array:

@@ -203,8 +203,6 @@ def _split_heads(params: dict) -> tuple[dict, dict]:
     return {k: v for k, v in params.items() if k != "heads"}, dict(params["heads"])
 
 
-
-
 def _take(template: dict, arrays: dict, mesh, fresh_heads: tuple[str, ...] = ()) -> dict:
     """`template`'s leaves read from the nested dict `arrays` (shape-checked), replicated.
 
