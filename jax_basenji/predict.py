@@ -147,8 +147,9 @@ class Predictor:
         bar.close()
 
 
-def ensemble_from_args(args: argparse.Namespace, strand_pair=None) -> Ensemble:
-    """`--rc`, `--shifts` and the strand pairs of `--targets-txt` (else `strand_pair`, e.g. a store's)."""
+def ensemble_from_args(args: argparse.Namespace) -> Ensemble:
+    """`--rc`, `--shifts` and the strand pairs of `--targets-txt` (a store's come in `load_predictor`)."""
+    strand_pair = None
     if getattr(args, "targets_txt", None):
         from jax_basenji.data.layout import read_targets_file, strand_pairs
 
