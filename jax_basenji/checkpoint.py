@@ -5,26 +5,47 @@ Layout (orbax CompositeCheckpointHandler):
   CKPT/state/  Param + BatchStat variables as a nested dict (orbax StandardSave)
   CKPT/meta/   JSON: format tag, model config, torch layout of the origin
 orbax writes into a temporary directory and renames it when complete, so an
-interrupted save never leaves a checkpoint that looks finished.
+interrupted save never leaves a checkpoint that looks finished. The metadata
+also holds the CRC32C of every array and of itself (jax_basenji.integrity):
+a damaged file is reported as such, never restored silently.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
-from flax.traverse_util import flatten_dict
 
 from jax_basenji.config import ModelConfig
 from jax_basenji.errors import UserError
+from jax_basenji.integrity import json_crc, leaf_paths, mismatches, tree_crcs
 from jax_basenji.model import Basenji2, build_model
 
 FORMAT = "jax_basenji.model/1"
 SAVED = nnx.Any(nnx.Param, nnx.BatchStat)  # RNG streams are not saved
+
+
+def _drop_closed_loop_noise(hook=sys.unraisablehook):
+    """When a read of a damaged checkpoint fails, tensorstore still completes the other reads
+    orbax started and calls back into orbax's event loop, which is closed by then: each
+    callback raises RuntimeError('Event loop is closed') as an unraisable exception, dozens
+    of tracebacks after our one-line error. Those, and only those, are dropped."""
+
+    def filtered(u):
+        if not (isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == "Event loop is closed"):
+            hook(u)
+
+    sys.unraisablehook = filtered
+
+
+_drop_closed_loop_noise()
 
 
 class CheckpointError(UserError):
@@ -32,7 +53,50 @@ class CheckpointError(UserError):
 
 
 def _checkpointer() -> ocp.Checkpointer:
+    """Use as a context manager: closing it stops orbax's background threads cleanly."""
     return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+
+
+def seal(meta: dict, arrays) -> dict:
+    """`meta` plus the CRC32C of every array of `arrays` and of the result itself."""
+    meta = {**meta, "array_crc32c": tree_crcs(arrays),
+            "array_shapes": {k: list(np.shape(v)) for k, v in leaf_paths(arrays).items()}}
+    return {**meta, "meta_crc32c": json_crc(meta)}
+
+
+def check_seal(path: str, meta: dict) -> None:
+    """CheckpointError if `meta` carries a seal that its content does not match (older checkpoints have none)."""
+    if "meta_crc32c" in meta and json_crc({k: v for k, v in meta.items() if k != "meta_crc32c"}) != meta[
+            "meta_crc32c"]:
+        raise CheckpointError(f"{path}: damaged checkpoint: its metadata (meta/metadata) does not match "
+                              "its checksum")
+
+
+def check_arrays(path: str, meta: dict, arrays) -> None:
+    """CheckpointError naming the first array whose bytes do not match the checksum in `meta`."""
+    if "array_crc32c" in meta:
+        bad = mismatches(arrays, meta["array_crc32c"])
+        if bad:
+            raise CheckpointError(f"{path}: damaged checkpoint: {len(bad)} stored array(s) do not match their "
+                                  f"checksums, first {bad[0]} (under state/)")
+
+
+def damaged(path: str, e: Exception) -> CheckpointError:
+    """A read failure of a checkpoint as one line: which checkpoint, and orbax's first line of cause."""
+    cause = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    return CheckpointError(f"{path}: damaged or incomplete checkpoint ({type(e).__name__}: {cause})")
+
+
+@contextlib.contextmanager
+def quiet_absl():
+    """orbax logs warnings through absl while probing damaged files; our error says it once."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def model_arrays(model: Basenji2) -> dict:
@@ -56,11 +120,12 @@ def save_arrays(path: str, arrays: dict, cfg: ModelConfig, *, torch_new_head: st
     path = os.path.abspath(path)
     if os.path.exists(path) and not overwrite:
         raise CheckpointError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
-    meta = {"format": FORMAT, "model_config": cfg.architecture().to_dict(), "torch_new_head": torch_new_head,
-            **(extra or {})}
     arrays = jax.tree.map(np.asarray, arrays)
-    _checkpointer().save(path, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)), force=overwrite)
+    meta = seal({"format": FORMAT, "model_config": cfg.architecture().to_dict(), "torch_new_head": torch_new_head,
+                 **(extra or {})}, arrays)
+    with _checkpointer() as c:
+        c.save(path, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)), force=overwrite)
 
 
 def save_model(path: str, model: Basenji2, **kwargs) -> None:
@@ -72,7 +137,14 @@ def read_meta(path: str) -> dict[str, Any]:
     path = os.path.abspath(path)
     if not os.path.isdir(os.path.join(path, "meta")) or not os.path.isdir(os.path.join(path, "state")):
         raise CheckpointError(f"{path} is not a jax_basenji checkpoint (no meta/ and state/ inside)")
-    meta = _checkpointer().restore(path, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    try:
+        with quiet_absl(), _checkpointer() as c:
+            meta = c.restore(path, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # noqa: BLE001 - orbax raises many kinds on damaged files
+        raise damaged(path, e) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: damaged checkpoint: meta/metadata is not a JSON object")
+    check_seal(path, meta)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format')!r}, expected {FORMAT}")
     return meta
@@ -83,20 +155,24 @@ def load_arrays(path: str) -> tuple[dict, ModelConfig, dict]:
     meta = read_meta(path)
     cfg = ModelConfig.from_dict(meta["model_config"])
     target = abstract_arrays(cfg)
-    try:
-        restored = _checkpointer().restore(os.path.abspath(path), args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target)))["state"]
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: stored arrays do not match its model config: {e}") from e
-    # orbax restores stored shapes even when the target differs: check them here.
-    want, got = flatten_dict(target), flatten_dict(restored)
-    bad = sorted("/".join(map(str, p)) + f" {tuple(np.shape(got[p])) if p in got else 'missing'}"
-                 f" != {want[p].shape}" for p in want if p not in got or np.shape(got[p]) != want[p].shape)
-    if bad or set(got) - set(want):
-        extra = sorted("/".join(map(str, p)) for p in set(got) - set(want))
+    want = {k: tuple(v.shape) for k, v in leaf_paths(target).items()}
+    stored = {k: tuple(v) for k, v in meta.get("array_shapes", want).items()}  # older checkpoints: unknown
+    if stored != want:  # another version's layout, not damage (the shapes are sealed)
+        bad = sorted(f"{k} {stored.get(k, 'missing')} != {want[k]}" for k in want if stored.get(k) != want[k])
+        extra = sorted(set(stored) - set(want))
         raise CheckpointError(f"{path}: stored arrays do not match its model config: "
                               f"{', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}"
                               f"{' unexpected ' + ', '.join(extra[:4]) if extra else ''}")
+    try:
+        with quiet_absl(), _checkpointer() as c:
+            restored = c.restore(path, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+    except Exception as e:  # noqa: BLE001 - the layout matched: a failing read is damage
+        raise damaged(path, e) from None
+    got = {k: tuple(np.shape(v)) for k, v in leaf_paths(restored).items()}
+    if got != want:  # orbax restores the stored shapes whatever the target
+        raise CheckpointError(f"{path}: damaged or incomplete checkpoint, or one of another model config: "
+                              f"its arrays do not read back in the shapes of its model config")
+    check_arrays(path, meta, restored)
     return restored, cfg, meta
 
 

@@ -57,6 +57,8 @@ class TrainConfig:
     eval_batches: int = 400
     # Rounds between checkpoints of the latest state.
     checkpoint_every: int = 200
+    # Latest checkpoints kept: a resume falls back to the newest one that reads back completely.
+    keep_checkpoints: int = 2
     # Initial weights: a jax_basenji checkpoint directory or a seed .pt.
     init_from: str | None = None
     # Data worker processes per species (0: in-process prefetch).
@@ -83,7 +85,7 @@ class TrainConfig:
             raise InputError(f"unknown freeze {self.freeze!r}; expected none or trunk")
         object.__setattr__(self, "modalities", tuple((str(n), int(t), float(w), bool(l))
                                                      for n, t, w, l in self.modalities))
-        for name in ("batch_size", "steps"):
+        for name in ("batch_size", "steps", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         object.__setattr__(self, "species", tuple(self.species))

@@ -10,6 +10,7 @@ from flax.traverse_util import flatten_dict
 
 from jax_basenji.checkpoint import CheckpointError, load_model, model_arrays, read_meta, save_model
 from jax_basenji.config import ModelConfig
+from jax_basenji.integrity import json_crc
 from jax_basenji.model import build_model
 
 
@@ -45,14 +46,39 @@ def test_not_a_checkpoint(tmp_path):
         read_meta(str(tmp_path))
 
 
-def test_checkpoint_whose_arrays_do_not_fit_its_config(tmp_path):
-    """A config edited to other widths must not load silently."""
-    save_model(str(tmp_path / "ckpt"), _trained_tiny())
-    meta_file = next((tmp_path / "ckpt" / "meta").glob("*"))
+def _edit_meta(ckpt, reseal: bool, **config):
+    meta_file = next((ckpt / "meta").glob("*"))
     meta = json.loads(meta_file.read_text())
-    meta["model_config"]["stem_channels"] = 20
+    meta["model_config"].update(config)
+    if reseal:
+        meta["meta_crc32c"] = json_crc({k: v for k, v in meta.items() if k != "meta_crc32c"})
     meta_file.write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="stored arrays do not match its model config"):
+
+
+def test_checkpoint_whose_arrays_do_not_fit_its_config(tmp_path):
+    """Another layout (e.g. another version's model config), consistently sealed: a config mismatch."""
+    save_model(str(tmp_path / "ckpt"), _trained_tiny())
+    _edit_meta(tmp_path / "ckpt", reseal=True, stem_channels=20)
+    with pytest.raises(CheckpointError, match="stored arrays do not match its model config: stem/bn/bias \\(16,\\) != \\(20,\\)"):
+        load_model(str(tmp_path / "ckpt"))
+
+
+def test_edited_or_damaged_metadata_is_damage_not_a_config_mismatch(tmp_path):
+    save_model(str(tmp_path / "ckpt"), _trained_tiny())
+    _edit_meta(tmp_path / "ckpt", reseal=False, stem_channels=20)
+    with pytest.raises(CheckpointError, match=r"damaged checkpoint: its metadata \(meta/metadata\) does not "
+                                              "match its checksum"):
+        load_model(str(tmp_path / "ckpt"))
+
+
+def test_a_flipped_bit_in_an_array_is_reported_not_restored(tmp_path):
+    """orbax stores raw bytes without checksums; the sealed CRC32C of each array catches the flip."""
+    save_model(str(tmp_path / "ckpt"), _trained_tiny())
+    chunks = sorted((tmp_path / "ckpt" / "state" / "ocdbt.process_0" / "d").iterdir(), key=lambda p: p.stat().st_size)
+    data = bytearray(chunks[-1].read_bytes())
+    data[len(data) // 2] ^= 0x10
+    chunks[-1].write_bytes(data)
+    with pytest.raises(CheckpointError, match=r"damaged (or incomplete )?checkpoint"):
         load_model(str(tmp_path / "ckpt"))
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from collections import OrderedDict
 from typing import Callable, Mapping
 
@@ -18,7 +19,7 @@ from flax import nnx
 from flax.traverse_util import flatten_dict
 
 from jax_basenji import checkpoint
-from jax_basenji.atomic import atomic_path
+from jax_basenji.atomic import atomic_open
 from jax_basenji.cli import InputError
 from jax_basenji.config import SEED_VARIANTS, ModelConfig
 from jax_basenji.convert import basenji2_pytorch, keras_h5, seed_torch
@@ -41,11 +42,26 @@ def _as_state_dict(obj) -> OrderedDict:
     return sd
 
 
+def check_zip(path: str) -> None:
+    """ConversionError if a zip-format torch file fails its per-entry CRC32 (torch.load never checks
+    them: a flipped byte in a tensor would load as a silently different weight)."""
+    if not zipfile.is_zipfile(path):
+        return  # torch's legacy format, or not a torch file: torch.load says which
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise ConversionError(f"{path}: damaged torch checkpoint ({type(e).__name__}: {e})") from None
+    if bad is not None:
+        raise ConversionError(f"{path}: damaged torch checkpoint: entry {bad} does not match its CRC32")
+
+
 def load_torch_state_dict(path: str) -> OrderedDict:
     """A `.pt`/`.pth` as an ordered {key: numpy array}, wrapper prefixes removed."""
     try:
+        check_zip(path)
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, ConversionError):
         raise
     except Exception as e:  # pickle/zip errors: say which file, in one line
         reason = (str(e).strip().splitlines() or [""])[0]
@@ -125,6 +141,9 @@ def torch_state_from_arrays(arrays: Mapping, cfg: ModelConfig, new_head: str | N
 
 
 def save_torch(state: Mapping, output_path: str, overwrite: bool = False) -> None:
-    """torch.save under a temporary name, renamed when complete."""
-    with atomic_path(output_path, overwrite) as tmp:
-        torch.save(state, tmp)
+    """torch.save under a temporary name, renamed when complete.
+
+    Through a file object: torch names the archive's inner folder after the file name, and
+    refuses the temporary name `.tmp-NAME-…` of an output NAME without an extension."""
+    with atomic_open(output_path, "wb", overwrite) as f:
+        torch.save(state, f)

@@ -1,4 +1,4 @@
-"""`python -m jax_basenji.data {synth,convert,tracks}` (see `--help` of each)."""
+"""`python -m jax_basenji.data {synth,convert,verify,tracks}` (see `--help` of each)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from jax_basenji.cli import InputError, one_line_errors
-from jax_basenji.data.store import convert
+from jax_basenji.data.store import convert, verify
 from jax_basenji.data.synth import SynthConfig, synth
 from jax_basenji.data.tracks import build_tracks, tracks_from_groups, tracks_from_sheet
 
@@ -41,6 +41,9 @@ def parse_args(argv):
     c.add_argument("--workers", type=int, default=1, help="processes converting files in parallel")
     c.add_argument("--overwrite", action="store_true",
                    help="convert again shards that came from other input files (default: refuse)")
+    v = sub.add_parser("verify", help="read every example of a store, checking its checksums")
+    v.add_argument("--store", required=True, help="converted store directory")
+    v.add_argument("--species", nargs="+", default=None, help="default: every species of the store")
     t = sub.add_parser("tracks", help="bin bigWig files over BED regions into the Basenji2 layout")
     t.add_argument("--regions", required=True, help="BED: chrom start end subset, input-length regions")
     t.add_argument("--bigwig", nargs="+", action="append", default=[], metavar="BW",
@@ -58,7 +61,7 @@ def parse_args(argv):
     t.add_argument("--pool-width", type=int, default=128, help="bp per bin (default 128)")
     t.add_argument("--records-per-file", type=int, default=64)
     t.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT/SPECIES")
-    for q in (s, c, t):
+    for q in (s, c, v, t):
         q.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -90,6 +93,9 @@ def main(argv=None) -> int:
                            progress=not args.no_progress)
         print(f"wrote {out} ({len(tracks)} tracks); next: python -m jax_basenji.data convert "
               f"--input {args.output} --output STORE --species {args.species}")
+    elif args.command == "verify":
+        counts = verify(args.store, args.species, progress=not args.no_progress)
+        print(f"{args.store}: every checksum matches: {counts}")
     else:
         counts = convert(args.input, args.output, args.species, workers=args.workers,
                          progress=not args.no_progress, overwrite=args.overwrite)

@@ -49,10 +49,14 @@ class Genome:
             try:  # pyfaidx builds a missing .fai next to the FASTA
                 self._fasta = pyfaidx.Fasta(self.path, as_raw=True, sequence_always_upper=True,
                                             rebuild=False)
-            except (OSError, pyfaidx.FastaIndexingError) as e:
-                what = "has no .fai index and it could not be built" if not had_index else "could not be read"
-                raise DataError(f"{self.path} {what}: {e}") from None
+            except (OSError, ValueError, pyfaidx.FastaIndexingError) as e:  # a damaged .fai: ValueError
+                what = (f"{self.path} has no .fai index and it could not be built" if not had_index
+                        else f"{self.path} or its index {self.path}.fai could not be read")
+                raise DataError(f"{what}: {type(e).__name__}: {e}") from None
         return self._fasta
+
+    def __contains__(self, chrom: str) -> bool:
+        return chrom in self._open()
 
     def chrom_length(self, chrom: str) -> int:
         fasta = self._open()
@@ -66,7 +70,13 @@ class Genome:
         out = np.full(end - start, 4, np.uint8)
         lo, hi = max(start, 0), min(end, size)
         if lo < hi:
-            out[lo - start: hi - start] = encode(self._open()[chrom][lo:hi])
+            import pyfaidx
+
+            try:
+                out[lo - start: hi - start] = encode(self._open()[chrom][lo:hi])
+            except (ValueError, pyfaidx.FetchError) as e:  # bytes that are no text, a .fai past the file
+                raise DataError(f"{self.path}: {chrom}:{lo}-{hi} could not be read (damaged FASTA or {self.path}.fai?): "
+                                f"{type(e).__name__}: {e}") from None
         return out
 
     def __getstate__(self):

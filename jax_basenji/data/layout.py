@@ -80,6 +80,8 @@ def read_bed_file(path: str) -> list[Region]:
                     raise DataError(f"{path}:{line_no}: expected 'chrom start end subset', got {line.strip()!r}") from None
     except FileNotFoundError:
         raise DataError(f"{path} is missing") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not a text BED file ({e})") from None
     return regions
 
 

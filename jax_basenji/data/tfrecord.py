@@ -48,6 +48,11 @@ class _ZlibReader:
         del self._buf[:n]
         return out
 
+    @property
+    def complete(self) -> bool:
+        """The stream's end marker was read (a file cut at a record boundary has none)."""
+        return self._z.eof
+
 
 def read_records(path: str, compression: str = "ZLIB") -> Iterator[bytes]:
     """Yield the payload of every record of `path`, checking both CRCs."""
@@ -55,10 +60,12 @@ def read_records(path: str, compression: str = "ZLIB") -> Iterator[bytes]:
         f = _ZlibReader(raw) if compression == "ZLIB" else raw
         index = 0
         while True:
-            header = f.read(12)
-            if not header:
-                return
-            try:
+            try:  # a damaged ZLIB stream fails in any read, the header's included
+                header = f.read(12)
+                if not header:
+                    if compression == "ZLIB" and not f.complete:
+                        raise RecordError("truncated ZLIB stream (no end marker)")
+                    return
                 if len(header) < 12:
                     raise RecordError("truncated record header")
                 length, length_crc = struct.unpack("<QI", header)

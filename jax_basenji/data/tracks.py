@@ -129,7 +129,12 @@ class BigWigBinner:
             if (lo, hi) != (start, end):
                 self._warn(chrom, f"{chrom}:{start}-{end} runs past the chromosome (length {size})")
             if lo < hi:
-                values[lo - start: hi - start] = np.nan_to_num(self.bw.values(chrom, lo, hi, numpy=True))
+                try:
+                    got = self.bw.values(chrom, lo, hi, numpy=True)
+                except RuntimeError as e:  # pyBigWig's only error: a damaged data block
+                    raise DataError(f"{self.track.file}: {chrom}:{lo}-{hi} could not be read (damaged bigWig?): "
+                                    f"{e}") from None
+                values[lo - start: hi - start] = np.nan_to_num(got)
         per_bin = values.reshape(-1, self.pool)
         out = per_bin.sum(axis=1) if self.track.sum_stat == "sum" else per_bin.mean(axis=1)
         if self.track.clip is not None:
@@ -158,8 +163,10 @@ def build_tracks(regions_path: str, tracks: list[Track], fasta: str, output: str
         raise DataError(f"{regions_path}: subset {bad[0].subset!r} of {bad[0].chrom}:{bad[0].start} "
                         f"is not one of {SUBSETS}")
     genome = Genome(fasta)
-    for chrom in sorted({r.chrom for r in regions}):
-        genome.chrom_length(chrom)  # a chromosome missing from the FASTA fails here, before any work
+    missing = sorted({r.chrom for r in regions if r.chrom not in genome})  # fail before any work
+    if missing:
+        raise DataError(f"{regions_path}: chromosome {missing[0]!r} is not in {genome.path} "
+                        f"(as listed by {genome.path}.fai)")
     binners = [BigWigBinner(t, pool_width) for t in tracks]
 
     final = os.path.join(output, species)
@@ -167,6 +174,22 @@ def build_tracks(regions_path: str, tracks: list[Track], fasta: str, output: str
         raise DataError(f"{final} exists; pass --overwrite to replace it")
     work = final + ".partial"
     shutil.rmtree(work, ignore_errors=True)
+    try:
+        _write_layout(work, regions, tracks, binners, genome, species, seq_length, crop, pool_width,
+                      records_per_file, progress)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # a failed run leaves nothing behind
+        raise
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.replace(work, final)
+    return final
+
+
+def _write_layout(work: str, regions: list[Region], tracks: list[Track], binners: list, genome: Genome,
+                  species: str, seq_length: int, crop: int, pool_width: int, records_per_file: int,
+                  progress: bool) -> None:
+    """The Basenji2 layout of `regions` x `tracks` into directory `work`."""
     os.makedirs(os.path.join(work, "tfrecords"))
 
     def example(r: Region) -> bytes:
@@ -199,7 +222,3 @@ def build_tracks(regions_path: str, tracks: list[Track], fasta: str, output: str
              "seq_1hot": True}
     with open(os.path.join(work, "statistics.json"), "w") as f:
         json.dump(stats, f, indent=2)
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.replace(work, final)
-    return final

@@ -1,0 +1,5 @@
+import sys
+
+from jax_basenji.train.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""A training run's checkpoints (orbax CheckpointManager) under WORKDIR/checkpoints/.
+
+  latest/ROUND/   the last `keep` saves (async): state, sealed metadata, data iterator positions
+  best/ROUND/     the state of the lowest validation loss
+  damaged/        checkpoints a resume could not read back, moved aside (kept for inspection)
+
+Every `latest` save is sealed with the CRC32C of each state array and of the
+iterator positions (jax_basenji.integrity): orbax has no checksums of its own,
+so a damaged file would otherwise restore silently different weights. A resume
+takes the newest save that reads back completely and moves the damaged ones
+aside, so a bad disk block costs `checkpoint_every` rounds, not the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import jax
+import orbax.checkpoint as ocp
+
+from jax_basenji.checkpoint import CheckpointError, check_arrays, check_seal, damaged, quiet_absl, seal
+from jax_basenji.config import ModelConfig
+from jax_basenji.integrity import json_crc
+
+
+def config_diff(saved: dict, current: dict) -> list[str]:
+    return [f"{k}={saved.get(k)!r} (now {current.get(k)!r})" for k in sorted(set(saved) | set(current))
+            if saved.get(k) != current.get(k)]
+
+
+class RunCheckpoints:
+    """Save, restore and fall back over the run's checkpoints; `meta` is what every save records."""
+
+    def __init__(self, workdir: str, meta: dict, keep: int = 2):
+        self.dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        self.meta = meta
+        self.latest = ocp.CheckpointManager(os.path.join(self.dir, "latest"), options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=True))
+        self.best = ocp.CheckpointManager(os.path.join(self.dir, "best"), options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, best_fn=lambda m: m["valid_loss"], best_mode="min"))
+
+    def save_latest(self, step: int, state: dict, data: dict) -> None:
+        """Async save of `state` and the iterator positions `data` ({species: grain state})."""
+        meta = seal({**self.meta, "data_crc32c": json_crc(data)}, state)
+        self.latest.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta), data=ocp.args.JsonSave(data)))
+
+    def save_best(self, step: int, state: dict, valid_loss: float) -> None:
+        self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                     meta=ocp.args.JsonSave(self.meta)),
+                       metrics={"valid_loss": valid_loss})
+
+    def last_good(self) -> int | None:
+        return self.latest.latest_step()
+
+    def restore(self, abstract_state) -> tuple[int, dict, dict] | None:
+        """(round, state, iterator positions) of the newest save that reads back completely; None if none.
+
+        A save of another model config is an error (not damage): the workdir belongs to another run.
+        """
+        for step in sorted(self.latest.all_steps(), reverse=True):
+            where = os.path.join(self.latest.directory, str(step))
+            try:
+                restored = self._read(step, where, abstract_state)
+            except CheckpointError as e:
+                if "another model config" in str(e):
+                    raise
+                self._set_aside(step, e)
+                continue
+            return step, restored["state"], restored["data"]
+        return None
+
+    def _read(self, step: int, where: str, abstract_state) -> dict:
+        try:
+            with quiet_absl():
+                meta = self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # noqa: BLE001 - orbax raises many kinds on damaged files
+            raise damaged(where, e) from None
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{where}: damaged checkpoint: meta/metadata is not a JSON object")
+        check_seal(where, meta)
+        saved = ModelConfig.from_dict(meta["model_config"]).architecture().to_dict()
+        diff = config_diff(saved, self.meta["model_config"])
+        if diff:
+            raise CheckpointError(f"{os.path.dirname(self.dir)} holds a checkpoint of another model config: "
+                                  f"{', '.join(diff)}")
+        try:
+            with quiet_absl():
+                restored = self.latest.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+        except Exception as e:  # noqa: BLE001
+            raise damaged(where, e) from None
+        check_arrays(where, meta, restored["state"])
+        if "data_crc32c" in meta and json_crc(restored["data"]) != meta["data_crc32c"]:
+            raise CheckpointError(f"{where}: damaged checkpoint: the data positions (data/metadata) do not "
+                                  "match their checksum")
+        return restored
+
+    def _set_aside(self, step: int, why: CheckpointError) -> None:
+        """Move a damaged save out of `latest/` (its round will be saved again) and say so in one line."""
+        target = os.path.join(self.dir, "damaged", f"latest-{step}")
+        if jax.process_index() == 0:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.move(os.path.join(self.latest.directory, str(step)), target)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+        self.latest.reload()
+        print(f"skipped the checkpoint of round {step}: {why}; moved to {target}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Wait for pending saves, then stop orbax's background threads."""
+        for manager in (self.latest, self.best):
+            manager.wait_until_finished()
+            manager.close()

@@ -1,0 +1,193 @@
+"""Command line of `python -m jax_basenji.train`: flags, named recipes and the embedded demo."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import shutil
+import sys
+
+import jax
+
+from jax_basenji.cli import InputError, one_line_errors
+from jax_basenji.config import ModelConfig
+from jax_basenji.data import BasenjiSource
+from jax_basenji.train.loop import NonFiniteLoss, train
+from jax_basenji.train_config import TrainConfig
+
+
+# ----- the embedded demo ----------------------------------------------------------------
+DEMO_CACHE = os.path.join("runs", "cache")
+DEMO_SYNTH = dict(seq_length=16_384, tracks={"human": 8, "mouse": 4},
+                  examples=(("train", 1024), ("valid", 32), ("test", 32)))
+
+
+def demo_data(progress: bool = True) -> str:
+    """Synthetic data set (generated and converted once, then cached); returns the store."""
+    from jax_basenji.data.store import convert
+    from jax_basenji.data.synth import SynthConfig, synth
+
+    basenji, store = os.path.join(DEMO_CACHE, "synth-v2"), os.path.join(DEMO_CACHE, "store-v2")
+    if not os.path.exists(os.path.join(store, "mouse", "meta.json")):  # written last
+        cfg = SynthConfig(seq_length=DEMO_SYNTH["seq_length"], examples=DEMO_SYNTH["examples"])
+        synth(basenji, DEMO_SYNTH["tracks"], cfg, progress=progress)
+        convert(basenji, store, progress=progress)
+    return store
+
+
+def demo_configs() -> tuple[ModelConfig, TrainConfig]:
+    """tiny model, Adam at 1e-2 (1e-3 learns ~10x slower): a few CPU minutes."""
+    tc = TrainConfig(data="", workdir=os.path.join("runs", "demo_train"), optimizer="adam", lr=1e-2,
+                     momentum=0.9, warmup_steps=50, schedule="cosine", steps=1200, batch_size=8,
+                     eval_every=600, eval_batches=4, checkpoint_every=600)
+    return ModelConfig.tiny(), tc
+
+
+# ----- command line ----------------------------------------------------------------------
+# Named training recipes: `--recipe NAME` sets these flags unless they are given.
+RECIPES = {
+    # Kelley 2020 (the published model's training): SGD 0.15, momentum 0.99, clip 2, batch 4,
+    # and Keras' BatchNorm momentum 0.9, which is 0.1 in torch's convention.
+    "paper": dict(optimizer="sgd", lr=0.15, momentum=0.99, clip_norm=2.0, batch_size=4, bn_momentum=0.1),
+    # The seed's pre-training script: SGD lr 1e-4, momentum 0.99, batch 4, its --bn_momentum
+    # 0.99 passed to torch as is; it names no gradient clipping.
+    "seed": dict(optimizer="sgd", lr=1e-4, momentum=0.99, clip_norm=0.0, batch_size=4, bn_momentum=0.99),
+}
+
+
+def parse_with_recipe(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse `argv`; a `--recipe` sets the defaults of the flags it names first."""
+    known, _ = p.parse_known_args(argv)
+    if getattr(known, "recipe", None):
+        p.set_defaults(**RECIPES[known.recipe])
+    return p.parse_args(argv)
+
+
+def add_train_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """The training flags (shared with jax_basenji.finetune, which leaves out `exclude`).
+
+    Without --recipe the defaults are the paper's optimizer (SGD 0.15, momentum 0.99, clip 2,
+    batch 4) with BatchNorm momentum 0.9 in torch's convention (the seed's evaluation value).
+    """
+    d = TrainConfig()
+    p.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="paper: SGD 0.15, momentum 0.99, clip 2, batch 4, BatchNorm momentum 0.1 (Keras 0.9); "
+                        "seed: SGD 1e-4, momentum 0.99, no clipping, batch 4, BatchNorm momentum 0.99. "
+                        "Flags given explicitly win. Default: the paper's optimizer with BatchNorm momentum 0.9")
+
+    def a(flag, **kw):
+        if flag.lstrip("-") not in exclude:
+            p.add_argument(flag, **kw)
+
+    a("--data", help="converted store (python -m jax_basenji.data convert); required unless demo")
+    a("--workdir", default=d.workdir, help="checkpoints, metrics.jsonl, TensorBoard events, PNG plots")
+    a("--model", default="basenji2-double-prime",
+      choices=["basenji2-double-prime", "basenji2-prime", "basenji2", "tiny", "tiny-basenji2"],
+      help="architecture preset: the seed's Basenji2'' / Basenji2', the published Basenji2 (Keras form), "
+           "or tiny widths of either form (heads are sized from the data)")
+    a("--species", nargs="+", default=list(d.species), help="species trained alternately (default human mouse)")
+    a("--batch-size", type=int, default=d.batch_size, help="global batch per species (default 4)")
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument("--steps", type=int, help=f"training rounds (default {d.steps})")
+    steps.add_argument("--epochs", type=float, help="training length in passes over the first species' data")
+    a("--optimizer", default=d.optimizer, choices=["sgd", "adam", "adamw"], help="default sgd (the seed's)")
+    a("--lr", type=float, default=d.lr, help="peak learning rate (default 0.15, the paper's)")
+    a("--momentum", type=float, default=d.momentum,
+      help="SGD momentum, or Adam's b1 with adam/adamw (default 0.99, the seed's SGD value; Adam usually 0.9)")
+    a("--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up rounds")
+    a("--schedule", default=d.schedule, choices=["constant", "cosine"], help="after warm-up")
+    a("--clip-norm", type=float, default=d.clip_norm, help="global gradient-norm clip (default 2; 0 = off)")
+    a("--weight-decay", type=float, default=d.weight_decay, help="decoupled for adamw, L2 otherwise")
+    a("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
+      help="random reverse complement and +-3 bp shift (default on)")
+    a("--seq-length", type=int, help="input bp; other than the stored length needs --fasta")
+    a("--fasta", nargs="+", default=[], metavar="SPECIES=FASTA", help="genome per species for --seq-length")
+    a("--precision", default=d.precision, choices=["fp32", "bf16"],
+      help="bf16: bf16 convolutions, fp32 params, BN statistics and loss")
+    a("--remat", action="store_true", help="recompute block activations in the backward pass (memory)")
+    a("--bn-momentum", type=float, help="BatchNorm momentum, PyTorch semantics (default: the preset's, 0.9 "
+                                        "for the seed's, 0.1 = Keras' 0.9 for basenji2)")
+    a("--seed", type=int, default=d.seed, help="initialisation, data order, augmentation, dropout")
+    a("--eval-every", type=int, default=d.eval_every, help="rounds between validations")
+    a("--eval-batches", type=int, default=d.eval_batches, help="validation batches per species")
+    a("--checkpoint-every", type=int, default=d.checkpoint_every, help="rounds between latest checkpoints")
+    a("--keep-checkpoints", type=int, default=d.keep_checkpoints,
+      help="latest checkpoints kept; a resume falls back to an older one if the newest is damaged")
+    a("--init-from", help="initial weights: a jax_basenji checkpoint directory, a seed .pt, or for "
+                          "--model basenji2 a basenji2-pytorch .pth or Keras .h5")
+    a("--workers", type=int, default=d.workers, help="data worker processes per species (0: in-process)")
+    a("--coordinator-address", help="host:port of process 0 for multi-process runs (or set up by SLURM)")
+    a("--num-processes", type=int, help="processes in a multi-process run")
+    a("--process-id", type=int, help="this process's index in a multi-process run")
+    a("--no-progress", action="store_true", help="no progress bar")
+
+
+def train_config_from_args(args: argparse.Namespace, **fixed) -> TrainConfig:
+    """TrainConfig from parsed training flags; `fixed` fields override them."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in fields and k not in ("steps", "fasta")}
+    fasta = dict(item.split("=", 1) for item in getattr(args, "fasta", []))
+    steps = TrainConfig().steps if getattr(args, "steps", None) is None else args.steps
+    return TrainConfig(**{**values, "fasta": tuple(fasta.items()), "steps": steps, **fixed})
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    from jax_basenji import train as package
+
+    p = argparse.ArgumentParser(prog="python -m jax_basenji.train", description=package.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_flags(p)
+    return parse_with_recipe(p, argv)
+
+
+def maybe_initialize_distributed(args) -> None:
+    """jax.distributed for multi-process runs: explicit flags, or SLURM's environment."""
+    if args.num_processes and args.num_processes > 1:
+        jax.distributed.initialize(coordinator_address=args.coordinator_address,
+                                   num_processes=args.num_processes, process_id=args.process_id)
+    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        jax.distributed.initialize()  # reads the SLURM environment
+
+
+@one_line_errors
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        model_cfg, tc = demo_configs()
+        print("jax_basenji demo: synthetic Basenji data (16 kb, human 8 + mouse 4 tracks), tiny model, "
+              f"{tc.steps} rounds on CPU", file=sys.stderr)
+        tc = tc.replace(data=demo_data())
+        if os.path.exists(tc.workdir):  # the demo always starts afresh, and says what it removes
+            print(f"removing the previous demo run {os.path.abspath(tc.workdir)}", file=sys.stderr)
+            shutil.rmtree(tc.workdir)
+        summary = train(model_cfg, tc)
+        for s in tc.species:
+            print(f"{s}: validation Pearson R {summary[s]['pearson_r']:.3f} "
+                  f"(per assay: {', '.join(f'{k} {v:.3f}' for k, v in summary[s]['pearson_r_by_assay'].items())})")
+        print(f"plots: {', '.join(summary['plots'])}\nmodel: {summary['model']} "
+              f"(python -m jax_basenji.predict --checkpoint {summary['model']} ...)")
+        return 0 if min(summary[s]["pearson_r"] for s in tc.species) >= 0.5 else 1
+    args = parse_args(argv)
+    if not args.data:
+        raise InputError("--data is required (or run without arguments for the demo)")
+    maybe_initialize_distributed(args)
+    model_cfg = ModelConfig.preset(args.model)
+    tc = train_config_from_args(args)
+    if args.epochs is not None:
+        if args.epochs <= 0:
+            raise InputError(f"--epochs must be positive, got {args.epochs}")
+        n = len(BasenjiSource(args.data, tc.species[0], "train"))
+        tc = tc.replace(steps=max(1, math.ceil(args.epochs * n / tc.batch_size)))
+    try:
+        summary = train(model_cfg, tc, progress=not args.no_progress)
+    except NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    if jax.process_index() == 0:
+        for s in tc.species:
+            print(f"{s}: validation loss {summary[s]['loss']:.4f}, Pearson R {summary[s]['pearson_r']:.3f}")
+        print(f"plots: {', '.join(summary['plots'])}; model: {summary['model']}")
+    return 0
+
