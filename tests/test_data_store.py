@@ -3,6 +3,7 @@ resumable conversion, and one-line errors for every kind of bad input."""
 
 import json
 import os
+import re
 import shutil
 import struct
 
@@ -71,6 +72,20 @@ def test_crc_mismatch_names_file_and_record(basenji_copy, tmp_path):
         convert(str(basenji_copy), str(tmp_path / "store"), ["human"], progress=False)
 
 
+def test_a_bit_flip_inside_the_zlib_stream_names_file_and_record(basenji_copy, tmp_path, capsys):
+    """The compressed bytes themselves: zlib fails before any CRC is checked."""
+    path = os.path.join(basenji_copy, "human", "tfrecords", "train-0.tfr")
+    raw = bytearray(open(path, "rb").read())
+    raw[len(raw) // 2] ^= 0x04
+    open(path, "wb").write(bytes(raw))
+    rc = data_main(["convert", "--input", str(basenji_copy), "--output", str(tmp_path / "s"), "--species", "human",
+                    "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert re.search(r"train-0\.tfr: record \d+: (Error -3 while decompressing|.*CRC mismatch|truncated)", err), err
+    assert not list((tmp_path / "s").rglob("*.tmp")) and not (tmp_path / "s" / "human" / "meta.json").exists()
+
+
 def test_truncated_file(basenji_copy, tmp_path):
     path = os.path.join(basenji_copy, "mouse", "tfrecords", "valid-0.tfr")
     _corrupt(path, lambda raw: raw[:-100])
@@ -120,6 +135,8 @@ def test_conversion_resumes_and_keeps_finished_shards(basenji_copy, tmp_path):
         convert(str(basenji_copy), str(store), ["human"], progress=False)
     finished = store / "human" / "train" / "train-0.json"
     assert finished.exists() and not (store / "human" / "valid" / "valid-0.json").exists()
+    # Nothing half-written: no temporary shard, and no meta.json (written when every subset is done).
+    assert not list(store.rglob("*.tmp")) and not (store / "human" / "meta.json").exists()
     stamp = os.stat(store / "human" / "train" / "train-0.tgt.f16").st_mtime_ns
     open(bad, "wb").write(good)  # the user fixes the file and re-runs
     assert convert(str(basenji_copy), str(store), ["human"], progress=False)["human"]["valid"] == 1

@@ -7,8 +7,8 @@
 Every `latest` save is sealed with the CRC32C of each state array and of the
 iterator positions (jax_basenji.integrity): orbax has no checksums of its own,
 so a damaged file would otherwise restore silently different weights. A resume
-takes the newest save that reads back completely and moves the damaged ones
-aside, so a bad disk block costs `checkpoint_every` rounds, not the run.
+takes the newest save that reads back completely and moves the newer, damaged
+ones aside, so a bad disk block costs `checkpoint_every` rounds, not the run.
 """
 
 from __future__ import annotations
@@ -56,20 +56,28 @@ class RunCheckpoints:
         return self.latest.latest_step()
 
     def restore(self, abstract_state) -> tuple[int, dict, dict] | None:
-        """(round, state, iterator positions) of the newest save that reads back completely; None if none.
+        """(round, state, iterator positions) of the newest save that reads back completely; None if
+        there is none. Newer, damaged saves are moved aside. If every save is damaged, nothing is
+        moved and the run stops: starting afresh silently would discard the run.
 
         A save of another model config is an error (not damage): the workdir belongs to another run.
         """
-        for step in sorted(self.latest.all_steps(), reverse=True):
-            where = os.path.join(self.latest.directory, str(step))
+        steps, damaged_saves = sorted(self.latest.all_steps(), reverse=True), []
+        for step in steps:
             try:
-                restored = self._read(step, where, abstract_state)
+                restored = self._read(step, os.path.join(self.latest.directory, str(step)), abstract_state)
             except CheckpointError as e:
                 if "another model config" in str(e):
                     raise
-                self._set_aside(step, e)
+                damaged_saves.append((step, e))
                 continue
+            for bad, why in damaged_saves:
+                self._set_aside(bad, why)
             return step, restored["state"], restored["data"]
+        if damaged_saves:
+            raise CheckpointError(f"no checkpoint in {self.latest.directory} reads back completely "
+                                  f"({len(steps)} damaged; the newest: {damaged_saves[0][1]}); move that "
+                                  "directory away to start the run afresh")
         return None
 
     def _read(self, step: int, where: str, abstract_state) -> dict:

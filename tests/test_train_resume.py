@@ -1,0 +1,92 @@
+"""Resuming a training run: after kill -9, and from an older checkpoint when the newest is damaged."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jax_basenji.checkpoint import CheckpointError, load_arrays
+from jax_basenji.config import ModelConfig
+from jax_basenji.train import train
+from tests.train_helpers import flat, make_store, small_run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("resume_data"))
+
+
+def _run_train(store, workdir, *extra, wait=True):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "jax_basenji.train", "--data", store, "--workdir", str(workdir),
+           "--model", "tiny", "--optimizer", "adam", "--lr", "1e-3", "--momentum", "0.9",
+           "--eval-every", "0", "--eval-batches", "1", "--no-progress", *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if wait:
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-3000:]
+    return proc
+
+
+def test_kill_9_and_resume_gives_the_uninterrupted_result(store, tmp_path):
+    args = ("--steps", "12", "--checkpoint-every", "4", "--batch-size", "4")
+    _run_train(store, tmp_path / "straight", *args)
+    proc = _run_train(store, tmp_path / "killed", *args, wait=False)
+    marker = tmp_path / "killed" / "checkpoints" / "latest" / "8"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "model").exists()
+    _run_train(store, tmp_path / "killed", *args)
+    a = flat(load_arrays(str(tmp_path / "straight" / "model"))[0])
+    b = flat(load_arrays(str(tmp_path / "killed" / "model"))[0])
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def _damage_newest_array_file(step_dir):
+    """Flip one byte in the largest array file of a training checkpoint (a bad disk block)."""
+    chunks = sorted((p for p in step_dir.rglob("*") if p.is_file() and "/d/" in str(p)), key=lambda p: p.stat().st_size)
+    data = bytearray(chunks[-1].read_bytes())
+    data[len(data) // 2] ^= 0x01
+    chunks[-1].write_bytes(bytes(data))
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_older_one(store, tmp_path, capsys):
+    """Saves at rounds 2 and 4 (two kept); round 4's damaged: the resume says so in one line,
+    continues from round 2, and ends with the weights of an uninterrupted run."""
+    run = dict(species=("human",), checkpoint_every=2, eval_every=0, keep_checkpoints=2)
+    straight = train(ModelConfig.tiny(), small_run(store, tmp_path / "straight", steps=6, **run), progress=False)
+    train(ModelConfig.tiny(), small_run(store, tmp_path / "damaged", steps=4, **run), progress=False)
+    latest = tmp_path / "damaged" / "checkpoints" / "latest"
+    assert sorted(os.listdir(latest)) == ["2", "4"]
+    _damage_newest_array_file(latest / "4")
+    capsys.readouterr()
+    resumed = train(ModelConfig.tiny(), small_run(store, tmp_path / "damaged", steps=6, **run), progress=False)
+    err = capsys.readouterr().err
+    skipped = [line for line in err.splitlines() if line.startswith("skipped the checkpoint of round 4")]
+    assert len(skipped) == 1 and "damaged" in skipped[0], err
+    assert "resumed from round 2" in err
+    assert (tmp_path / "damaged" / "checkpoints" / "damaged" / "latest-4").is_dir()  # kept for inspection
+    a, b = flat(load_arrays(straight["model"])[0]), flat(load_arrays(resumed["model"])[0])
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_every_checkpoint_damaged_stops_instead_of_starting_afresh(store, tmp_path):
+    run = dict(species=("human",), checkpoint_every=2, eval_every=0, keep_checkpoints=1)
+    train(ModelConfig.tiny(), small_run(store, tmp_path / "run", steps=2, **run), progress=False)
+    _damage_newest_array_file(tmp_path / "run" / "checkpoints" / "latest" / "2")
+    with pytest.raises(CheckpointError, match="no checkpoint in .*latest reads back completely"):
+        train(ModelConfig.tiny(), small_run(store, tmp_path / "run", steps=4, **run), progress=False)
+    assert os.listdir(tmp_path / "run" / "checkpoints" / "latest") == ["2"]  # nothing moved
