@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -128,6 +129,20 @@ def save_arrays(path: str, arrays: dict, cfg: ModelConfig, *, torch_new_head: st
             state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)), force=overwrite)
 
 
+def replace_checkpoint(path: str, arrays: dict, cfg: ModelConfig, **kwargs) -> None:
+    """`save_arrays` onto an existing checkpoint without a moment where `path` is missing or
+    half-written: saved beside it, then swapped in by two renames."""
+    path = os.path.abspath(path)
+    fresh, old = path + ".saving", path + ".replaced"
+    for leftover in (fresh, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    save_arrays(fresh, arrays, cfg, **kwargs)
+    if os.path.exists(path):
+        os.replace(path, old)
+    os.replace(fresh, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def save_model(path: str, model: Basenji2, **kwargs) -> None:
     save_arrays(path, model_arrays(model), model.cfg, **kwargs)
 
@@ -174,6 +189,20 @@ def load_arrays(path: str) -> tuple[dict, ModelConfig, dict]:
                               f"its arrays do not read back in the shapes of its model config")
     check_arrays(path, meta, restored)
     return restored, cfg, meta
+
+
+def foreign_n_value(cfg: ModelConfig) -> float:
+    """The N encoding a foreign file's model was trained with: the seed code's kipoiseq one-hot
+    (N = 0.25) for its `.pt` files; the Basenji TFRecords' (N = 0) for the published Basenji2."""
+    return 0.0 if cfg.variant == "basenji2" else 0.25
+
+
+def recorded_n_value(path: str, cfg: ModelConfig) -> float:
+    """The N encoding weights were trained with: a checkpoint's record (0 when it has none), or
+    `foreign_n_value` for a `.pt`/`.pth`/`.h5` file read as `cfg`."""
+    if os.path.isdir(path):
+        return float(read_meta(path).get("n_value", 0.0))
+    return foreign_n_value(cfg)
 
 
 def load_model(path: str, precision: str = "fp32") -> tuple[Basenji2, dict]:

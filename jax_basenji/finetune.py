@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.head_name}: validation loss {s['loss']:.4f}{f' ({groups})' if groups else ''}, "
               f"Pearson R {s['pearson_r']:.3f} "
               f"(per assay: {', '.join(f'{k} {v:.3f}' for k, v in s['pearson_r_by_assay'].items())})")
-        print(f"plots: {', '.join(summary['plots'])}; model: {summary['model']}")
+        print(f"plots: {', '.join(summary['plots'])}; model: {summary['model']} (last state), "
+              f"{summary['model_best']} (best {summary['selection']['metric']}, round "
+              f"{summary['selection']['round']})")
     return 0
 
 

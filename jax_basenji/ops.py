@@ -49,3 +49,12 @@ def batch_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     xf = at_least_f32(x)
     mean = xf.mean(axis=(0, 1))
     return mean, jnp.square(xf - mean).mean(axis=(0, 1))
+
+
+def fill_n(one_hot: jax.Array, value: float) -> jax.Array:
+    """`[..., L, 4]` one-hot with its all-zero (N) rows set to `value` in every channel (kipoiseq's
+    0.25); the input's dtype is kept unless it cannot hold `value` (then float32)."""
+    if not value:
+        return one_hot
+    x = one_hot if jnp.issubdtype(one_hot.dtype, jnp.floating) else one_hot.astype(jnp.float32)
+    return jnp.where((x == 0).all(axis=-1, keepdims=True), jnp.asarray(value, x.dtype), x)

@@ -34,6 +34,7 @@ from jax_basenji import checkpoint
 from jax_basenji.atomic import atomic_path
 from jax_basenji.cli import InputError, one_line_errors
 from jax_basenji.model import Basenji2
+from jax_basenji.ops import fill_n
 
 
 def check_sequences(seqs: np.ndarray, model: Basenji2, name: str = "input") -> int:
@@ -92,11 +93,15 @@ def shift_batch(x: jax.Array, shift: int) -> jax.Array:
     return jnp.pad(x, pad)[:, max(-shift, 0): max(-shift, 0) + x.shape[1]]
 
 
-def ensemble_forward(model: Basenji2, x: jax.Array, head: str, ensemble: Ensemble) -> jax.Array:
-    """Mean prediction `[batch, bins, tracks]` over `ensemble`'s shifts and strands, `x` `[batch, length, 4]`."""
+def ensemble_forward(model: Basenji2, x: jax.Array, head: str, ensemble: Ensemble,
+                     n_value: float = 0.0) -> jax.Array:
+    """Mean prediction `[batch, bins, tracks]` over `ensemble`'s shifts and strands, `x` `[batch, length, 4]`.
+
+    `n_value`: the model's encoding of N, set on all-zero rows after shifting, so the
+    positions a shift vacates are N in that encoding too."""
     total = 0.0
     for shift in ensemble.shifts:
-        xs = shift_batch(x, shift)
+        xs = fill_n(shift_batch(x, shift), n_value)
         total = total + model(xs, head)
         if ensemble.rc:
             y = model(xs[:, ::-1, ::-1], head)[:, ::-1]
@@ -107,19 +112,25 @@ def ensemble_forward(model: Basenji2, x: jax.Array, head: str, ensemble: Ensembl
 
 
 class Predictor:
-    """Eval-mode forward pass of one head (optionally an ensemble), jit-compiled once per batch shape."""
+    """Eval-mode forward pass of one head (optionally an ensemble), jit-compiled once per batch shape.
 
-    def __init__(self, model: Basenji2, head: str, ensemble: Ensemble = Ensemble()):
+    `n_value` is for sequences built from a store or genome (N = all-zero rows): the value
+    the model expects at N (0.25 for the seed's models). A user's one-hot array is already
+    encoded and is predicted as given (0).
+    """
+
+    def __init__(self, model: Basenji2, head: str, ensemble: Ensemble = Ensemble(), n_value: float = 0.0):
         if head not in model.heads:
             raise InputError(f"unknown head {head!r}; this checkpoint has {sorted(model.heads)}")
         tracks = model.cfg.head_tracks[head]
         if ensemble.strand_pair is not None and len(ensemble.strand_pair) != tracks:
             raise InputError(f"the targets table has {len(ensemble.strand_pair)} tracks; head {head!r} has {tracks}")
         model.eval()
-        self.model, self.ensemble = model, ensemble
+        self.model, self.ensemble, self.n_value = model, ensemble, n_value
         graphdef, state = nnx.split(model)
         self._state = state
-        self._forward = jax.jit(lambda state, x: ensemble_forward(nnx.merge(graphdef, state), x, head, ensemble))
+        self._forward = jax.jit(lambda state, x: ensemble_forward(nnx.merge(graphdef, state), x, head, ensemble,
+                                                                  n_value))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """`[B, L, 4]` -> `[B, bins, tracks]` float32 numpy."""

@@ -57,6 +57,19 @@ class TrainConfig:
     eval_batches: int = 400
     # Rounds between checkpoints of the latest state.
     checkpoint_every: int = 200
+    # Validation metric that picks WORKDIR/model_best: "valid_loss" (lower is better, the
+    # seed's) or "pearson_r" (mean over tracks, higher is better).
+    select: str = "valid_loss"
+    # Whose metric: a species/head name, or "mean" over them; None: "human" when trained
+    # (the seed's pre-training choice), else the first species (a fine-tuning's joint loss).
+    select_species: str | None = None
+    # Stop after this many validations without improvement of the selection metric (the
+    # paper: 16 epochs); 0 never stops early.
+    patience: int = 0
+    # Value of every channel at N positions of sequences built from a store or genome: 0 (the
+    # Basenji TFRecords, the published model) or 0.25 (kipoiseq's, which the seed code trained
+    # on); None: the value the initial weights recorded (a seed .pt: 0.25), else 0.
+    n_value: float | None = None
     # Latest checkpoints kept: a resume falls back to the newest one that reads back completely.
     keep_checkpoints: int = 2
     # Initial weights: a jax_basenji checkpoint directory or a seed .pt.
@@ -81,6 +94,15 @@ class TrainConfig:
             raise InputError(f"unknown schedule {self.schedule!r}; expected constant or cosine")
         if self.precision not in ("fp32", "bf16"):
             raise InputError(f"unknown precision {self.precision!r}; expected fp32 or bf16")
+        if self.select not in ("valid_loss", "pearson_r"):
+            raise InputError(f"unknown --select {self.select!r}; expected valid_loss or pearson_r")
+        if self.select_species not in (None, "mean", *self.species):
+            raise InputError(f"--select-species {self.select_species!r} is not trained; expected mean or one of "
+                             f"{', '.join(self.species)}")
+        if self.n_value is not None and not 0.0 <= self.n_value <= 1.0:
+            raise InputError(f"--n-value must be in [0, 1] (0 or 0.25 in practice), got {self.n_value}")
+        if self.patience < 0:
+            raise InputError(f"--patience must be 0 (off) or positive, got {self.patience}")
         if self.freeze not in ("none", "trunk"):
             raise InputError(f"unknown freeze {self.freeze!r}; expected none or trunk")
         object.__setattr__(self, "modalities", tuple((str(n), int(t), float(w), bool(l))
@@ -91,6 +113,13 @@ class TrainConfig:
         object.__setattr__(self, "species", tuple(self.species))
         object.__setattr__(self, "fasta", tuple(tuple(p) for p in (dict(self.fasta).items()
                                                                    if isinstance(self.fasta, dict) else self.fasta)))
+
+    @property
+    def selection_species(self) -> str:
+        """The species/head whose metric selects model_best, or "mean"."""
+        if self.select_species:
+            return self.select_species
+        return "human" if "human" in self.species else self.species[0]
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

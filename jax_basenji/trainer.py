@@ -31,6 +31,7 @@ from jax_basenji.errors import InputError
 from jax_basenji.losses import poisson_loss
 from jax_basenji.metrics import centered_moments
 from jax_basenji.model import build_model
+from jax_basenji.ops import fill_n
 from jax_basenji.sharding import replicated
 from jax_basenji.train_config import TrainConfig
 
@@ -158,7 +159,7 @@ class Trainer:
             # A frozen trunk runs in eval mode: its BatchNorm statistics stay as loaded.
             model = self._model(self._graph_eval if frozen_trunk else self._graph_train, params,
                                 state["batch_stats"])
-            pred = model(batch["sequence"], head, rngs=nnx.Rngs(dropout=dropout_key))
+            pred = model(fill_n(batch["sequence"], self.tc.n_value or 0.0), head, rngs=nnx.Rngs(dropout=dropout_key))
             loss, parts = self._loss(pred, y)  # float32 whatever the compute dtype
             return loss, (parts, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
 
@@ -187,7 +188,7 @@ class Trainer:
     def _eval_step(self, state: dict, batch: dict, head: str) -> dict:
         """Loss(es) and per-track centred moments over [batch, bins] (`metrics.centered_moments`), `[T]` float32."""
         model = self._model(self._graph_eval, state["params"], state["batch_stats"])
-        pred = model(batch["sequence"], head).astype(jnp.float32)
+        pred = model(fill_n(batch["sequence"], self.tc.n_value or 0.0), head).astype(jnp.float32)
         y = self._targets(batch["target"])
         loss, parts = self._loss(pred, y)
         return {"loss": loss, **parts, **centered_moments(pred, y, axis=(0, 1))}

@@ -59,7 +59,8 @@ def test_checkpoint_whose_arrays_do_not_fit_its_config(tmp_path):
     """Another layout (e.g. another version's model config), consistently sealed: a config mismatch."""
     save_model(str(tmp_path / "ckpt"), _trained_tiny())
     _edit_meta(tmp_path / "ckpt", reseal=True, stem_channels=20)
-    with pytest.raises(CheckpointError, match="stored arrays do not match its model config: stem/bn/bias \\(16,\\) != \\(20,\\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"stored arrays do not match its model config: stem/bn/bias \(16,\) != \(20,\)"):
         load_model(str(tmp_path / "ckpt"))
 
 

@@ -41,7 +41,8 @@ def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(sto
     for png in ("loss.png", "pearson_r.png", "pearson_r_hist.png"):
         assert (tmp_path / "run" / png).stat().st_size > 1000
     assert os.listdir(tmp_path / "run" / "tensorboard")
-    assert os.listdir(tmp_path / "run" / "checkpoints" / "best")
+    _, _, best_meta = load_arrays(str(tmp_path / "run" / "model_best"))  # a model checkpoint, as model/
+    assert best_meta["selection"]["metric"] == "valid_loss" and best_meta["selection"]["round"] in (3, 6)
     arrays, cfg, _ = load_arrays(summary["model"])
     assert cfg.head_tracks == {"human": 8, "mouse": 4}
     assert np.isfinite(summary["human"]["loss"])

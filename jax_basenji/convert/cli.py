@@ -63,7 +63,8 @@ def keras_to_jax(args: argparse.Namespace) -> tuple[ModelConfig, str | None]:
 
 def _save(args, arrays, cfg, new_head):
     checkpoint.save_arrays(args.output, arrays, cfg, torch_new_head=new_head, overwrite=args.overwrite,
-                           extra={"converted_from": {"path": args.input, "command": args.direction}})
+                           extra={"converted_from": {"path": args.input, "command": args.direction},
+                                  "n_value": checkpoint.foreign_n_value(cfg)})
     return cfg, new_head
 
 

@@ -75,8 +75,8 @@ class Genome:
             try:
                 out[lo - start: hi - start] = encode(self._open()[chrom][lo:hi])
             except (ValueError, pyfaidx.FetchError) as e:  # bytes that are no text, a .fai past the file
-                raise DataError(f"{self.path}: {chrom}:{lo}-{hi} could not be read (damaged FASTA or {self.path}.fai?): "
-                                f"{type(e).__name__}: {e}") from None
+                raise DataError(f"{self.path}: {chrom}:{lo}-{hi} could not be read (damaged FASTA or "
+                                f"{self.path}.fai?): {type(e).__name__}: {e}") from None
         return out
 
     def __getstate__(self):

@@ -1,8 +1,11 @@
 """A training run's checkpoints (orbax CheckpointManager) under WORKDIR/checkpoints/.
 
-  latest/ROUND/   the last `keep` saves (async): state, sealed metadata, data iterator positions
-  best/ROUND/     the state of the lowest validation loss
+  latest/ROUND/   the last `keep` saves (async): state, sealed metadata, and as `data` the
+                  data iterator positions and the model selection's history
   damaged/        checkpoints a resume could not read back, moved aside (kept for inspection)
+
+(The best model is not a training checkpoint: it is WORKDIR/model_best, a model
+checkpoint that every command reads, see loop.py.)
 
 Every `latest` save is sealed with the CRC32C of each state array and of the
 iterator positions (jax_basenji.integrity): orbax has no checksums of its own,
@@ -38,25 +41,19 @@ class RunCheckpoints:
         self.meta = meta
         self.latest = ocp.CheckpointManager(os.path.join(self.dir, "latest"), options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=True))
-        self.best = ocp.CheckpointManager(os.path.join(self.dir, "best"), options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, best_fn=lambda m: m["valid_loss"], best_mode="min"))
 
-    def save_latest(self, step: int, state: dict, data: dict) -> None:
-        """Async save of `state` and the iterator positions `data` ({species: grain state})."""
+    def save_latest(self, step: int, state: dict, iterators: dict, selection: dict) -> None:
+        """Async save of `state`, the iterator positions ({species: grain state}) and the selection history."""
+        data = {"iterators": iterators, "selection": selection}
         meta = seal({**self.meta, "data_crc32c": json_crc(data)}, state)
         self.latest.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta), data=ocp.args.JsonSave(data)))
 
-    def save_best(self, step: int, state: dict, valid_loss: float) -> None:
-        self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                     meta=ocp.args.JsonSave(self.meta)),
-                       metrics={"valid_loss": valid_loss})
-
     def last_good(self) -> int | None:
         return self.latest.latest_step()
 
-    def restore(self, abstract_state) -> tuple[int, dict, dict] | None:
-        """(round, state, iterator positions) of the newest save that reads back completely; None if
+    def restore(self, abstract_state) -> tuple[int, dict, dict, dict | None] | None:
+        """(round, state, iterator positions, selection history) of the newest save that reads back completely; None if
         there is none. Newer, damaged saves are moved aside. If every save is damaged, nothing is
         moved and the run stops: starting afresh silently would discard the run.
 
@@ -73,7 +70,10 @@ class RunCheckpoints:
                 continue
             for bad, why in damaged_saves:
                 self._set_aside(bad, why)
-            return step, restored["state"], restored["data"]
+            data = restored["data"]
+            if "iterators" not in data:  # saved before the selection history was
+                data = {"iterators": data, "selection": None}
+            return step, restored["state"], data["iterators"], data["selection"]
         if damaged_saves:
             raise CheckpointError(f"no checkpoint in {self.latest.directory} reads back completely "
                                   f"({len(steps)} damaged; the newest: {damaged_saves[0][1]}); move that "
@@ -122,6 +122,5 @@ class RunCheckpoints:
 
     def close(self) -> None:
         """Wait for pending saves, then stop orbax's background threads."""
-        for manager in (self.latest, self.best):
-            manager.wait_until_finished()
-            manager.close()
+        self.latest.wait_until_finished()
+        self.latest.close()

@@ -41,7 +41,7 @@ def demo_configs() -> tuple[ModelConfig, TrainConfig]:
     """tiny model, Adam at 1e-2 (1e-3 learns ~10x slower): a few CPU minutes."""
     tc = TrainConfig(data="", workdir=os.path.join("runs", "demo_train"), optimizer="adam", lr=1e-2,
                      momentum=0.9, warmup_steps=50, schedule="cosine", steps=1200, batch_size=8,
-                     eval_every=600, eval_batches=4, checkpoint_every=600)
+                     eval_every=100, eval_batches=4, checkpoint_every=600)
     return ModelConfig.tiny(), tc
 
 
@@ -111,6 +111,17 @@ def add_train_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -
                                         "for the seed's, 0.1 = Keras' 0.9 for basenji2)")
     a("--seed", type=int, default=d.seed, help="initialisation, data order, augmentation, dropout")
     a("--eval-every", type=int, default=d.eval_every, help="rounds between validations")
+    a("--select", default=d.select, choices=["valid_loss", "pearson_r"],
+      help="validation metric that picks WORKDIR/model_best")
+    a("--select-species", help="whose metric picks model_best: a species, or mean (default: human when "
+                               "trained, as the seed, else the first species; fine-tuning: its head)")
+    a("--patience", type=int, default=d.patience,
+      help="stop after this many validations without improvement of the --select metric (0: never; "
+           "the paper: 16 epochs)")
+    a("--n-value", type=float, choices=[0.0, 0.25],
+      help="one-hot value of N bases in sequences from a store or genome: 0 (Basenji TFRecords, the published "
+           "model) or 0.25 (kipoiseq, which the seed code trained with); default: what the initial weights "
+           "recorded (a seed .pt: 0.25), else 0")
     a("--eval-batches", type=int, default=d.eval_batches, help="validation batches per species")
     a("--checkpoint-every", type=int, default=d.checkpoint_every, help="rounds between latest checkpoints")
     a("--keep-checkpoints", type=int, default=d.keep_checkpoints,
@@ -166,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         for s in tc.species:
             print(f"{s}: validation Pearson R {summary[s]['pearson_r']:.3f} "
                   f"(per assay: {', '.join(f'{k} {v:.3f}' for k, v in summary[s]['pearson_r_by_assay'].items())})")
-        print(f"plots: {', '.join(summary['plots'])}\nmodel: {summary['model']} "
-              f"(python -m jax_basenji.predict --checkpoint {summary['model']} ...)")
+        print(f"plots: {', '.join(summary['plots'])}\nmodel: {summary['model']} (last state), "
+              f"{summary['model_best']} (best validation, round {summary['selection']['round']}; "
+              f"python -m jax_basenji.predict --checkpoint {summary['model_best']} ...)")
         return 0 if min(summary[s]["pearson_r"] for s in tc.species) >= 0.5 else 1
     args = parse_args(argv)
     if not args.data:
@@ -188,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     if jax.process_index() == 0:
         for s in tc.species:
             print(f"{s}: validation loss {summary[s]['loss']:.4f}, Pearson R {summary[s]['pearson_r']:.3f}")
-        print(f"plots: {', '.join(summary['plots'])}; model: {summary['model']}")
+        print(f"plots: {', '.join(summary['plots'])}; model: {summary['model']} (last state), "
+              f"{summary['model_best']} (best {summary['selection']['metric']}, round "
+              f"{summary['selection']['round']})")
     return 0
 

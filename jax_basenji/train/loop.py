@@ -12,12 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jax_basenji import checkpoint
+from jax_basenji.checkpoint import replace_checkpoint
 from jax_basenji.config import ModelConfig
 from jax_basenji.data import make_dataset
 from jax_basenji.metrics import MetricsWriter, plot_curves
 from jax_basenji.sharding import global_batch, local_batch_size, make_mesh, replicated
 from jax_basenji.train.checkpoints import RunCheckpoints
+from jax_basenji.train.selection import Selection
 from jax_basenji.train.setup import resolve
 from jax_basenji.train.validation import Validator
 from jax_basenji.train_config import TrainConfig
@@ -102,6 +103,7 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
     primary = jax.process_index() == 0
     os.makedirs(tc.workdir, exist_ok=True)
     run = resolve(model_cfg, tc, sources, init)
+    tc = tc.replace(n_value=run.n_value)
     trainer = Trainer(run.model_cfg, tc, mesh)
     local_bs = local_batch_size(tc.batch_size, mesh)
     shard = dict(process_index=jax.process_index(), process_count=jax.process_count())
@@ -114,32 +116,42 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
                                         "train_config": tc.to_dict()}, keep=tc.keep_checkpoints)
     restored = ckpts.restore(trainer.abstract_state())
     if restored is not None:
-        start, state, positions = restored
+        start, state, positions, saved_selection = restored
         for s, it_state in positions.items():
             iterators[s].set_state(it_state)
         print(f"resumed from round {start} in {ckpts.latest.directory}", file=sys.stderr)
     else:
-        start, state = 0, trainer.init_state(run.init_arrays, run.fresh_heads)
+        start, state, saved_selection = 0, trainer.init_state(run.init_arrays, run.fresh_heads), None
+    selection = Selection.for_run(tc, saved_selection)
+    extra = {"train_config": tc.to_dict(), "n_value": tc.n_value}
+
+    def save_model(name: str, **more) -> str:
+        path = os.path.join(tc.workdir, name)
+        if primary:
+            replace_checkpoint(path, trainer.model_arrays(state), trainer.cfg, torch_new_head=torch_new_head,
+                               extra={**extra, **more})
+        return path
 
     writer = MetricsWriter(tc.workdir, enabled=primary)
     validate = Validator(trainer, run.valid_src, batch_size=local_bs, max_batches=tc.eval_batches,
-                         mesh=mesh, shard=shard)
+                         mesh=mesh, shard=shard, progress=progress and primary)
     guard = FiniteGuard(ckpts)
     rep = replicated(mesh)
     bar = tqdm(total=tc.steps, initial=start, unit="round", disable=not (progress and primary), file=sys.stderr)
     log = TrainLog(tc.species, tc.batch_size, writer, bar)
     summary: dict = {}
 
-    def run_validation(step: int) -> float:
+    def run_validation(step: int) -> None:
         nonlocal summary
-        summary, valid_loss = validate(state)
+        summary, _ = validate(state)
         for s, row in summary.items():
             writer.write({"step": step, "split": "valid", "species": s, **row})
-        return valid_loss
 
     pending: list = []  # the previous round's losses, read one round late: no device stall
     try:
         for r in range(start + 1, tc.steps + 1):
+            if selection.stopped:
+                break
             state["step"] = jax.device_put(np.int32(r), rep)
             outs = {}
             for s in tc.species:
@@ -153,22 +165,34 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
             ckpt_due = r % tc.checkpoint_every == 0 or r == tc.steps
             if eval_due or ckpt_due:
                 guard(pending, r, state)  # never checkpoint a non-finite state
-            if ckpt_due:
-                ckpts.save_latest(r, state, {s: it.get_state() for s, it in iterators.items()})
             if eval_due:
-                ckpts.save_best(r, state, run_validation(r))
+                run_validation(r)
+                if selection.update(summary, r):
+                    save_model("model_best", selection=selection.to_dict())
                 bar.write(f"round {r}: " + "; ".join(
                     f"{s} valid loss {v['loss']:.4f} R {v['pearson_r']:.3f}" for s, v in summary.items()))
-        if not summary:  # resumed a finished run: report its final state
-            run_validation(tc.steps)
+                if selection.stopped:
+                    log.add_losses(guard(pending, r))
+                    pending = []
+                    log.flush(r)
+                    bar.write(f"stopping early at round {r}: no improvement of {selection.describe()} in "
+                              f"{selection.patience} validations (best {selection.best:.4f} at round "
+                              f"{selection.round}, in {os.path.join(tc.workdir, 'model_best')})")
+                    writer.write({"step": r, "split": "stop", "species": selection.species,
+                                  "best": selection.best, "best_round": selection.round})
+                    ckpt_due = True  # a re-run resumes here and trains no further
+            if ckpt_due:
+                ckpts.save_latest(r, state, {s: it.get_state() for s, it in iterators.items()},
+                                  selection.to_dict())
+        if not summary:  # resumed a finished or stopped run: report its final state
+            run_validation(int(jax.device_get(state["step"])) or tc.steps)
     finally:
         bar.close()
         ckpts.close()
         writer.close()
     if primary:
-        model_dir = os.path.join(tc.workdir, "model")
-        checkpoint.save_arrays(model_dir, trainer.model_arrays(state), trainer.cfg, overwrite=True,
-                               torch_new_head=torch_new_head, extra={"train_config": tc.to_dict()})
+        summary["model"] = save_model("model")
+        summary["model_best"] = os.path.join(tc.workdir, "model_best")
+        summary["selection"] = selection.to_dict()
         summary["plots"] = plot_curves(tc.workdir, validate.last_r)
-        summary["model"] = model_dir
     return summary

@@ -32,6 +32,7 @@ class RunSetup:
     valid_src: dict  # {species or head: source of validation examples}
     init_arrays: dict | None  # initial weights; None: fresh init
     fresh_heads: tuple[str, ...]  # heads of `init_arrays` that start from random init
+    n_value: float  # one-hot value of N: the run's, else the one the initial weights recorded
 
 
 def resolve(model_cfg: ModelConfig, tc: TrainConfig, sources: dict | None,
@@ -66,4 +67,7 @@ def resolve(model_cfg: ModelConfig, tc: TrainConfig, sources: dict | None,
         if (bins, model_cfg.head_tracks.get(s)) != src.target_shape:
             raise InputError(f"{s} data: targets are {src.target_shape} (bins, tracks); the model "
                              f"gives {bins} bins x {model_cfg.head_tracks.get(s)} tracks at {src.seq_length} bp")
-    return RunSetup(model_cfg, train_src, valid_src, init_arrays, fresh_heads)
+    n_value = tc.n_value
+    if n_value is None:
+        n_value = checkpoint.recorded_n_value(tc.init_from, model_cfg) if tc.init_from else 0.0
+    return RunSetup(model_cfg, train_src, valid_src, init_arrays, fresh_heads, n_value)

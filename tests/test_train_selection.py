@@ -1,0 +1,86 @@
+"""WORKDIR/model_best (the best validation by --select / --select-species), early stopping
+(--patience) and the N encoding (--n-value) of a training run."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from jax_basenji.checkpoint import load_arrays, read_meta
+from jax_basenji.config import ModelConfig
+from jax_basenji.predict import main as predict_main
+from jax_basenji.train import main as train_main
+from jax_basenji.train import train
+from tests.train_helpers import make_store, small_run
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("selection_data"))
+
+
+def _valid_rows(workdir):
+    return [r for r in map(json.loads, open(os.path.join(workdir, "metrics.jsonl"))) if r["split"] == "valid"]
+
+
+def test_model_best_is_the_best_logged_validation_and_predicts(store, tmp_path):
+    """Six validations of both species; --select pearson_r --select-species mean picks the round
+    whose mean R over species is the highest in metrics.jsonl, and model_best is a model
+    checkpoint that predict reads."""
+    summary = train(ModelConfig.tiny(), small_run(store, tmp_path / "run", steps=6, eval_every=1, lr=1e-2,
+                                                  select="pearson_r", select_species="mean"), progress=False)
+    rows = _valid_rows(tmp_path / "run")
+    by_round = {}
+    for r in rows:
+        by_round.setdefault(r["step"], []).append(r["pearson_r"])
+    assert sorted(by_round) == [1, 2, 3, 4, 5, 6]
+    best_round = max(by_round, key=lambda k: np.mean(by_round[k]))
+    meta = read_meta(summary["model_best"])
+    assert meta["selection"]["round"] == best_round == summary["selection"]["round"]
+    assert meta["selection"]["best"] == pytest.approx(np.mean(by_round[best_round]), rel=1e-12)
+    assert meta["n_value"] == 0.0  # a fresh model trained on the store's encoding
+
+    x = np.eye(4, dtype=np.float32)[np.random.default_rng(0).integers(0, 4, (2, 16_384))]
+    np.save(tmp_path / "x.npy", x)
+    assert predict_main(["--checkpoint", summary["model_best"], "--head", "human", "--input",
+                         str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"), "--no-progress"]) == 0
+    assert np.load(tmp_path / "y.npy").shape == (2, 112, 8)
+
+
+def test_patience_stops_early_with_exit_0_and_a_rerun_trains_no_further(store, tmp_path, capsys):
+    """With a learning rate of 0 and frozen BatchNorm statistics no validation improves on the
+    first: --patience 2 stops at round 3, model_best is round 1's, and re-running the same
+    command resumes the stopped run instead of training on."""
+    argv = ["--data", store, "--workdir", str(tmp_path / "run"), "--model", "tiny", "--species", "human",
+            "--steps", "20", "--batch-size", "4", "--lr", "0", "--bn-momentum", "0", "--eval-every", "1",
+            "--eval-batches", "1", "--checkpoint-every", "10", "--patience", "2", "--no-progress"]
+    assert train_main(argv) == 0
+    out = capsys.readouterr()
+    assert "stopping early at round 3" in out.out + out.err
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [r["step"] for r in rows if r["split"] == "valid"] == [1, 2, 3]
+    assert [(r["step"], r["best_round"]) for r in rows if r["split"] == "stop"] == [(3, 1)]
+    assert read_meta(str(tmp_path / "run" / "model_best"))["selection"]["round"] == 1
+    assert train_main(argv) == 0
+    assert "resumed from round 3" in capsys.readouterr().err
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert max(r["step"] for r in rows if r["split"] == "train") == 3
+
+
+def test_n_value_fills_n_positions_and_is_recorded(store, tmp_path):
+    """--n-value 0.25 (kipoiseq's encoding, the seed's) sets every channel of N positions to 0.25
+    in training; the model records it, and a seed .pt's initial weights default to it."""
+    import torch
+
+    from torch_ref import Basenji2 as TorchBasenji2
+
+    summary = train(ModelConfig.tiny(), small_run(store, tmp_path / "quarter", steps=1, eval_every=1,
+                                                  species=("human",), n_value=0.25), progress=False)
+    assert read_meta(summary["model"])["n_value"] == 0.25
+    torch.save(TorchBasenji2(ModelConfig.tiny(heads={"human": 8})).state_dict(), tmp_path / "seed.pt")
+    seeded = train(ModelConfig.tiny(), small_run(store, tmp_path / "seed", steps=1, eval_every=1,
+                                                 species=("human",), init_from=str(tmp_path / "seed.pt")),
+                   progress=False)
+    assert read_meta(seeded["model"])["n_value"] == 0.25
+    assert load_arrays(seeded["model"])[1].head_tracks == {"human": 8}
