@@ -212,8 +212,9 @@ class Basenji2(nnx.Module):
         self.heads = nnx.Dict({name: Head(cfg.final_channels, tracks, cfg, rngs)
                                for name, tracks in cfg.heads})
 
-    def embed(self, sequence: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
-        """Trunk + final block: `[batch, length, 4]` -> `[batch, bins, final_channels]`."""
+    def embed(self, sequence: jax.Array, rngs: nnx.Rngs | None = None, layer: str = "final") -> jax.Array:
+        """Trunk + final block: `[batch, length, 4]` -> `[batch, bins, final_channels]`; `layer="trunk"`
+        stops after the cropped dilated tower: `[batch, bins, tower_channels[-1]]`."""
         if self.cfg.remat:  # each block's activations are recomputed in the backward pass
             # One dropout key per block with dropout, drawn before any block runs.
             keys = iter([None if rngs is None else rngs.dropout() for _ in range(len(self.dilated) + 1)])
@@ -231,7 +232,7 @@ class Basenji2(nnx.Module):
             x = run(block, x, dropout=True)
         crop = self.cfg.crop_bins
         x = x[:, crop: x.shape[1] - crop]
-        return run(self.final, x, dropout=True)
+        return x if layer == "trunk" else run(self.final, x, dropout=True)
 
     def __call__(self, sequence: jax.Array, head: str = "human",
                  rngs: nnx.Rngs | None = None) -> jax.Array:

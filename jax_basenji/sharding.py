@@ -1,4 +1,4 @@
-"""Every Mesh and NamedSharding of training: one code path for 1 or N devices, 1 or N hosts.
+"""Every Mesh and NamedSharding, of training and inference: one code path for 1 or N devices, 1 or N hosts.
 
 Data parallelism on a 1-D `data` mesh axis over all devices of all processes:
 parameters, BatchNorm statistics and optimizer state are replicated; batches
@@ -22,6 +22,11 @@ DATA_AXIS = "data"
 def make_mesh() -> Mesh:
     """All devices of all processes on one `data` axis."""
     return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+
+
+def local_mesh() -> Mesh:
+    """This process's devices on one `data` axis (inference needs no other process)."""
+    return Mesh(np.asarray(jax.local_devices()), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

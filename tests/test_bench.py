@@ -28,3 +28,15 @@ def test_model_benchmark_smoke(tmp_path):
     # Both sides ran the same weights on the same input.
     assert result["forward_max_rel_diff"] < 1e-5
     assert result["rows"]["jax_train"]["compile_s"] > 0
+
+
+def test_predict_benchmark_tiles_the_same_windows_in_both_frameworks(tmp_path):
+    out = tmp_path / "predict.json"
+    assert bench.main(["predict", "--preset", "tiny", "--chrom-length", "60000", "--tracks", "8",
+                       "--batch-size", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["windows"] == -(-60_000 // result["bp_per_window"])
+    assert result["max_abs_diff_over_max"] < 1e-4  # the same predictions: the same work
+    for side in ("jax", "torch_ref"):
+        assert result[side]["windows_per_s"] > 0 and result[side]["bp_per_s"] > 0
+    assert result["jax_over_torch_time"] > 0

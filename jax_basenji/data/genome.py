@@ -55,6 +55,10 @@ class Genome:
                 raise DataError(f"{what}: {type(e).__name__}: {e}") from None
         return self._fasta
 
+    def chromosomes(self) -> list[str]:
+        """Sequence names in FASTA order."""
+        return list(self._open().keys())
+
     def __contains__(self, chrom: str) -> bool:
         return chrom in self._open()
 

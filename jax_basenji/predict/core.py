@@ -2,6 +2,7 @@
 
   python -m jax_basenji.predict --checkpoint CKPT --head human --input seqs.npy --output preds.npy
       [--rc] [--shifts -1 0 1] [--targets-txt targets.txt]
+  (from a genome: `python -m jax_basenji.predict regions --help` and `... genome --help`)
 
 `seqs.npy`: `[N, L, 4]` one-hot (bool, integer or float; an all-zero row is N).
 `preds.npy`: `[N, bins, tracks]` float32 (bins = 896 at L = 131,072). The input
@@ -35,6 +36,7 @@ from jax_basenji.atomic import atomic_path
 from jax_basenji.cli import InputError, one_line_errors
 from jax_basenji.model import Basenji2
 from jax_basenji.ops import fill_n
+from jax_basenji.sharding import batch_sharded, local_mesh, replicated
 
 
 def check_sequences(seqs: np.ndarray, model: Basenji2, name: str = "input") -> int:
@@ -112,31 +114,46 @@ def ensemble_forward(model: Basenji2, x: jax.Array, head: str, ensemble: Ensembl
 
 
 class Predictor:
-    """Eval-mode forward pass of one head (optionally an ensemble), jit-compiled once per batch shape.
+    """Eval-mode forward pass of one head (optionally an ensemble), jit-compiled once per batch shape,
+    each batch split over the local devices when it divides evenly.
 
     `n_value` is for sequences built from a store or genome (N = all-zero rows): the value
     the model expects at N (0.25 for the seed's models). A user's one-hot array is already
-    encoded and is predicted as given (0).
+    encoded and is predicted as given (0). `layer` "final" or "trunk" returns that layer's
+    activations `[B, bins, channels]` instead of the head's output (one pass, no ensemble).
     """
 
-    def __init__(self, model: Basenji2, head: str, ensemble: Ensemble = Ensemble(), n_value: float = 0.0):
+    def __init__(self, model: Basenji2, head: str, ensemble: Ensemble = Ensemble(), n_value: float = 0.0,
+                 layer: str = "head"):
         if head not in model.heads:
             raise InputError(f"unknown head {head!r}; this checkpoint has {sorted(model.heads)}")
         tracks = model.cfg.head_tracks[head]
         if ensemble.strand_pair is not None and len(ensemble.strand_pair) != tracks:
             raise InputError(f"the targets table has {len(ensemble.strand_pair)} tracks; head {head!r} has {tracks}")
+        if layer != "head" and ensemble.size > 1:
+            raise InputError("--embed gives one pass's activations: --rc and --shifts average head outputs only")
         model.eval()
         self.model, self.ensemble, self.n_value = model, ensemble, n_value
         graphdef, state = nnx.split(model)
-        self._state = state
-        self._forward = jax.jit(lambda state, x: ensemble_forward(nnx.merge(graphdef, state), x, head, ensemble,
-                                                                  n_value))
+        self._mesh = local_mesh()
+        self._state = jax.device_put(state, replicated(self._mesh))
+
+        def forward(state, x):
+            model = nnx.merge(graphdef, state)
+            if layer != "head":
+                return model.embed(fill_n(x, n_value), layer=layer).astype(jnp.float32)
+            return ensemble_forward(model, x, head, ensemble, n_value)
+
+        self._forward = jax.jit(forward)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """`[B, L, 4]` -> `[B, bins, tracks]` float32 numpy."""
         if max(abs(s) for s in self.ensemble.shifts) >= batch.shape[1]:
             raise InputError(f"--shifts {list(self.ensemble.shifts)} move the whole {batch.shape[1]} bp input out")
-        return np.asarray(self._forward(self._state, batch.astype(np.float32)))
+        x = batch.astype(np.float32)
+        if batch.shape[0] % self._mesh.devices.size == 0:
+            x = jax.device_put(x, batch_sharded(self._mesh))
+        return np.asarray(self._forward(self._state, x))
 
     def padded(self, batch: np.ndarray, size: int) -> np.ndarray:
         """Predictions for the rows of `batch`, zero-padded to `size` rows so the compiled shape never changes."""

@@ -1,0 +1,170 @@
+"""`python -m jax_basenji.predict`: three modes.
+
+  python -m jax_basenji.predict --checkpoint CKPT --head H --input x.npy --output y.npy    (one-hot arrays)
+  python -m jax_basenji.predict regions --checkpoint CKPT --head H --fasta genome.fa --bed regions.bed \\
+      --output OUT.h5 [--tracks ...] [--site-length BP] [--sum] [--embed final|trunk] [--bigwig-tracks ...]
+      [--float16] [--rc] [--shifts -1 0 1] [--plot NAME [--measured-bigwig a.bw ...]]
+  python -m jax_basenji.predict genome --checkpoint CKPT --head H --fasta genome.fa --chrom chr1 [chr2 ...] \\
+      --tracks ... --output DIR [--bedgraph] [--resume]
+
+Sequences built from the genome use the checkpoint's N encoding (`--n-value`
+overrides it) and are N-padded past chromosome ends; batches are padded to one
+shape and split over the local devices; outputs are written under temporary
+names and renamed when complete. See `regions --help` and `genome --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+from jax_basenji import checkpoint
+from jax_basenji.cli import one_line_errors
+from jax_basenji.data.genome import Genome
+from jax_basenji.errors import InputError
+from jax_basenji.predict import core
+from jax_basenji.predict.core import Predictor, add_ensemble_flags, add_precision_flag, ensemble_from_args
+from jax_basenji.predict.windows import Geometry
+
+MODES = ("regions", "genome")
+
+
+def _common(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--checkpoint", required=True, help="jax_basenji checkpoint directory")
+    q.add_argument("--head", required=True, help="output head, e.g. human, mouse, finetune")
+    q.add_argument("--fasta", required=True, help="genome FASTA (indexed, or indexable by pyfaidx)")
+    q.add_argument("--targets-txt", help="targets.txt of the head: track names, assays, strand pairs for --rc")
+    q.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default 4)")
+    q.add_argument("--n-value", type=float, choices=[0.0, 0.25],
+                   help="one-hot value of N (default: the checkpoint's record, else 0)")
+    add_ensemble_flags(q)
+    add_precision_flag(q)
+    q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m jax_basenji.predict", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="mode", required=True)
+    r = sub.add_parser("regions", help="BED regions -> HDF5 (and bigWig)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _common(r)
+    r.add_argument("--bed", required=True, help="regions: chrom start end [name]; each centred in a window")
+    r.add_argument("--output", required=True, help="HDF5 file to write")
+    r.add_argument("--tracks", nargs="+", help="tracks to keep: indices, identifiers or assays (default all)")
+    r.add_argument("--site-length", type=int, help="bp of central output bins to keep (default all bins)")
+    r.add_argument("--sum", action="store_true", help="sum over the kept bins: preds [regions, tracks]")
+    r.add_argument("--embed", choices=["final", "trunk"],
+                   help="write this layer's activations instead of the head's output")
+    r.add_argument("--bigwig-tracks", nargs="+", help="also one bigWig per track (among --tracks) beside OUTPUT; "
+                                                      "regions must be sorted and their bins must not overlap")
+    r.add_argument("--float16", action="store_true", help="store preds as float16")
+    r.add_argument("--plot", help="name (or 0-based row) of a region to plot as OUTPUT stem + _NAME.png")
+    r.add_argument("--measured-bigwig", nargs="+", default=[], help="measured tracks to plot under --plot")
+    g = sub.add_parser("genome", help="whole chromosomes -> one bigWig per track",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _common(g)
+    g.add_argument("--chrom", nargs="+", required=True, help="chromosomes to tile")
+    g.add_argument("--tracks", nargs="+", required=True, help="tracks: indices, identifiers or assays")
+    g.add_argument("--output", required=True, help="directory for {track}.bw")
+    g.add_argument("--bedgraph", action="store_true", help="also {track}.bedGraph")
+    g.add_argument("--resume", action="store_true", help="continue the unfinished run in OUTPUT/.partial")
+    return p.parse_args(argv)
+
+
+def track_names(n: int, targets: list[dict] | None) -> tuple[list[str], list[str]]:
+    """(identifiers, descriptions) of a head's tracks; `t<i>` without a targets table."""
+    if targets is not None and len(targets) != n:
+        raise InputError(f"the targets table has {len(targets)} tracks; the head has {n}")
+    rows = targets or [{"identifier": f"t{i}", "description": ""} for i in range(n)]
+    return [r.get("identifier", f"t{i}") for i, r in enumerate(rows)], [r.get("description", "") for r in rows]
+
+
+def file_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
+
+
+def _setup(args) -> tuple[Predictor, Genome, Geometry, list[str], list[str], list[int] | None, list | None]:
+    from jax_basenji.data.layout import read_targets_file
+    from jax_basenji.evaluate.ridge import select_tracks
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be positive, got {args.batch_size}")
+    model, meta = checkpoint.load_model(args.checkpoint, args.precision)
+    n_value = float(meta.get("n_value", 0.0)) if args.n_value is None else args.n_value
+    layer = getattr(args, "embed", None) or "head"
+    predictor = Predictor(model, args.head, ensemble_from_args(args), n_value, layer)
+    genome = Genome(args.fasta)
+    cfg = model.cfg
+    geo = Geometry(cfg.seq_length, cfg.output_bins(cfg.seq_length))
+    targets = read_targets_file(args.targets_txt) if args.targets_txt else None
+    ids, labels = track_names(cfg.head_tracks[args.head], targets)
+    columns = select_tracks(ids, args.tracks, targets) if args.tracks else None
+    return predictor, genome, geo, ids, labels, columns, targets
+
+
+def run_regions(args) -> str:
+    from jax_basenji.evaluate.ridge import select_tracks
+    from jax_basenji.predict.regions import (check_chromosomes, predict_regions, read_regions, regions_to_bigwigs,
+                                             site_bins)
+
+    missing = [p for p in args.measured_bigwig if not os.path.isfile(p)]
+    if missing:
+        raise InputError(f"--measured-bigwig {missing[0]} is missing")
+    predictor, genome, geo, ids, labels, columns, targets = _setup(args)
+    regions = read_regions(args.bed)
+    check_chromosomes(regions, genome, args.bed)
+    if args.embed:
+        if args.tracks or args.bigwig_tracks:
+            raise InputError("--embed writes a layer's channels: --tracks and --bigwig-tracks select head tracks")
+        width = predictor.model.cfg.final_channels if args.embed == "final" else predictor.model.cfg.tower_channels[-1]
+        ids = labels = [f"{args.embed}_{c}" for c in range(width)]
+    site = site_bins(geo, args.site_length)
+    shape = predict_regions(predictor, genome, regions, args.output, geo=geo, columns=columns,
+                            target_ids=ids if columns is None else [ids[c] for c in columns],
+                            target_labels=labels if columns is None else [labels[c] for c in columns],
+                            site=site, total=args.sum, float16=args.float16, batch_size=args.batch_size,
+                            overwrite=args.overwrite, progress=not args.no_progress)
+    written = list(range(len(ids))) if columns is None else columns
+    extra = []
+    if args.bigwig_tracks:
+        if args.sum:
+            raise InputError("--bigwig-tracks needs the bins: leave out --sum")
+        wanted = select_tracks(ids, args.bigwig_tracks, targets)
+        absent = [ids[t] for t in wanted if t not in written]
+        if absent:
+            raise InputError(f"--bigwig-tracks {absent[0]} is not among the written --tracks")
+        extra = regions_to_bigwigs(args.output, regions, genome, os.path.dirname(os.path.abspath(args.output)),
+                                   [file_name(ids[t]) for t in wanted], [written.index(t) for t in wanted],
+                                   args.bed, args.overwrite)
+    if args.plot is not None:
+        from jax_basenji.predict.plot import plot_region
+
+        extra.append(plot_region(args.output, args.plot, args.measured_bigwig))
+    return f"wrote {args.output}: preds {shape}" + "".join(f"\nwrote {p}" for p in extra)
+
+
+def run_genome(args) -> str:
+    from jax_basenji.predict.genome import predict_genome
+
+    predictor, genome, geo, ids, _, columns, _ = _setup(args)
+    settings = {"checkpoint": os.path.abspath(args.checkpoint), "head": args.head, "rc": args.rc,
+                "shifts": list(args.shifts), "n_value": predictor.n_value, "precision": args.precision}
+    paths = predict_genome(predictor, genome, args.chrom, args.output, geo=geo, columns=columns,
+                           names=[file_name(ids[c]) for c in columns], settings=settings,
+                           batch_size=args.batch_size, resume=args.resume, overwrite=args.overwrite,
+                           bedgraph=args.bedgraph, progress=not args.no_progress)
+    return "\n".join(f"wrote {p}" for p in paths)
+
+
+@one_line_errors
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in MODES:
+        return core.main(argv)
+    args = parse_args(argv)
+    print(run_regions(args) if args.mode == "regions" else run_genome(args))
+    return 0

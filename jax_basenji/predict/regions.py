@@ -1,0 +1,158 @@
+"""`predict regions`: predictions for BED regions, each centred in an input window, into HDF5.
+
+  OUT.h5  preds          [regions, bins, tracks] (or [regions, tracks] with --sum), float32
+                         (float16 with --float16); with --embed: the layer's activations
+          chrom, start, end, name     the BED rows
+          target_ids, target_labels   the selected tracks' identifiers and descriptions
+          bin_start      [regions] genome position of the first written bin's start
+
+Rows are written as each batch completes (memory holds one batch), into a
+temporary file renamed when complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from jax_basenji.atomic import atomic_path
+from jax_basenji.data.genome import Genome
+from jax_basenji.errors import InputError
+from jax_basenji.predict.windows import Geometry, Window, centred_window, window_batches
+
+
+@dataclasses.dataclass(frozen=True)
+class BedRegion:
+    chrom: str
+    start: int
+    end: int
+    name: str
+
+
+def read_regions(path: str) -> list[BedRegion]:
+    """BED rows `chrom start end [name ...]` (track/browser/# lines skipped); one-line errors name the line."""
+    regions = []
+    try:
+        with open(path) as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip() or line.startswith(("#", "track", "browser")):
+                    continue
+                fields = line.rstrip("\n").split("\t")
+                try:
+                    start, end = int(fields[1]), int(fields[2])
+                except (IndexError, ValueError):
+                    raise InputError(f"{path}:{line_no}: expected 'chrom start end [name]' separated by tabs, "
+                                     f"got {line.strip()!r}") from None
+                if not 0 <= start < end:
+                    raise InputError(f"{path}:{line_no}: start {start} and end {end} are not 0 <= start < end")
+                name = fields[3] if len(fields) > 3 else f"{fields[0]}:{start}-{end}"
+                regions.append(BedRegion(fields[0], start, end, name))
+    except FileNotFoundError:
+        raise InputError(f"{path} is missing") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path} is not a text BED file ({e})") from None
+    if not regions:
+        raise InputError(f"{path} holds no regions")
+    return regions
+
+
+def check_chromosomes(regions: list[BedRegion], genome: Genome, bed_path: str) -> None:
+    missing = sorted({r.chrom for r in regions if r.chrom not in genome})
+    if missing:
+        raise InputError(f"{bed_path}: chromosome {missing[0]!r} is not in {genome.path}")
+
+
+def site_bins(geo: Geometry, site_length: int | None) -> slice:
+    """The central output bins covering `site_length` bp (all bins if None)."""
+    if site_length is None:
+        return slice(0, geo.bins)
+    if site_length <= 0 or site_length % geo.pool or site_length > geo.stride:
+        raise InputError(f"--site-length {site_length} must be a positive multiple of {geo.pool} bp, at most "
+                         f"the {geo.stride} bp of the output bins")
+    n = site_length // geo.pool
+    first = (geo.bins - n) // 2
+    return slice(first, first + n)
+
+
+def predict_regions(predictor, genome: Genome, regions: list[BedRegion], output: str, *, geo: Geometry,
+                    columns: list[int] | None, target_ids: list[str], target_labels: list[str],
+                    site: slice, total: bool, float16: bool, batch_size: int, overwrite: bool,
+                    progress: bool = True) -> tuple[int, ...]:
+    """Write OUT.h5 (see the module docstring); returns the shape of `preds`."""
+    import h5py
+
+    windows: list[Window] = [centred_window(r.chrom, r.start, r.end, geo.length) for r in regions]
+    n_bins = site.stop - site.start
+    width = len(columns) if columns is not None else len(target_ids)
+    shape = (len(regions), width) if total else (len(regions), n_bins, width)
+    dtype = np.float16 if float16 else np.float32
+    bar = tqdm(total=len(regions), unit="region", disable=not progress, file=sys.stderr, desc="regions")
+    with atomic_path(output, overwrite) as tmp, h5py.File(tmp, "w") as h5:
+        preds = h5.create_dataset("preds", shape=shape, dtype=dtype,
+                                  chunks=(1, *shape[1:]) if len(shape) == 3 else None)
+        for first, batch in window_batches(genome, windows, geo.length, batch_size):
+            out = predictor(batch)[: len(windows) - first, site]
+            if columns is not None:
+                out = out[..., columns]
+            preds[first:first + len(out)] = (out.sum(axis=1) if total else out).astype(dtype)
+            bar.update(len(out))
+        strings = h5py.string_dtype()
+        h5.create_dataset("chrom", data=np.array([r.chrom for r in regions], dtype=object), dtype=strings)
+        h5.create_dataset("start", data=np.array([r.start for r in regions], np.int64))
+        h5.create_dataset("end", data=np.array([r.end for r in regions], np.int64))
+        h5.create_dataset("name", data=np.array([r.name for r in regions], dtype=object), dtype=strings)
+        h5.create_dataset("bin_start", data=np.array([w.start + geo.crop + site.start * geo.pool
+                                                      for w in windows], np.int64))
+        h5.create_dataset("target_ids", data=np.array(target_ids, dtype=object), dtype=strings)
+        h5.create_dataset("target_labels", data=np.array(target_labels, dtype=object), dtype=strings)
+        h5.attrs["pool_width"] = geo.pool
+        h5.attrs["summed_over_bins"] = bool(total)
+    bar.close()
+    return shape
+
+
+def bigwig_entries(regions: list[BedRegion], bin_starts: np.ndarray, n_bins: int, pool: int,
+                   bed_path: str) -> list[tuple[str, int, int]]:
+    """(chrom, first bin start, bins) per region for bigWig writing; regions must be sorted and their
+    written bins must not overlap (a bigWig holds one value per position: averaging would hide it)."""
+    out, last = [], {}
+    chroms_seen: list[str] = []
+    for r, b in zip(regions, bin_starts):
+        if chroms_seen and chroms_seen[-1] != r.chrom and r.chrom in last:
+            raise InputError(f"{bed_path}: {r.chrom} appears in separate blocks; sort the BED "
+                             "(sort -k1,1 -k2,2n) for --bigwig-tracks")
+        if r.chrom in last and b < last[r.chrom]:
+            raise InputError(f"{bed_path}: region {r.name} ({r.chrom}:{r.start}-{r.end}) overlaps the bins of the "
+                             "region before it or is out of order; --bigwig-tracks needs sorted regions whose "
+                             "predicted bins do not overlap (use --site-length to write fewer bins)")
+        if not chroms_seen or chroms_seen[-1] != r.chrom:
+            chroms_seen.append(r.chrom)
+        last[r.chrom] = int(b) + n_bins * pool
+        out.append((r.chrom, int(b), n_bins))
+    return out
+
+
+def regions_to_bigwigs(h5_path: str, regions: list[BedRegion], genome: Genome, out_dir: str, names: list[str],
+                       columns: list[int], bed_path: str, overwrite: bool) -> list[str]:
+    """One bigWig per selected column of OUT.h5's `preds` (bins kept, not summed)."""
+    import h5py
+
+    from jax_basenji.predict.bigwig import write_bigwig
+
+    with h5py.File(h5_path, "r") as h5:
+        preds, bin_starts, pool = h5["preds"], h5["bin_start"][:], int(h5.attrs["pool_width"])
+        entries = bigwig_entries(regions, bin_starts, preds.shape[1], pool, bed_path)
+        chroms = [c for c in genome.chromosomes() if c in {r.chrom for r in regions}]
+        paths = []
+        for name, col in zip(names, columns):
+            def values(k: int, col=col) -> np.ndarray:
+                return preds[k, :, col]
+
+            path = os.path.join(out_dir, f"{name}.bw")
+            write_bigwig(path, [(c, genome.chrom_length(c)) for c in chroms], entries, values, pool, overwrite)
+            paths.append(path)
+    return paths

@@ -1,0 +1,81 @@
+"""Input windows from a genome, built on worker threads while the device computes.
+
+A window is `chrom` and a 0-based input start, which may lie before the
+chromosome or run past its end: those positions are N. Regions are centred in
+a window (as the seed resizes BED intervals); a chromosome is tiled so that
+consecutive windows' output bins abut exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from jax_basenji.data.genome import Genome, centered
+from jax_basenji.data.layout import index_to_one_hot
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    chrom: str
+    start: int  # 0-based first input position (N where outside the chromosome)
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Where a model's output bins lie in its input window."""
+
+    length: int  # input bp
+    bins: int  # output bins
+    pool: int = 128  # bp per output bin
+
+    @property
+    def crop(self) -> int:
+        """bp of input on each side without an output bin."""
+        return (self.length - self.bins * self.pool) // 2
+
+    @property
+    def stride(self) -> int:
+        """bp covered by one window's output bins: the tiling step."""
+        return self.bins * self.pool
+
+
+def centred_window(chrom: str, start: int, end: int, length: int) -> Window:
+    """The window of `length` bp centred on [start, end)."""
+    return Window(chrom, centered(start, end, length)[0])
+
+
+def tile(chrom: str, size: int, geo: Geometry) -> list[Window]:
+    """Windows whose output bins cover [0, size) back to back: bin j of window k starts at
+    k * stride + j * pool (the first and last windows reach into N padding)."""
+    n = -(-size // geo.stride)
+    return [Window(chrom, k * geo.stride - geo.crop) for k in range(n)]
+
+
+def one_hot_window(genome: Genome, w: Window, length: int) -> np.ndarray:
+    """`[length, 4]` uint8 one-hot of a window (N = all-zero rows)."""
+    return index_to_one_hot(genome.fetch(w.chrom, w.start, w.start + length))
+
+
+def window_batches(genome: Genome, windows: Sequence[Window], length: int, batch_size: int, *,
+                   threads: int = 2, ahead: int = 2) -> Iterator[tuple[int, np.ndarray]]:
+    """(first window index, `[batch_size, length, 4]` uint8) for consecutive batches; the last batch is
+    zero-padded to the same shape (one compilation). Up to `ahead` batches are built in advance on
+    `threads` threads (pyfaidx reads and numpy copies release the GIL)."""
+
+    def build(first: int) -> np.ndarray:
+        batch = np.zeros((batch_size, length, 4), np.uint8)
+        for k, w in enumerate(windows[first:first + batch_size]):
+            batch[k] = one_hot_window(genome, w, length)
+        return batch
+
+    starts = list(range(0, len(windows), batch_size))
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        pending = [pool.submit(build, s) for s in starts[:ahead]]
+        for i, first in enumerate(starts):
+            if i + ahead < len(starts):
+                pending.append(pool.submit(build, starts[i + ahead]))
+            yield first, pending.pop(0).result()

@@ -1,0 +1,207 @@
+"""`predict regions` and `predict genome`: predictions from a genome equal the model on windows built
+independently here (numpy text -> one-hot, N past the ends), bigWig files read back bin by bin,
+resuming an interrupted genome run, and one-line errors."""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pyBigWig
+import pytest
+
+from jax_basenji.checkpoint import save_model
+from jax_basenji.config import ModelConfig
+from jax_basenji.model import build_model
+from jax_basenji.predict import main as predict_main
+
+L, POOL = 16_384, 128
+TRACKS = 4
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("genome_predict")
+    rng = np.random.default_rng(0)
+    chroms = {"chr1": "".join(rng.choice(list("ACGT"), 40_000)), "chr2": "".join(rng.choice(list("ACGT"), 9_000))}
+    chroms["chr1"] = chroms["chr1"][:20_000] + "N" * 300 + chroms["chr1"][20_300:]
+    with open(root / "g.fa", "w") as f:
+        for name, seq in chroms.items():
+            f.write(f">{name}\n" + "\n".join(seq[i:i + 70] for i in range(0, len(seq), 70)) + "\n")
+    cfg = ModelConfig.tiny(heads={"human": TRACKS})
+    model = build_model(cfg, seed=3)
+    save_model(str(root / "ckpt"), model)
+    (root / "targets.txt").write_text("\tidentifier\tdescription\n" + "".join(
+        f"{i}\tT{i}\t{'CAGE' if i < 2 else 'ATAC'}:t{i}\n" for i in range(TRACKS)))
+    return {"root": root, "chroms": chroms, "fasta": str(root / "g.fa"), "ckpt": str(root / "ckpt"),
+            "bins": cfg.output_bins(L), "targets": str(root / "targets.txt")}
+
+
+def window(chroms, chrom, start):
+    """`[L, 4]` one-hot of chrom:[start, start + L), N (all zeros) outside the chromosome, built from text."""
+    seq = chroms[chrom]
+    text = "".join(seq[i] if 0 <= i < len(seq) else "N" for i in range(start, start + L))
+    codes = np.frombuffer(text.encode(), np.uint8)
+    return np.stack([codes == ord(b) for b in "ACGT"], axis=-1).astype(np.float32)
+
+
+def direct(world, tmp_path, windows, *flags):
+    """The `.npy` mode of predict on independently built windows."""
+    np.save(tmp_path / "w.npy", np.stack(windows))
+    assert predict_main(["--checkpoint", world["ckpt"], "--head", "human", "--input", str(tmp_path / "w.npy"),
+                         "--output", str(tmp_path / "w_pred.npy"), "--overwrite", "--no-progress", *flags]) == 0
+    return np.load(tmp_path / "w_pred.npy")
+
+
+def regions(world, tmp_path, bed_rows, *flags, name="out.h5"):
+    (tmp_path / "r.bed").write_text("".join("\t".join(map(str, r)) + "\n" for r in bed_rows))
+    rc = predict_main(["regions", "--checkpoint", world["ckpt"], "--head", "human", "--fasta", world["fasta"],
+                       "--bed", str(tmp_path / "r.bed"), "--output", str(tmp_path / name), "--no-progress", *flags])
+    return rc
+
+
+BED = [("chr1", 0, 1000, "start"), ("chr1", 18_000, 22_000, "middle_N"), ("chr2", 8_000, 9_500, "past_end")]
+
+
+def test_regions_equal_the_model_on_centred_windows(world, tmp_path):
+    assert regions(world, tmp_path, BED) == 0
+    want = direct(world, tmp_path, [window(world["chroms"], c, (s + e) // 2 - L // 2) for c, s, e, _ in BED])
+    with h5py.File(tmp_path / "out.h5") as h5:
+        np.testing.assert_allclose(h5["preds"][:], want, rtol=1e-5, atol=1e-6)
+        assert [n.decode() for n in h5["name"][:]] == ["start", "middle_N", "past_end"]
+        assert list(h5["start"][:]) == [0, 18_000, 8_000] and [c.decode() for c in h5["chrom"][:]] == ["chr1"] * 2 + ["chr2"]
+        assert h5["bin_start"][0] == 500 - L // 2 + (L - world["bins"] * POOL) // 2
+
+
+def test_sum_site_length_tracks_and_float16(world, tmp_path):
+    assert regions(world, tmp_path, BED, "--sum", "--site-length", "1280", "--tracks", "ATAC",
+                   "--targets-txt", world["targets"], "--float16") == 0
+    want = direct(world, tmp_path, [window(world["chroms"], c, (s + e) // 2 - L // 2) for c, s, e, _ in BED])
+    first = (world["bins"] - 10) // 2
+    want = want[:, first:first + 10, 2:].sum(axis=1)
+    with h5py.File(tmp_path / "out.h5") as h5:
+        assert h5["preds"].dtype == np.float16 and h5["preds"].shape == (3, 2)
+        np.testing.assert_allclose(h5["preds"][:].astype(np.float32), want, rtol=2e-3)
+        assert [t.decode() for t in h5["target_ids"][:]] == ["T2", "T3"]
+
+
+def test_rc_and_shift_ensembles_match_predict(world, tmp_path):
+    flags = ("--rc", "--shifts", "-1", "0", "1", "--targets-txt", world["targets"])
+    assert regions(world, tmp_path, BED, *flags) == 0
+    want = direct(world, tmp_path, [window(world["chroms"], c, (s + e) // 2 - L // 2) for c, s, e, _ in BED], *flags)
+    with h5py.File(tmp_path / "out.h5") as h5:
+        np.testing.assert_allclose(h5["preds"][:], want, rtol=1e-5, atol=1e-6)
+
+
+def test_embed_writes_the_final_layer(world, tmp_path):
+    import jax.numpy as jnp
+
+    from jax_basenji.checkpoint import load_model
+
+    assert regions(world, tmp_path, BED[:2], "--embed", "final") == 0
+    model, _ = load_model(world["ckpt"])
+    x = np.stack([window(world["chroms"], c, (s + e) // 2 - L // 2) for c, s, e, _ in BED[:2]])
+    want = np.asarray(model.embed(jnp.asarray(x)))
+    with h5py.File(tmp_path / "out.h5") as h5:
+        np.testing.assert_allclose(h5["preds"][:], want, rtol=1e-5, atol=1e-6)
+        assert h5["preds"].shape[-1] == model.cfg.final_channels
+
+
+def _tiled(world, tmp_path, chrom):
+    """Direct predictions of the windows tiling `chrom`, as `[positions // 128 (+ past the end), tracks]`."""
+    crop, stride = (L - world["bins"] * POOL) // 2, world["bins"] * POOL
+    starts = range(-crop, len(world["chroms"][chrom]), stride)
+    return direct(world, tmp_path, [window(world["chroms"], chrom, s) for s in starts]).reshape(-1, TRACKS)
+
+
+def _genome(world, out, *flags):
+    return predict_main(["genome", "--checkpoint", world["ckpt"], "--head", "human", "--fasta", world["fasta"],
+                         "--chrom", "chr1", "chr2", "--tracks", "0", "3", "--output", str(out), "--no-progress",
+                         "--batch-size", "2", *flags])
+
+
+def test_genome_bigwigs_equal_tiled_windows_bin_by_bin(world, tmp_path):
+    assert _genome(world, tmp_path / "g", "--bedgraph") == 0
+    for chrom in ("chr1", "chr2"):
+        want = _tiled(world, tmp_path, chrom)
+        size = len(world["chroms"][chrom])
+        n = -(-size // POOL)  # the last bin is clipped to the chromosome's end
+        for track, col in (("t0", 0), ("t3", 3)):
+            bw = pyBigWig.open(str(tmp_path / "g" / f"{track}.bw"))
+            assert bw.chroms() == {"chr1": 40_000, "chr2": 9_000}
+            got = np.array([bw.values(chrom, k * POOL, min((k + 1) * POOL, size))[0] for k in range(n)])
+            np.testing.assert_allclose(got, want[:n, col], rtol=1e-5, atol=1e-6)
+            bw.close()
+    lines = (tmp_path / "g" / "t0.bedGraph").read_text().splitlines()
+    assert lines[0].split("\t")[:3] == ["chr1", "0", "128"] and lines[-1].split("\t")[:3] == ["chr2", "8960", "9000"]
+
+
+def test_an_interrupted_genome_run_resumes_to_identical_files(world, tmp_path, monkeypatch):
+    """The run stops after its first batch (as a kill would after a flushed batch): --resume continues from
+    progress.json and writes the files of an uninterrupted run, byte for byte."""
+    assert _genome(world, tmp_path / "straight") == 0
+    from jax_basenji.predict import core
+
+    calls = {"n": 0}
+    original = core.Predictor.__call__
+
+    def dies_after_one_batch(self, batch):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(core.Predictor, "__call__", dies_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        _genome(world, tmp_path / "resumed")
+    monkeypatch.setattr(core.Predictor, "__call__", original)
+    progress = json.loads((tmp_path / "resumed" / ".partial" / "progress.json").read_text())
+    assert progress["done"] == 2 and not (tmp_path / "resumed" / "t0.bw").exists()
+    assert _genome(world, tmp_path / "resumed") == 2  # an unfinished run is not silently restarted
+    assert _genome(world, tmp_path / "resumed", "--resume") == 0
+    assert not (tmp_path / "resumed" / ".partial").exists()
+    for track in ("t0", "t3"):
+        assert (tmp_path / "resumed" / f"{track}.bw").read_bytes() == (tmp_path / "straight" / f"{track}.bw").read_bytes()
+
+
+def test_regions_bigwig_tracks_and_plot(world, tmp_path):
+    rows = [("chr1", 8_000, 9_000, "a"), ("chr1", 30_000, 31_000, "b")]
+    assert regions(world, tmp_path, rows, "--site-length", "2560", "--bigwig-tracks", "1",
+                   "--plot", "b", "--measured-bigwig", str(tmp_path / "none.bw")) == 2  # a missing bigWig
+    assert regions(world, tmp_path, rows, "--site-length", "2560", "--bigwig-tracks", "1", "--plot", "b",
+                   "--overwrite") == 0
+    want = direct(world, tmp_path, [window(world["chroms"], c, (s + e) // 2 - L // 2) for c, s, e, _ in rows])
+    first = (world["bins"] - 20) // 2
+    bw = pyBigWig.open(str(tmp_path / "t1.bw"))
+    for k, (c, s, e, _) in enumerate(rows):
+        bin0 = (s + e) // 2 - L // 2 + (L - world["bins"] * POOL) // 2 + first * POOL
+        got = [bw.values(c, bin0 + j * POOL, bin0 + (j + 1) * POOL)[0] for j in range(20)]
+        np.testing.assert_allclose(got, want[k, first:first + 20, 1], rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "out_b.png").stat().st_size > 5000
+
+
+@pytest.mark.parametrize("rows, flags, message", [
+    ([("chr9", 0, 100)], (), "chromosome 'chr9' is not in"),
+    ([("chr1", "x", 100)], (), r"r.bed:1: expected 'chrom start end \[name\]'"),
+    ([("chr1", 20_000, 21_000), ("chr1", 0, 1000)], ("--bigwig-tracks", "0"), "overlaps the bins of the region"),
+    ([("chr1", 0, 1000)], ("--tracks", "DNASE", "--targets-txt", "TARGETS"), "--tracks 'DNASE'"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(world, tmp_path, capsys, rows, flags, message):
+    flags = tuple(world["targets"] if f == "TARGETS" else f for f in flags)
+    assert regions(world, tmp_path, rows, *flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    import re
+
+    assert re.search(message, err[0]), err[0]
+    if "bigwig" not in " ".join(flags):
+        assert not (tmp_path / "out.h5").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+
+
+def test_an_existing_output_is_refused_without_overwrite(world, tmp_path, capsys):
+    assert regions(world, tmp_path, BED[:1]) == 0
+    before = (tmp_path / "out.h5").read_bytes()
+    assert regions(world, tmp_path, BED[:1]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "out.h5").read_bytes() == before
