@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from jax_basenji.data.genome import Genome, centered
 from jax_basenji.data.layout import index_to_one_hot
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,11 +62,22 @@ def one_hot_window(genome: Genome, w: Window, length: int) -> np.ndarray:
     return index_to_one_hot(genome.fetch(w.chrom, w.start, w.start + length))
 
 
+def prefetched(build: Callable[[int], T], starts: Sequence[int], *, threads: int = 2,
+               ahead: int = 2) -> Iterator[tuple[int, T]]:
+    """(start, build(start)) in order, with up to `ahead` builds running in advance on `threads`
+    threads (pyfaidx reads and numpy copies release the GIL): inputs are made while the device computes."""
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        pending = [pool.submit(build, s) for s in starts[:ahead]]
+        for i, first in enumerate(starts):
+            if i + ahead < len(starts):
+                pending.append(pool.submit(build, starts[i + ahead]))
+            yield first, pending.pop(0).result()
+
+
 def window_batches(genome: Genome, windows: Sequence[Window], length: int, batch_size: int, *,
                    threads: int = 2, ahead: int = 2) -> Iterator[tuple[int, np.ndarray]]:
     """(first window index, `[batch_size, length, 4]` uint8) for consecutive batches; the last batch is
-    zero-padded to the same shape (one compilation). Up to `ahead` batches are built in advance on
-    `threads` threads (pyfaidx reads and numpy copies release the GIL)."""
+    zero-padded to the same shape (one compilation)."""
 
     def build(first: int) -> np.ndarray:
         batch = np.zeros((batch_size, length, 4), np.uint8)
@@ -72,10 +85,4 @@ def window_batches(genome: Genome, windows: Sequence[Window], length: int, batch
             batch[k] = one_hot_window(genome, w, length)
         return batch
 
-    starts = list(range(0, len(windows), batch_size))
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        pending = [pool.submit(build, s) for s in starts[:ahead]]
-        for i, first in enumerate(starts):
-            if i + ahead < len(starts):
-                pending.append(pool.submit(build, starts[i + ahead]))
-            yield first, pending.pop(0).result()
+    return prefetched(build, range(0, len(windows), batch_size), threads=threads, ahead=ahead)

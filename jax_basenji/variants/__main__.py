@@ -1,0 +1,121 @@
+"""`python -m jax_basenji.variants score`: variant effect predictions (upstream basenji_sad.py's statistics).
+
+  python -m jax_basenji.variants score --checkpoint CKPT --head human --vcf in.vcf[.gz] --fasta genome.fa \\
+      --output OUT.h5 [--targets-txt targets.txt] [--tracks ...] [--stats SAD REF ALT SAR D2] [--rc]
+      [--shifts -1 0 1] [--batch-size N] [--seq-length L] [--float32] [--resume]
+
+Windows, allele conventions and statistics: jax_basenji/variants/{alleles,score}.py;
+outputs: jax_basenji/variants/output.py. A run killed mid-way continues with `--resume`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from jax_basenji import checkpoint
+from jax_basenji.cli import one_line_errors
+from jax_basenji.data.genome import Genome
+from jax_basenji.errors import InputError
+from jax_basenji.predict.cli import track_names
+from jax_basenji.predict.core import Predictor, add_ensemble_flags, add_precision_flag, ensemble_from_args
+from jax_basenji.variants.score import STATS
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m jax_basenji.variants", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("score", help="SAD/REF/ALT/SAR/D2 of every ALT allele of a VCF",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--checkpoint", required=True, help="jax_basenji checkpoint directory")
+    s.add_argument("--head", required=True, help="output head, e.g. human")
+    s.add_argument("--vcf", required=True, help="VCF, plain or bgzipped")
+    s.add_argument("--fasta", required=True, help="genome FASTA the VCF refers to")
+    s.add_argument("--output", required=True, help="HDF5 to write (OUT.tsv and OUT.png beside it)")
+    s.add_argument("--targets-txt", help="targets.txt of the head: track names, assays, strand pairs for --rc")
+    s.add_argument("--tracks", nargs="+", help="tracks to score: indices, identifiers or assays (default all)")
+    s.add_argument("--stats", nargs="+", choices=STATS, default=["SAD"], help="statistics to write")
+    s.add_argument("--batch-size", type=int, default=4, help="variants per forward pass (2x windows)")
+    s.add_argument("--seq-length", type=int, help="window bp (default: the checkpoint's)")
+    s.add_argument("--n-value", type=float, choices=[0.0, 0.25],
+                   help="one-hot value of N (default: the checkpoint's record, else 0)")
+    s.add_argument("--float32", action="store_true", help="store statistics as float32 (default float16)")
+    s.add_argument("--resume", action="store_true", help="continue the unfinished run in OUTPUT.partial")
+    s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    s.add_argument("--no-progress", action="store_true")
+    add_ensemble_flags(s)
+    add_precision_flag(s)
+    return p.parse_args(argv)
+
+
+def score(args) -> str:
+    from jax_basenji.data.layout import read_targets_file
+    from jax_basenji.evaluate.ridge import select_tracks
+    from jax_basenji.variants.alleles import prepare
+    from jax_basenji.variants.output import plot_top, write_h5, write_summary
+    from jax_basenji.variants.score import score_variants
+    from jax_basenji.variants.vcf import read_vcf
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be positive, got {args.batch_size}")
+    stem = os.path.splitext(args.output)[0]
+    outputs = [args.output, stem + ".tsv", stem + ".png"]
+    if not args.overwrite and any(os.path.exists(p) for p in outputs):
+        raise InputError(f"{next(p for p in outputs if os.path.exists(p))} already exists; pass --overwrite")
+    model, meta = checkpoint.load_model(args.checkpoint, args.precision)
+    n_value = float(meta.get("n_value", 0.0)) if args.n_value is None else args.n_value
+    predictor = Predictor(model, args.head, ensemble_from_args(args), n_value)
+    length = args.seq_length or model.cfg.seq_length
+    model.cfg.output_bins(length)  # an impossible length fails here, in one line
+    targets = read_targets_file(args.targets_txt) if args.targets_txt else None
+    ids, labels = track_names(model.cfg.head_tracks[args.head], targets)
+    columns = select_tracks(ids, args.tracks, targets) if args.tracks else None
+    genome = Genome(args.fasta)
+    variants, symbolic = read_vcf(args.vcf)
+    missing = sorted({v.chrom for v in variants if v.chrom not in genome})
+    if missing:
+        raise InputError(f"{args.vcf}: chromosome {missing[0]!r} is not in {genome.path}")
+    prepared, mismatched = prepare(genome, variants)
+    if symbolic:
+        print(f"warning: {symbolic} symbolic or breakend ALT allele(s) skipped (no sequence to score)",
+              file=sys.stderr)
+    if mismatched:
+        print(f"warning: {len(mismatched)} variant(s) skipped: neither REF nor ALT matches {args.fasta} "
+              f"(first: {mismatched[0].id} {mismatched[0].chrom}:{mismatched[0].pos} {mismatched[0].ref}>"
+              f"{mismatched[0].alt})", file=sys.stderr)
+    if not prepared:
+        raise InputError(f"{args.vcf}: no variant to score")
+    st = os.stat(args.vcf)
+    record = {"checkpoint": os.path.abspath(args.checkpoint), "head": args.head, "length": length,
+              "vcf": [os.path.abspath(args.vcf), st.st_size, st.st_mtime_ns], "fasta": genome.path,
+              "columns": columns, "stats": list(args.stats), "rc": args.rc, "shifts": list(args.shifts),
+              "n_value": n_value, "precision": args.precision, "batch_size": args.batch_size}
+    partial = args.output + ".partial"
+    arrays = score_variants(predictor, genome, prepared, partial, length=length, columns=columns,
+                            stats=tuple(args.stats), record=record, batch_size=args.batch_size,
+                            resume=args.resume, progress=not args.no_progress)
+    kept_ids = ids if columns is None else [ids[c] for c in columns]
+    kept_labels = labels if columns is None else [labels[c] for c in columns]
+    write_h5(args.output, prepared, arrays, kept_ids, kept_labels, args.float32, args.overwrite)
+    sad = arrays["SAD"] if "SAD" in arrays else arrays[args.stats[0]]
+    write_summary(outputs[1], prepared, sad, kept_ids, args.overwrite)
+    plot_top(outputs[2], prepared, sad, kept_ids)
+    del arrays, sad
+    shutil.rmtree(partial)
+    flipped = sum(p.flipped for p in prepared)
+    return (f"scored {len(prepared)} variants ({flipped} flipped, {len(mismatched)} skipped) x {len(kept_ids)} "
+            f"tracks: " + ", ".join(outputs))
+
+
+@one_line_errors
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    print(score(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
