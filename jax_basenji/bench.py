@@ -4,6 +4,7 @@
       [--seq-length 131072] [--precision fp32|bf16] [--device cpu|gpu] [--json out.json]
   python -m jax_basenji.bench data --store STORE [--species human] [--batch-size 4] [--seconds 20]
   python -m jax_basenji.bench predict [--preset basenji2-double-prime] [--chrom-length 1000000] [--batch-size 4]
+  python -m jax_basenji.bench variants [--preset basenji2-double-prime] [--variants 64] [--batch-size 4]
 
 `model`: JAX vs torch_ref with the same weights and inputs, eval forward and a
 full SGD training step, median of --repeats timed runs after warm-up, first
@@ -15,8 +16,9 @@ pipeline (shuffle, augmentation, batching), in-process (workers=0: grain's
 thread prefetch), with 1 worker process and with one per CPU core, after a
 warm-up that lets the workers start.
 
-`predict`: `predict genome`'s tiling of a random chromosome, JAX vs torch_ref on the
-same windows and weights: windows/s, bp/s and the time ratio (see jax_basenji.bench_predict).
+`predict` / `variants`: `predict genome`'s tiling of a random chromosome / `variants score`
+on random SNVs, JAX vs torch_ref on the same windows and weights: windows/s, bp/s or
+variants/s, and the time ratio (see jax_basenji.bench_inference).
 """
 
 from __future__ import annotations
@@ -91,12 +93,15 @@ def parse_args(argv):
     d.add_argument("--seconds", type=float, default=20.0, help="timed seconds per configuration")
     d.add_argument("--json", help="also write the figures to this JSON file")
     q = sub.add_parser("predict", help="genome tiling throughput, JAX vs torch_ref")
-    q.add_argument("--preset", default="basenji2-double-prime")
-    q.add_argument("--seq-length", type=int, help="input length in bp (default: the preset's)")
-    q.add_argument("--tracks", type=int, default=5313, help="tracks of the head (default 5313, human)")
     q.add_argument("--chrom-length", type=int, default=1_000_000, help="bp of the random chromosome")
-    q.add_argument("--batch-size", type=int, default=4)
-    q.add_argument("--json", help="also write the figures to this JSON file")
+    v = sub.add_parser("variants", help="variant scoring throughput, JAX vs torch_ref")
+    v.add_argument("--variants", type=int, default=64, help="random SNVs to score")
+    for r in (q, v):
+        r.add_argument("--preset", default="basenji2-double-prime")
+        r.add_argument("--seq-length", type=int, help="input length in bp (default: the preset's)")
+        r.add_argument("--tracks", type=int, default=5313, help="tracks of the head (default 5313, human)")
+        r.add_argument("--batch-size", type=int, default=4)
+        r.add_argument("--json", help="also write the figures to this JSON file")
     return p.parse_args(argv)
 
 
@@ -110,13 +115,20 @@ def main(argv=None) -> int:
                              precision=args.precision, device=args.device, modes=tuple(args.modes),
                              warmup=args.warmup, repeats=args.repeats)
     elif args.what == "predict":
-        from jax_basenji.bench_predict import bench_predict
+        from jax_basenji.bench_inference import bench_predict
 
         result = bench_predict(preset=args.preset, chrom_length=args.chrom_length, batch_size=args.batch_size,
                                seq_length=args.seq_length, tracks=args.tracks)
         print(f"{result['windows']} windows of {result['bp_per_window']} bp: JAX {result['jax']['windows_per_s']} "
               f"windows/s, torch_ref {result['torch_ref']['windows_per_s']} windows/s, JAX/torch time "
               f"{result['jax_over_torch_time']}")
+    elif args.what == "variants":
+        from jax_basenji.bench_inference import bench_variants
+
+        result = bench_variants(preset=args.preset, variants=args.variants, batch_size=args.batch_size,
+                                seq_length=args.seq_length, tracks=args.tracks)
+        print(f"{result['variants']} SNVs: JAX {result['jax']['variants_per_s']} variants/s, torch_ref "
+              f"{result['torch_ref']['variants_per_s']} variants/s, JAX/torch time {result['jax_over_torch_time']}")
     else:
         result = bench_data(args)
     if args.json:

@@ -40,3 +40,12 @@ def test_predict_benchmark_tiles_the_same_windows_in_both_frameworks(tmp_path):
     for side in ("jax", "torch_ref"):
         assert result[side]["windows_per_s"] > 0 and result[side]["bp_per_s"] > 0
     assert result["jax_over_torch_time"] > 0
+
+
+def test_variants_benchmark_scores_the_same_snvs_in_both_frameworks(tmp_path):
+    out = tmp_path / "variants.json"
+    assert bench.main(["variants", "--preset", "tiny", "--variants", "6", "--tracks", "8", "--batch-size", "2",
+                       "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["sad_max_abs_diff_over_max"] < 1e-3  # SAD is a difference of sums: a looser relative bar
+    assert result["jax"]["variants_per_s"] > 0 and result["torch_ref"]["variants_per_s"] > 0
