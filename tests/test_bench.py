@@ -47,5 +47,5 @@ def test_variants_benchmark_scores_the_same_snvs_in_both_frameworks(tmp_path):
     assert bench.main(["variants", "--preset", "tiny", "--variants", "6", "--tracks", "8", "--batch-size", "2",
                        "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["sad_max_abs_diff_over_max"] < 1e-3  # SAD is a difference of sums: a looser relative bar
+    assert result["sums_max_abs_diff_over_max"] < 1e-4  # the REF and ALT sums: the same work
     assert result["jax"]["variants_per_s"] > 0 and result["torch_ref"]["variants_per_s"] > 0
