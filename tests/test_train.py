@@ -38,6 +38,7 @@ def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(sto
         assert set(r["pearson_r_by_assay"]) == want_assays[r["species"]]
         assert all(np.isfinite(v) for v in r["pearson_r_by_assay"].values())
     assert any(r["split"] == "train" and r["seq_per_s"] > 0 for r in records)
+    assert all(0 <= r["data_wait_fraction"] <= 1 for r in records if r["split"] == "train")
     for png in ("loss.png", "pearson_r.png", "pearson_r_hist.png"):
         assert (tmp_path / "run" / png).stat().st_size > 1000
     assert os.listdir(tmp_path / "run" / "tensorboard")

@@ -21,6 +21,7 @@ from jax_basenji.cli import InputError
 from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import DataError, index_to_one_hot
 from jax_basenji.evaluate.common import center_bins
+from jax_basenji.evaluate.logo import logo_png
 from jax_basenji.metrics import pyplot, save_png
 
 
@@ -32,6 +33,19 @@ def parse_region(text: str) -> tuple[str, int, int]:
     if end <= start:
         raise InputError(f"--region {text!r}: end must exceed start")
     return m.group(1), start, end
+
+
+def region_in_genome(genome: Genome, region: str) -> tuple[str, int, int]:
+    """(chrom, start, end) of `--region`; InputError unless it lies inside a chromosome of the FASTA
+    (a region past the end would score an all-N input)."""
+    chrom, start, end = parse_region(region)
+    try:
+        size = genome.chrom_length(chrom)
+    except DataError as e:
+        raise InputError(str(e)) from None
+    if end > size:
+        raise InputError(f"--region {region}: {chrom} has {size} bp; the region must lie inside it")
+    return chrom, start, end
 
 
 def parse_range(text: str, size: int, what: str) -> np.ndarray:
@@ -72,17 +86,15 @@ def input_x_gradient(model, one_hot: np.ndarray, head: str, bins: np.ndarray, tr
 
 def attribution(predictor, fasta: str, region: str, head: str, tracks: str, bins: str, output: str) -> dict:
     model = predictor.model
-    chrom, start, end = parse_region(region)
+    genome = Genome(fasta)
+    chrom, start, end = region_in_genome(genome, region)
     length = model.cfg.seq_length
     n_bins = model.cfg.output_bins(length)
     bin_idx = parse_range(bins, n_bins, "bins")
     track_idx = parse_range(tracks, model.cfg.head_tracks[head], "tracks")
     centre = (start + end) // 2
     w_start = centre - length // 2
-    try:
-        one_hot = index_to_one_hot(Genome(fasta).fetch(chrom, w_start, w_start + length)).astype(np.float32)
-    except DataError as e:
-        raise InputError(str(e)) from None
+    one_hot = index_to_one_hot(genome.fetch(chrom, w_start, w_start + length)).astype(np.float32)
     contrib = input_x_gradient(model, one_hot, head, bin_idx, track_idx)
     score = contrib.sum(axis=1)
     os.makedirs(output, exist_ok=True)
@@ -99,8 +111,12 @@ def attribution(predictor, fasta: str, region: str, head: str, tracks: str, bins
     crop = model.cfg.crop_bins * model.cfg.bin_size
     for b in (bin_idx.min(), bin_idx.max() + 1):
         ax.axvline(w_start + crop + b * model.cfg.bin_size, color="r", lw=0.5)
-    ax.set(xlabel=f"{chrom} position", ylabel="input x gradient",
-           title=f"{head}: tracks {tracks}, bins {bins} (red: masked bins)")
+    ax.axvspan(start, end, color="tab:orange", alpha=0.2, label="--region")
+    ax.plot([], [], color="r", lw=0.5, label="first and last scored output bin")
+    ax.legend(loc="upper right", fontsize=7)
+    ax.set(xlabel=f"{chrom} position", ylabel="input x gradient", title=f"{head}: tracks {tracks}, bins {bins}")
     png = save_png(fig, os.path.join(output, "attribution.png"))
+    logo = logo_png(contrib[start - w_start:end - w_start], start, os.path.join(output, "attribution_logo.png"),
+                    f"{head}: input x gradient over {chrom}:{start}-{end}", "input x gradient")
     return {"window": f"{chrom}:{w_start}-{w_start + length}", "bins": len(bin_idx), "tracks": len(track_idx),
-            "score_abs_sum": float(np.abs(score).sum()), "png": png}
+            "score_abs_sum": float(np.abs(score).sum()), "png": png, "logo": logo}

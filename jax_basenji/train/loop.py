@@ -41,7 +41,15 @@ class TrainLog:
     def _reset(self) -> None:
         self.losses = {s: [] for s in self.species}  # float losses, one per round
         self.groups = {s: [] for s in self.species}  # per-group losses of fine-tuning (device arrays)
-        self.t0, self.seqs = time.perf_counter(), 0
+        self.t0, self.seqs, self.data_wait = time.perf_counter(), 0, 0.0
+
+    def next_batch(self, iterator):
+        """The iterator's next batch, its waiting time counted (steps are dispatched asynchronously, so
+        this is the time the device could not be fed)."""
+        t = time.perf_counter()
+        batch = next(iterator)
+        self.data_wait += time.perf_counter() - t
+        return batch
 
     def add_round(self, outs: dict[str, dict]) -> None:
         """`outs`: {species: train step output} of a round."""
@@ -55,12 +63,14 @@ class TrainLog:
             self.losses[s].append(loss)
 
     def flush(self, step: int) -> None:
-        rate = self.seqs / (time.perf_counter() - self.t0)
+        elapsed = time.perf_counter() - self.t0
+        rate, wait = self.seqs / elapsed, self.data_wait / elapsed
         for s in self.species:
             if self.losses[s]:
                 groups = {k: float(np.mean([float(g[k]) for g in self.groups[s]])) for k in self.groups[s][0]}
                 self.writer.write({"step": step, "split": "train", "species": s,
-                                   "loss": float(np.mean(self.losses[s])), **groups, "seq_per_s": rate})
+                                   "loss": float(np.mean(self.losses[s])), **groups, "seq_per_s": rate,
+                                   "data_wait_fraction": wait})
         self.bar.set_postfix({f"loss_{s}": f"{np.mean(v):.3f}" for s, v in self.losses.items() if v}
                              | {"seq/s": f"{rate:.1f}"})
         self._reset()
@@ -155,7 +165,7 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
             state["step"] = jax.device_put(np.int32(r), rep)
             outs = {}
             for s in tc.species:
-                state, outs[s] = trainer.train_step(state, global_batch(next(iterators[s]), mesh), head=s)
+                state, outs[s] = trainer.train_step(state, global_batch(log.next_batch(iterators[s]), mesh), head=s)
             log.add_losses(guard(pending, r - 1))
             pending = [(s, out["loss"]) for s, out in outs.items()]
             log.add_round(outs)

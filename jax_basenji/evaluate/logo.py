@@ -1,0 +1,27 @@
+"""Sequence-logo PNGs (logomaker) of per-position, per-base scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jax_basenji.metrics import pyplot, save_png
+
+
+def logo_png(scores: np.ndarray, first_position: int, path: str, title: str, ylabel: str,
+             max_positions: int = 400) -> str:
+    """`scores` `[positions, 4]` (A, C, G, T) drawn as letters of signed height; at most the central
+    `max_positions` positions (a logo of a whole window is unreadable)."""
+    import logomaker
+    import pandas as pd
+
+    if len(scores) > max_positions:
+        cut = (len(scores) - max_positions) // 2
+        scores, first_position = scores[cut:cut + max_positions], first_position + cut
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(min(2 + 0.06 * len(scores), 30), 2.6))
+    frame = pd.DataFrame(np.asarray(scores, np.float64), columns=list("ACGT"),
+                         index=first_position + np.arange(len(scores)))
+    logomaker.Logo(frame, ax=ax, color_scheme="classic")
+    ax.axhline(0, color="k", linewidth=0.5)
+    ax.set(xlabel="position", ylabel=ylabel, title=title)
+    return save_png(fig, path)

@@ -1,0 +1,58 @@
+"""`evaluate ism`: each (position, base) score is the change of the mean prediction measured directly
+with `predict` on the mutated window; outputs, logos, and a region outside the genome."""
+
+import numpy as np
+import pytest
+
+from jax_basenji.checkpoint import save_model
+from jax_basenji.config import ModelConfig
+from jax_basenji.evaluate.__main__ import main as evaluate_main
+from jax_basenji.model import build_model
+from jax_basenji.predict import main as predict_main
+
+L = 16_384
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ism")
+    seq = "".join(np.random.default_rng(3).choice(list("ACGT"), 20_000))
+    (root / "g.fa").write_text(">chr1\n" + seq + "\n")
+    save_model(str(root / "ckpt"), build_model(ModelConfig.tiny(heads={"human": 4}), seed=7))
+    return {"root": root, "seq": seq, "ckpt": str(root / "ckpt"), "fasta": str(root / "g.fa")}
+
+
+def test_ism_scores_are_direct_prediction_differences(world, tmp_path):
+    start, end = 10_000, 10_006
+    assert evaluate_main(["ism", "--checkpoint", world["ckpt"], "--head", "human", "--fasta", world["fasta"],
+                          "--region", f"chr1:{start}-{end}", "--tracks", "1,2", "--bins", "center",
+                          "--output", str(tmp_path / "ism"), "--no-progress"]) == 0
+    scores = np.load(tmp_path / "ism" / "ism.npy")
+    assert scores.shape == (6, 4)
+    seq, w_start = world["seq"], (start + end) // 2 - L // 2
+    window = np.frombuffer(seq[w_start:w_start + L].encode(), np.uint8)
+    ref = np.stack([window == ord(b) for b in "ACGT"], axis=-1).astype(np.float32)
+    i = start + 2 - w_start  # the third position, mutated to each base
+    batch = np.repeat(ref[None], 4, axis=0)
+    batch[:, i] = np.eye(4, dtype=np.float32)
+    np.save(tmp_path / "x.npy", np.concatenate([ref[None], batch]))
+    assert predict_main(["--checkpoint", world["ckpt"], "--head", "human", "--input", str(tmp_path / "x.npy"),
+                         "--output", str(tmp_path / "y.npy"), "--no-progress"]) == 0
+    y = np.load(tmp_path / "y.npy").astype(np.float64)
+    centre = slice(y.shape[1] // 2 - 1, y.shape[1] // 2 + 2)
+    mean = y[:, centre][:, :, [1, 2]].mean(axis=(1, 2))
+    np.testing.assert_allclose(scores[2], mean[1:] - mean[0], rtol=1e-4, atol=1e-7)
+    assert scores[2, "ACGT".index(seq[start + 2])] == 0  # the reference base itself
+    lines = (tmp_path / "ism" / "ism.bedgraph").read_text().splitlines()
+    assert lines[1].split("\t")[:3] == ["chr1", str(start), str(start + 1)] and len(lines) == 7
+    assert (tmp_path / "ism" / "ism_logo.png").stat().st_size > 3000
+
+
+def test_attribution_writes_a_logo_and_refuses_a_region_outside_the_genome(world, tmp_path, capsys):
+    base = ["attribution", "--checkpoint", world["ckpt"], "--head", "human", "--fasta", world["fasta"],
+            "--output", str(tmp_path / "attr"), "--no-progress"]
+    assert evaluate_main([*base, "--region", "chr1:9000-9050"]) == 0
+    assert (tmp_path / "attr" / "attribution_logo.png").stat().st_size > 3000
+    capsys.readouterr()
+    assert evaluate_main([*base, "--region", "chr1:19900-20100"]) == 2
+    assert "chr1 has 20000 bp; the region must lie inside it" in capsys.readouterr().err
