@@ -14,6 +14,7 @@ from jax_basenji.checkpoint import save_model
 from jax_basenji.config import ModelConfig
 from jax_basenji.model import build_model
 from jax_basenji.predict import main as predict_main
+from tests.interrupt import interrupt_after_first_batch
 
 L, POOL = 16_384, 128
 TRACKS = 4
@@ -140,21 +141,10 @@ def test_an_interrupted_genome_run_resumes_to_identical_files(world, tmp_path, m
     """The run stops after its first batch (as a kill would after a flushed batch): --resume continues from
     progress.json and writes the files of an uninterrupted run, byte for byte."""
     assert _genome(world, tmp_path / "straight") == 0
-    from jax_basenji.predict import core
-
-    calls = {"n": 0}
-    original = core.Predictor.__call__
-
-    def dies_after_one_batch(self, batch):
-        calls["n"] += 1
-        if calls["n"] > 1:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(core.Predictor, "__call__", dies_after_one_batch)
+    interrupt_after_first_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _genome(world, tmp_path / "resumed")
-    monkeypatch.setattr(core.Predictor, "__call__", original)
+    monkeypatch.undo()
     progress = json.loads((tmp_path / "resumed" / ".partial" / "progress.json").read_text())
     assert progress["done"] == 2 and not (tmp_path / "resumed" / "t0.bw").exists()
     assert _genome(world, tmp_path / "resumed") == 2  # an unfinished run is not silently restarted

@@ -13,6 +13,7 @@ from jax_basenji.checkpoint import save_model
 from jax_basenji.config import ModelConfig
 from jax_basenji.model import build_model
 from jax_basenji.predict import main as predict_main
+from tests.interrupt import interrupt_after_first_batch
 from jax_basenji.variants.__main__ import main as variants_main
 
 L, TRACKS = 16_384, 4
@@ -140,20 +141,10 @@ def test_swapping_ref_and_alt_on_the_alt_genome_negates_sad(world, tmp_path):
 
 def test_an_interrupted_run_resumes_to_the_same_file(world, tmp_path, monkeypatch):
     assert score(world, tmp_path / "straight.h5", "--stats", "SAD", "D2") == 0
-    from jax_basenji.predict import core
-
-    original, calls = core.Predictor.__call__, {"n": 0}
-
-    def dies_after_one_batch(self, batch):
-        calls["n"] += 1
-        if calls["n"] > 1:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(core.Predictor, "__call__", dies_after_one_batch)
+    interrupt_after_first_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         score(world, tmp_path / "resumed.h5", "--stats", "SAD", "D2")
-    monkeypatch.setattr(core.Predictor, "__call__", original)
+    monkeypatch.undo()
     assert not (tmp_path / "resumed.h5").exists() and (tmp_path / "resumed.h5.partial" / "progress.json").exists()
     assert score(world, tmp_path / "resumed.h5", "--stats", "SAD", "D2") == 2  # never restarted silently
     assert score(world, tmp_path / "resumed.h5", "--stats", "SAD", "D2", "--resume") == 0

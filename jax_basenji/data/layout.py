@@ -65,23 +65,30 @@ def read_bed(species_dir: str) -> list[Region]:
     return read_bed_file(os.path.join(species_dir, "sequences.bed"))
 
 
-def read_bed_file(path: str) -> list[Region]:
-    """`chrom start end subset` rows (tab-separated; comments and track lines skipped)."""
-    regions = []
+def bed_lines(path: str, error=None) -> Iterator[tuple[int, list[str]]]:
+    """(line number, tab-separated fields) of a BED file's data lines (blank, `#`, track and browser
+    lines skipped); a missing or binary file is an `error` (default DataError) naming it."""
+    error = error or DataError
     try:
         with open(path) as f:
             for line_no, line in enumerate(f, 1):
-                if not line.strip() or line.startswith(("#", "track", "browser")):
-                    continue
-                fields = line.rstrip("\n").split("\t")
-                try:
-                    regions.append(Region(fields[0], int(fields[1]), int(fields[2]), fields[3]))
-                except (IndexError, ValueError):
-                    raise DataError(f"{path}:{line_no}: expected 'chrom start end subset', got {line.strip()!r}") from None
+                if line.strip() and not line.startswith(("#", "track", "browser")):
+                    yield line_no, line.rstrip("\n").split("\t")
     except FileNotFoundError:
-        raise DataError(f"{path} is missing") from None
+        raise error(f"{path} is missing") from None
     except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not a text BED file ({e})") from None
+        raise error(f"{path} is not a text BED file ({e})") from None
+
+
+def read_bed_file(path: str) -> list[Region]:
+    """`chrom start end subset` rows (tab-separated; comments and track lines skipped)."""
+    regions = []
+    for line_no, fields in bed_lines(path):
+        try:
+            regions.append(Region(fields[0], int(fields[1]), int(fields[2]), fields[3]))
+        except (IndexError, ValueError):
+            raise DataError(f"{path}:{line_no}: expected 'chrom start end subset', got "
+                            f"{chr(9).join(fields)!r}") from None
     return regions
 
 

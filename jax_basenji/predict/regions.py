@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from jax_basenji.atomic import atomic_path
 from jax_basenji.data.genome import Genome
+from jax_basenji.data.layout import bed_lines
 from jax_basenji.errors import InputError
 from jax_basenji.predict.windows import Geometry, Window, centred_window, window_batches
 
@@ -34,27 +35,17 @@ class BedRegion:
 
 
 def read_regions(path: str) -> list[BedRegion]:
-    """BED rows `chrom start end [name ...]` (track/browser/# lines skipped); one-line errors name the line."""
+    """BED rows `chrom start end [name ...]`; one-line errors name the line."""
     regions = []
-    try:
-        with open(path) as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip() or line.startswith(("#", "track", "browser")):
-                    continue
-                fields = line.rstrip("\n").split("\t")
-                try:
-                    start, end = int(fields[1]), int(fields[2])
-                except (IndexError, ValueError):
-                    raise InputError(f"{path}:{line_no}: expected 'chrom start end [name]' separated by tabs, "
-                                     f"got {line.strip()!r}") from None
-                if not 0 <= start < end:
-                    raise InputError(f"{path}:{line_no}: start {start} and end {end} are not 0 <= start < end")
-                name = fields[3] if len(fields) > 3 else f"{fields[0]}:{start}-{end}"
-                regions.append(BedRegion(fields[0], start, end, name))
-    except FileNotFoundError:
-        raise InputError(f"{path} is missing") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path} is not a text BED file ({e})") from None
+    for line_no, fields in bed_lines(path, InputError):
+        try:
+            start, end = int(fields[1]), int(fields[2])
+        except (IndexError, ValueError):
+            raise InputError(f"{path}:{line_no}: expected 'chrom start end [name]' separated by tabs, "
+                             f"got {chr(9).join(fields)!r}") from None
+        if not 0 <= start < end:
+            raise InputError(f"{path}:{line_no}: start {start} and end {end} are not 0 <= start < end")
+        regions.append(BedRegion(fields[0], start, end, fields[3] if len(fields) > 3 else f"{fields[0]}:{start}-{end}"))
     if not regions:
         raise InputError(f"{path} holds no regions")
     return regions
