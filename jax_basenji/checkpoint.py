@@ -167,6 +167,7 @@ def read_meta(path: str) -> dict[str, Any]:
 
 def load_arrays(path: str) -> tuple[dict, ModelConfig, dict]:
     """(arrays, config, meta) of a checkpoint, restored against the config's shapes."""
+    path = os.path.abspath(path)  # orbax refuses relative paths
     meta = read_meta(path)
     cfg = ModelConfig.from_dict(meta["model_config"])
     target = abstract_arrays(cfg)

@@ -89,8 +89,26 @@ class PearsonSums:
 
 
 def assays(targets: list[dict[str, str]]) -> list[str]:
-    """Assay of each track: the description's text before the first ':' (CAGE, DNASE, ...)."""
-    return [t.get("description", "").split(":")[0].strip().upper() or "UNKNOWN" for t in targets]
+    """Assay of each track: the description's text before the first ':' (CAGE, DNASE, ...).
+
+    ChIP is split as the seed's evaluation reports it: CHIP_HISTONE when a word of the
+    description after `CHIP:` is a histone mark (`CHIP:H3K27ac:...`, and the
+    `CHIP:.:batch1_chrom1_LoVo_H3K4me1_...` form), CHIP_TF for every other `CHIP:` track.
+    """
+    import re
+
+    # A histone mark or variant: H3K27ac, H4K20me1, H2AFZ, H2BK5ac, H3F3A, H3T11ph, H3ac, plain H3;
+    # not HDAC2, HNF4A, HSF1 (transcription factors whose names start with H).
+    histone = re.compile(r"H(?:2A|2B|3|4)(?:[A-Z][A-Za-z0-9.]*|[a-z]{2}[A-Za-z0-9.]*)?")
+    kinds = []
+    for t in targets:
+        assay, _, rest = t.get("description", "").partition(":")
+        assay = assay.strip().upper() or "UNKNOWN"
+        if assay == "CHIP":
+            words = re.split(r"[\s_:/,;()]+", rest)
+            assay = "CHIP_HISTONE" if any(histone.fullmatch(w) for w in words) else "CHIP_TF"
+        kinds.append(assay)
+    return kinds
 
 
 def by_assay(r: np.ndarray, track_assays: list[str]) -> dict[str, float]:

@@ -67,9 +67,12 @@ def test_zero_training_length_is_refused_not_replaced(flag, tmp_path, capsys):
 def test_the_demo_says_what_it_removes(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "demo_train").mkdir(parents=True)
-    monkeypatch.setattr(train_cli, "demo_data", lambda: "store")
+    from jax_basenji.train import cli as train_cli_module
+
+    monkeypatch.setattr(train_cli_module, "demo_data", lambda: "store")
     summary = {s: {"pearson_r": 0.9, "pearson_r_by_assay": {}} for s in ("human", "mouse")}
-    monkeypatch.setattr(train_cli, "train", lambda *a, **k: {**summary, "plots": [], "model": "m"})
+    monkeypatch.setattr(train_cli_module, "train", lambda *a, **k: {
+        **summary, "plots": [], "model": "m", "model_best": "mb", "selection": {"round": 1}})
     assert train_cli.main([]) == 0
     assert f"removing the previous demo run {tmp_path / 'runs' / 'demo_train'}" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "demo_train").exists()

@@ -309,7 +309,7 @@ def test_evaluate_tss_from_regions_and_ridge(world, genes, tmp_path):
                               os.path.join(str(world["root"]), "store"), "--species", "mouse", "--subset", subset,
                               "--genes", path, "--head", "mouse", "--output", f"{out}_{subset}",
                               "--no-progress"]) == 0
-    # Region mode: the predicted and stored bins holding each TSS.
+    # Region mode: the predicted and stored bins around each TSS bin (b-1..b+1, the seed's 3), summed.
     src = BasenjiSource(os.path.join(str(world["root"]), "store"), "mouse", "test")
     pred, target = _predict_examples(world["pretrained"], src, "mouse")
     table = [line.rstrip("\n").split("\t") for line in open(f"{out}_test/tss_predictions.tsv")][1:]
@@ -318,8 +318,9 @@ def test_evaluate_tss_from_regions_and_ridge(world, genes, tmp_path):
     for k, (row, trow) in enumerate(zip(table, targets)):
         region, j = divmod(k, 3)
         b = (int(row[2]) - src.regions[region].start - CROP) // 128
-        np.testing.assert_allclose([float(v) for v in row[5:]], pred[region, b], rtol=1e-5)
-        np.testing.assert_allclose([float(v) for v in trow[5:]], target[region, b].astype(np.float64), rtol=1e-6)
+        np.testing.assert_allclose([float(v) for v in row[5:]], pred[region, b - 1: b + 2].sum(0), rtol=1e-5)
+        np.testing.assert_allclose([float(v) for v in trow[5:]],
+                                   target[region, b - 1: b + 2].astype(np.float64).sum(0), rtol=1e-6)
 
     # Ridge: all genes' predictions, expression of 2 cell types, train on train, test on test.
     matrix = str(tmp_path / "all_tss.tsv")

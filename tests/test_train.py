@@ -32,7 +32,7 @@ def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(sto
     from jax_basenji.metrics import assays
 
     want_assays = {s: set(assays(BasenjiSource(store, s, "valid").targets)) for s in ("human", "mouse")}
-    assert want_assays["human"] == {"CAGE", "ATAC", "CHIP"}
+    assert want_assays["human"] == {"CAGE", "ATAC", "CHIP_TF"}  # synthetic ChIP: "CHIP:synthetic human ..."
     for r in valid:
         assert {"step", "split", "species", "loss", "pearson_r", "pearson_r_by_assay"} <= set(r)
         assert set(r["pearson_r_by_assay"]) == want_assays[r["species"]]

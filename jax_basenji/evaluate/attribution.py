@@ -95,6 +95,7 @@ def attribution(predictor, fasta: str, region: str, head: str, tracks: str, bins
     centre = (start + end) // 2
     w_start = centre - length // 2
     one_hot = index_to_one_hot(genome.fetch(chrom, w_start, w_start + length)).astype(np.float32)
+    one_hot[one_hot.sum(axis=1) == 0] = predictor.n_value  # N in the model's encoding (0.25: the seed's)
     contrib = input_x_gradient(model, one_hot, head, bin_idx, track_idx)
     score = contrib.sum(axis=1)
     os.makedirs(output, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -14,21 +15,47 @@ from jax_basenji.predict import Ensemble, Predictor
 
 
 def load_predictor(checkpoint_dir: str, head: str, ensemble: Ensemble = Ensemble(),
-                   strand_pair: np.ndarray | None = None, precision: str = "fp32") -> Predictor:
+                   strand_pair: np.ndarray | None = None, precision: str = "fp32",
+                   n_value: float | None = None) -> Predictor:
     """Eval-mode predictor of one head; InputError naming the heads if `head` is unknown.
 
     `strand_pair` (e.g. the evaluated store's) is used for `ensemble.rc` when the
-    ensemble has none of its own (no --targets-txt).
+    ensemble has none of its own (no --targets-txt). Sequences evaluations build (from a
+    store or genome) get `n_value` at N, by default the value the checkpoint records.
     """
-    model, _ = checkpoint.load_model(checkpoint_dir, precision)
+    # orbax restores only absolute paths (a relative one reads as a damaged checkpoint)
+    model, meta = checkpoint.load_model(os.path.abspath(checkpoint_dir), precision)
     if ensemble.rc and ensemble.strand_pair is None and strand_pair is not None:
         ensemble = dataclasses.replace(ensemble, strand_pair=tuple(int(t) for t in strand_pair))
-    return Predictor(model, head, ensemble)
+    return Predictor(model, head, ensemble, float(meta.get("n_value", 0.0)) if n_value is None else n_value)
 
 
-def center_bins(bins: int) -> slice:
-    """The 3 centre bins (the seed's TSS rule): 447, 448, 449 of 896."""
-    return slice(bins // 2 - 1, bins // 2 + 2)
+def center_bins(bins: int, width: int = 3) -> slice:
+    """The `width` centre bins; the seed's TSS rule is 3: 447, 448, 449 of 896."""
+    check_width(width, bins)
+    return slice(bins // 2 - width // 2, bins // 2 + width // 2 + 1)
+
+
+def check_width(width: int, bins: int | None = None) -> int:
+    """`width` if it is an odd bin count (a window centred on one bin), else InputError."""
+    if width < 1 or width % 2 == 0 or (bins is not None and width > bins):
+        limit = f" of at most {bins}" if bins is not None else ""
+        raise InputError(f"--tss-bins {width}: a window is an odd number of bins{limit} (1, 3, 5, ...), "
+                         f"centred on the TSS bin")
+    return width
+
+
+def assay_columns(kinds: list[str], name: str) -> list[int]:
+    """Tracks of assay `name` (case-insensitive); CHIP takes both CHIP_HISTONE and CHIP_TF."""
+    name = name.upper()
+    return [i for i, k in enumerate(kinds) if k == name or (name == "CHIP" and k.startswith("CHIP_"))]
+
+
+def nanmean(values) -> float:
+    """Mean of the finite values; NaN, without numpy's warning, when there are none."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
 
 
 def track_table(n: int, targets: list[dict[str, str]] | None) -> list[dict[str, str]]:

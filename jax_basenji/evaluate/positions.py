@@ -4,7 +4,8 @@ Per track: Pearson R (running float64 sums, as the seed's validation), R²
 (1 - SS_res / SS_tot from the same sums) and Spearman R (on a fixed random
 sample of positions: ranking all N x 896 positions of thousands of tracks
 would not fit in memory). Targets of `log1p_assays` (e.g. RNA fine-tuned on
-log(x+1)) are compared as log(x+1).
+log(x+1)) are compared as log(x+1). `max_sequences` keeps the first N sequences
+of the subset in store order (the seed's view: the first 400 validation sequences).
 """
 
 from __future__ import annotations
@@ -17,21 +18,27 @@ from tqdm import tqdm
 
 from jax_basenji.cli import InputError
 from jax_basenji.data import BasenjiSource, ConcatSource, make_dataset
-from jax_basenji.evaluate.common import histogram, load_predictor, spearman_columns, track_table, write_tsv
+from jax_basenji.evaluate.common import (assay_columns, histogram, load_predictor, spearman_columns, track_table,
+                                         write_tsv)
 from jax_basenji.metrics import PearsonSums, centered_moments
 from jax_basenji.predict import Ensemble
 
 
 def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, subset: str, head: str, output: str, *,
                        batch_size: int = 4, spearman_positions: int = 100_000, log1p_assays: tuple = (),
-                       progress: bool = True, ensemble: Ensemble = Ensemble(), precision: str = "fp32") -> dict:
+                       progress: bool = True, ensemble: Ensemble = Ensemble(), precision: str = "fp32",
+                       max_sequences: int | None = None, n_value: float | None = None) -> dict:
     """Write tracks.tsv, assays.tsv and pearson_r_hist.png into `output`; returns the summary.
 
     Several `stores` over the same regions are read as one, tracks concatenated in order
     (as `finetune --data` trains them).
     """
     source = ConcatSource([BasenjiSource(store, species, subset) for store in stores])
-    predictor = load_predictor(checkpoint_dir, head, ensemble, source.strand_pair, precision)
+    if max_sequences is not None:
+        if max_sequences < 1:
+            raise InputError(f"--max-sequences {max_sequences}: at least 1")
+        source = FirstSequences(source, max_sequences)
+    predictor = load_predictor(checkpoint_dir, head, ensemble, source.strand_pair, precision, n_value)
     store = "+".join(stores)
     bins = predictor.model.cfg.output_bins(source.seq_length)
     tracks = predictor.model.cfg.head_tracks[head]
@@ -39,7 +46,9 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
         raise InputError(f"{store}/{species}/{subset}: targets are {source.target_shape} (bins, tracks); head "
                          f"{head!r} predicts {bins} x {tracks} at {source.seq_length} bp")
     table = track_table(tracks, source.targets)
-    log1p = np.array([t["assay"] in {a.upper() for a in log1p_assays} for t in table])
+    log1p = np.zeros(tracks, bool)
+    for a in log1p_assays:  # CHIP names both CHIP_HISTONE and CHIP_TF
+        log1p[assay_columns([t["assay"] for t in table], a)] = True
 
     n_pos = len(source) * bins
     rng = np.random.default_rng(0)
@@ -83,6 +92,30 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
               ([a, *per_assay[a].values()] for a in kinds))
     histogram(pearson, os.path.join(output, "pearson_r_hist.png"), "Pearson R per track across positions",
               f"{species} {subset}, head {head}")
-    return {"sequences": len(source), "positions": seen, "spearman_positions": len(sx),
+    return {"sequences": len(source), "max_sequences": max_sequences, "positions": seen, "spearman_positions": len(sx),
             "pearson_r": float(np.nanmean(pearson)), "r2": float(np.nanmean(r2)),
             "spearman_r": float(np.nanmean(spearman)), "by_assay": per_assay}
+
+
+class FirstSequences:
+    """The first `n` examples of a source, in its order (all of them if it has fewer)."""
+
+    def __init__(self, source, n: int):
+        self.source, self.n = source, min(n, len(source))
+        self.seq_length, self.subset, self.strand_pair = source.seq_length, source.subset, source.strand_pair
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def target_shape(self) -> tuple[int, int]:
+        return self.source.target_shape
+
+    @property
+    def targets(self) -> list[dict[str, str]]:
+        return self.source.targets
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.source[i]

@@ -1,18 +1,22 @@
-"""Predictions at gene TSS, and their correlation with measured expression.
+"""Predictions at gene TSS, and their correlation with measured expression (the seed's definitions).
 
 Genes come from a GTF/GFF (one TSS per `gene` feature: start on +, end on -)
 or a TSV with the columns `gene_id chrom tss strand [subset]` (0-based TSS).
-For each gene a window of the model's input length is centred on the TSS
-(N beyond chromosome ends), predicted, and the 3 centre bins (447-449 of 896)
-are summed per track: a gene x track matrix.
 
-Alternatively (`regions_tss`), genes are read off a Basenji store like the
-seed's gene dictionary: for every region of a subset whose target span holds
-a gene's TSS, the bin holding the TSS is taken from the predictions and the
-targets, summed over regions; this gives predicted and measured matrices.
+From a genome (`predict_tss`): one TSS per gene, its first row in the table (as
+the seed's `drop_duplicates(subset="gene_id")`); a window of the model's input
+length is centred on it (N beyond chromosome ends), predicted, and the centre
+bins (3: 447-449 of 896) are summed per track: a `[genes, tracks]` matrix.
 
-Correlations (docs/seed_reference.md), on log(x+1): per track across genes, and per
-gene across tracks after standardising every track across genes.
+From a Basenji store (`regions_tss`), the seed's gene dictionary: for every
+region of a subset whose target span holds a TSS, the bins around the TSS bin
+(3: bin-1..bin+1, cut at the region's edges) are summed from the predictions
+and the targets, and every TSS row of a gene, in every region, is added to one
+vector per gene id: predicted and measured `[genes, tracks]` matrices.
+
+Correlations, on log(x+1): per track across genes, and per gene across tracks
+after standardising every track across genes; for all genes and for each subset
+(train / valid / test of the gene table) on its own.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from jax_basenji.cli import InputError
 from jax_basenji.data import BasenjiSource
 from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import DataError, index_to_one_hot
-from jax_basenji.evaluate.common import (center_bins, histogram, pearson_columns, read_tsv, scatter, standardize,
-                                         write_tsv)
+from jax_basenji.evaluate.common import (center_bins, check_width, histogram, nanmean, pearson_columns, read_tsv,
+                                         scatter, standardize, write_tsv)
 
 GENE_COLUMNS = ("gene_id", "chrom", "tss", "strand")
+SUBSET_ORDER = ("train", "valid", "test")  # reported first, in this order; other names follow sorted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +94,15 @@ def _read_gtf(path: str) -> list[Gene]:
     return genes
 
 
-def predict_tss(predictor, genes: list[Gene], fasta: str, *, batch_size: int = 4,
+def first_per_gene(genes: list[Gene]) -> list[Gene]:
+    """The first row of every gene id, in table order (pandas `drop_duplicates(subset="gene_id")`)."""
+    seen: set[str] = set()
+    return [g for g in genes if not (g.gene_id in seen or seen.add(g.gene_id))]
+
+
+def predict_tss(predictor, genes: list[Gene], fasta: str, *, width: int = 3, batch_size: int = 4,
                 progress: bool = True) -> np.ndarray:
-    """`[genes, tracks]` float64: the 3 centre bins of a window centred on each TSS, summed."""
+    """`[genes, tracks]` float64: the `width` centre bins of a window centred on each TSS, summed."""
     genome = Genome(fasta)
     length = predictor.model.cfg.seq_length
     try:
@@ -99,8 +110,9 @@ def predict_tss(predictor, genes: list[Gene], fasta: str, *, batch_size: int = 4
             genome.chrom_length(chrom)
     except DataError as e:
         raise InputError(str(e)) from None
+    centre = center_bins(predictor.model.cfg.output_bins(length), width)
     windows = np.zeros((batch_size, length, 4), np.float32)
-    out, centre = [], None
+    out = []
     bar = tqdm(total=len(genes), unit="gene", disable=not progress, file=sys.stderr, desc="TSS")
     for start in range(0, len(genes), batch_size):
         chunk = genes[start:start + batch_size]
@@ -108,47 +120,60 @@ def predict_tss(predictor, genes: list[Gene], fasta: str, *, batch_size: int = 4
         for k, g in enumerate(chunk):
             windows[k] = index_to_one_hot(genome.fetch(g.chrom, g.tss - length // 2, g.tss + length // 2))
         pred = predictor(windows)[: len(chunk)]
-        centre = centre or center_bins(pred.shape[1])
         out.append(pred[:, centre].sum(axis=1, dtype=np.float64))
         bar.update(len(chunk))
     bar.close()
     return np.concatenate(out)
 
 
-def regions_tss(predictor, genes: list[Gene], source: BasenjiSource, *, batch_size: int = 4,
-                progress: bool = True) -> tuple[list[Gene], np.ndarray, np.ndarray]:
-    """(genes found, predicted, measured) `[genes, tracks]`: bins holding each TSS, summed over regions."""
-    subset = source.subset
+def regions_tss(predictor, genes: list[Gene], source: BasenjiSource, *, width: int = 3, batch_size: int = 4,
+                progress: bool = True) -> tuple[list[Gene], np.ndarray, np.ndarray, int]:
+    """(genes, predicted, measured, TSS hits): `[genes, tracks]` float64 sums, one row per gene id.
+
+    A hit is a TSS row inside a region's target span: bin b = (tss - region start - crop) //
+    pool_width; bins b - width//2 .. b + width//2 that exist in the region are summed. All hits
+    of a gene id (rows and regions) add up. A gene's row is its first TSS row that hit, its
+    subset the table's, else the store subset's.
+    """
+    half = check_width(width) // 2
     stats = source.store.meta["statistics"]
     pool, crop = int(stats.get("pool_width", 128)), int(stats["crop_bp"])
+    n_bins, tracks = source.target_shape
     by_chrom: dict[str, list[int]] = {}
     for i, g in enumerate(genes):
         by_chrom.setdefault(g.chrom, []).append(i)
-    hits: dict[int, list[tuple[int, int]]] = {}  # region -> [(bin, gene)]
+    hits: dict[int, list[tuple[int, int, int]]] = {}  # region -> [(first bin, end bin, gene row)]
     for r_idx, r in enumerate(source.regions):
         for i in by_chrom.get(r.chrom, []):
             pos = genes[i].tss - (r.start + crop)
-            if 0 <= pos < source.target_shape[0] * pool:
-                hits.setdefault(r_idx, []).append((pos // pool, i))
+            if 0 <= pos < n_bins * pool:
+                b = pos // pool
+                hits.setdefault(r_idx, []).append((max(b - half, 0), min(b + half + 1, n_bins), i))
     if not hits:
-        raise InputError(f"no gene TSS falls inside the {subset} regions of {source.store.dir}")
-    tracks = source.target_shape[1]
-    pred_sum, target_sum = np.zeros((len(genes), tracks)), np.zeros((len(genes), tracks))
+        raise InputError(f"no gene TSS falls inside the {source.subset} regions of {source.store.dir}")
+    ids = list(dict.fromkeys(g.gene_id for g in genes))  # gene ids in table order
+    row_of = {gid: k for k, gid in enumerate(ids)}
+    pred_sum, target_sum = np.zeros((len(ids), tracks)), np.zeros((len(ids), tracks))
     needed = sorted(hits)
     bar = tqdm(total=len(needed), unit="region", disable=not progress, file=sys.stderr, desc="regions")
     for start in range(0, len(needed), batch_size):
-        ids = needed[start:start + batch_size]
-        items = [source[i] for i in ids]
+        chunk = needed[start:start + batch_size]
+        items = [source[i] for i in chunk]
         pred = predictor.padded(np.stack([it["sequence"] for it in items]), batch_size)
-        for k, r_idx in enumerate(ids):
-            for b, i in hits[r_idx]:
-                pred_sum[i] += pred[k, b]
-                target_sum[i] += items[k]["target"][b].astype(np.float64)
-        bar.update(len(ids))
+        for k, r_idx in enumerate(chunk):
+            for lo, hi, i in hits[r_idx]:
+                pred_sum[row_of[genes[i].gene_id]] += pred[k, lo:hi].sum(axis=0, dtype=np.float64)
+                target_sum[row_of[genes[i].gene_id]] += items[k]["target"][lo:hi].astype(np.float64).sum(axis=0)
+        bar.update(len(chunk))
     bar.close()
-    found = sorted({i for pairs in hits.values() for _, i in pairs})
-    subset_genes = [dataclasses.replace(genes[i], subset=genes[i].subset or subset) for i in found]
-    return subset_genes, pred_sum[found], target_sum[found]
+    first_hit: dict[str, int] = {}
+    for i in sorted(i for pairs in hits.values() for _, _, i in pairs):
+        first_hit.setdefault(genes[i].gene_id, i)
+    found = [gid for gid in ids if gid in first_hit]
+    out = [dataclasses.replace(genes[first_hit[gid]], subset=genes[first_hit[gid]].subset or source.subset)
+           for gid in found]
+    rows = [row_of[gid] for gid in found]
+    return out, pred_sum[rows], target_sum[rows], sum(len(v) for v in hits.values())
 
 
 def write_matrix(path: str, genes: list[Gene], values: np.ndarray, names: list[str]) -> str:
@@ -185,18 +210,47 @@ def pair_columns(names: list[str], samples: list[str]) -> tuple[list[int], list[
     return list(range(len(names))), list(range(len(samples)))
 
 
+def subsets_of(genes: list[Gene]) -> list[str]:
+    """The gene table's subsets (train, valid, test first), without the empty name."""
+    names = {g.subset for g in genes if g.subset}
+    rank = {n: k for k, n in enumerate(SUBSET_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def correlations(pred: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(`[tracks]` R across genes, `[genes]` R across tracks) of `[genes, tracks]` matrices, on log(x+1).
+
+    Per gene, every track is first standardised across the genes given (the seed's z-score).
+    """
+    lp, lo = np.log1p(np.maximum(pred, 0)), np.log1p(np.maximum(observed, 0))
+    return pearson_columns(lp, lo, axis=0), pearson_columns(standardize(lp), standardize(lo), axis=1)
+
+
 def correlate(pred: np.ndarray, observed: np.ndarray, genes: list[Gene], names: list[str], output: str,
               label: str = "predicted") -> dict:
-    """Per-track (across genes) and per-gene (across tracks) Pearson R on log(x+1); TSVs and PNGs."""
-    lp, lo = np.log1p(np.maximum(pred, 0)), np.log1p(np.maximum(observed, 0))
-    per_track = pearson_columns(lp, lo, axis=0)
-    per_gene = pearson_columns(standardize(lp), standardize(lo), axis=1)
+    """Correlations of all genes and of every subset on its own; TSVs, PNGs and the summary.
+
+    tss_per_track.tsv / tss_per_gene.tsv hold all genes; tss_per_track_by_subset.tsv and
+    tss_per_gene_by_subset.tsv (first column `subset`) each subset's genes, standardised among them.
+    """
+    per_track, per_gene = correlations(pred, observed)
     write_tsv(os.path.join(output, "tss_per_track.tsv"), ["track", "pearson_r"], zip(names, per_track))
     write_tsv(os.path.join(output, "tss_per_gene.tsv"), ["gene_id", "subset", "pearson_r"],
               ([g.gene_id, g.subset, r] for g, r in zip(genes, per_gene)))
+    by_subset, track_rows, gene_rows = {}, [], []
+    for subset in subsets_of(genes):
+        idx = [i for i, g in enumerate(genes) if g.subset == subset]
+        sub_track, sub_gene = correlations(pred[idx], observed[idx])
+        by_subset[subset] = {"genes": len(idx), "per_track_r": nanmean(sub_track), "per_gene_r": nanmean(sub_gene)}
+        track_rows += [(subset, n, r) for n, r in zip(names, sub_track)]
+        gene_rows += [(subset, genes[i].gene_id, r) for i, r in zip(idx, sub_gene)]
+    if by_subset:
+        write_tsv(os.path.join(output, "tss_per_track_by_subset.tsv"), ["subset", "track", "pearson_r"], track_rows)
+        write_tsv(os.path.join(output, "tss_per_gene_by_subset.tsv"), ["subset", "gene_id", "pearson_r"], gene_rows)
+    lp, lo = np.log1p(np.maximum(pred, 0)), np.log1p(np.maximum(observed, 0))
     histogram(per_track, os.path.join(output, "tss_per_track_hist.png"), "Pearson R per track across genes")
     histogram(per_gene, os.path.join(output, "tss_per_gene_hist.png"), "Pearson R per gene across tracks")
     scatter(lp, lo, os.path.join(output, "tss_scatter.png"), f"log(x+1) {label}", "log(x+1) measured",
             "genes x tracks")
-    return {"genes": len(genes), "tracks": len(names), "per_track_r": float(np.nanmean(per_track)),
-            "per_gene_r": float(np.nanmean(per_gene))}
+    return {"genes": len(genes), "tracks": len(names), "per_track_r": nanmean(per_track),
+            "per_gene_r": nanmean(per_gene), "by_subset": by_subset}
