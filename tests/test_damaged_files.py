@@ -7,7 +7,7 @@ must end one of two ways, never with a traceback or a half-written output:
   - exit 2 with one `error: ...` line naming the damaged file or a directory holding it.
 Formats that carry checksums (TFRecord CRCs, the store's and checkpoints' CRC32C, the
 zip CRC32 of torch files) must never give a different result. Formats without any
-(FASTA and its .fai, BED, targets tables, bigWig headers, HDF5 weights) cannot tell a
+(FASTA and its .fai, BED, VCF text, targets tables, bigWig headers, HDF5 weights) cannot tell a
 changed value from a real one; for them a different result is counted and printed.
 `pytest --long` runs 20x more trials.
 """
@@ -40,6 +40,7 @@ from jax_basenji.data.synth import SynthConfig, synth
 from jax_basenji.data.tfrecord import read_records, write_records
 from jax_basenji.errors import UserError
 from jax_basenji.model import build_model
+from jax_basenji.variants.__main__ import main as variants_main
 from torch_ref import Basenji2 as TorchBasenji2
 from torch_ref import build_torch_model
 
@@ -131,6 +132,23 @@ def make_tracks_inputs(d: Path) -> None:
                                      ((0, "train"), (1500, "train"), (3000, "valid"), (4500, "test"))))
 
 
+def make_vcf(d: Path) -> None:
+    rng = np.random.default_rng(1)
+    seq = "".join(rng.choice(list("ACGT"), 20_000))
+    (d / "g.fa").write_text(">chr1\n" + seq + "\n")
+    save_model(str(d / "ckpt"), build_model(ModelConfig.tiny(heads={"human": 2})))
+    rows = [f"chr1\t{p}\trs{p}\t{seq[p - 1]}\t{'ACGT'[('ACGT'.index(seq[p - 1]) + 1) % 4]}\t.\t.\t.\n"
+            for p in (5_000, 9_000, 12_000)]
+    (d / "in.vcf").write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + "".join(rows))
+
+
+def vcf_result(out: Path) -> str:
+    import h5py
+
+    with h5py.File(out) as h5:
+        return digest(*(h5[k][:] for k in sorted(h5)))
+
+
 def make_plain_tfrecord(d: Path) -> None:
     write_records(str(d / "plain.tfr"), [bytes([i]) * (50 + i) for i in range(8)], compression="NONE")
 
@@ -202,6 +220,11 @@ KINDS = [
          lambda d, out: convert.main(["keras-to-jax", "--input", str(d / "model.h5"), "--output", str(out),
                                       "--config", str(d / "tiny.json")]),
          checkpoint_digest, exists, NONE),
+    Kind("vcf", make_vcf, files_under("in.vcf"),
+         lambda d, out: variants_main(["score", "--checkpoint", str(d / "ckpt"), "--head", "human", "--vcf",
+                                       str(d / "in.vcf"), "--fasta", str(d / "g.fa"), "--output", str(out),
+                                       "--no-progress"]),
+         vcf_result, lambda out: [p for p in out.parent.iterdir() if p.name.startswith(("out", ".tmp"))], NONE),
     Kind("bed-bigwig-fasta", make_tracks_inputs, files_under("g.fa", "g.fa.fai", "a.bw", "r.bed"),
          lambda d, out: data_main(["tracks", "--regions", str(d / "r.bed"), "--bigwig", str(d / "a.bw"),
                                    "--fasta", str(d / "g.fa"), "--output", str(out), "--crop-bp", "128",

@@ -98,6 +98,120 @@ class FiniteGuard:
         return values
 
 
+class TrainingRun:
+    """One run's live parts: train state, data iterators, checkpoints, logs and model selection."""
+
+    def __init__(self, model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool, sources: dict | None,
+                 init: tuple | None, torch_new_head: str | None):
+        self.mesh, self.primary = make_mesh(), jax.process_index() == 0
+        os.makedirs(tc.workdir, exist_ok=True)
+        setup = resolve(model_cfg, tc, sources, init)
+        self.tc = tc = tc.replace(n_value=setup.n_value)
+        self.trainer = Trainer(setup.model_cfg, tc, self.mesh)
+        self.torch_new_head = torch_new_head
+        local_bs = local_batch_size(tc.batch_size, self.mesh)
+        shard = dict(process_index=jax.process_index(), process_count=jax.process_count())
+        self.iterators = {s: iter(make_dataset(src, batch_size=local_bs, seed=tc.seed + i, augment=tc.augment,
+                                               workers=tc.workers, **shard))
+                          for i, (s, src) in enumerate(setup.train_src.items())}
+        # Resuming compares the architecture only: precision and remat may change between runs.
+        self.ckpts = RunCheckpoints(tc.workdir, {"model_config": self.trainer.cfg.architecture().to_dict(),
+                                                 "train_config": tc.to_dict()}, keep=tc.keep_checkpoints)
+        self.start, self.state, saved_selection = self._restore_or_init(setup)
+        self.selection = Selection.for_run(tc, saved_selection)
+        self.writer = MetricsWriter(tc.workdir, enabled=self.primary)
+        self.validator = Validator(self.trainer, setup.valid_src, batch_size=local_bs, max_batches=tc.eval_batches,
+                                   mesh=self.mesh, shard=shard, progress=progress and self.primary)
+        self.guard = FiniteGuard(self.ckpts)
+        self.bar = tqdm(total=tc.steps, initial=self.start, unit="round", disable=not (progress and self.primary),
+                        file=sys.stderr)
+        self.log = TrainLog(tc.species, tc.batch_size, self.writer, self.bar)
+        self.summary: dict = {}  # {species: the last validation's row}
+        self.pending: list = []  # the last round's losses, read one round late: no device stall
+
+    def _restore_or_init(self, setup) -> tuple[int, dict, dict | None]:
+        restored = self.ckpts.restore(self.trainer.abstract_state())
+        if restored is None:
+            return 0, self.trainer.init_state(setup.init_arrays, setup.fresh_heads), None
+        start, state, positions, saved_selection = restored
+        for s, it_state in positions.items():
+            self.iterators[s].set_state(it_state)
+        print(f"resumed from round {start} in {self.ckpts.latest.directory}", file=sys.stderr)
+        return start, state, saved_selection
+
+    def save_model(self, name: str, **more) -> str:
+        """WORKDIR/name as a model checkpoint of the current state (written by process 0)."""
+        path = os.path.join(self.tc.workdir, name)
+        if self.primary:
+            replace_checkpoint(path, self.trainer.model_arrays(self.state), self.trainer.cfg,
+                               torch_new_head=self.torch_new_head,
+                               extra={"train_config": self.tc.to_dict(), "n_value": self.tc.n_value, **more})
+        return path
+
+    def train_round(self, r: int) -> None:
+        """One optimizer step per species, then the previous round's losses are checked and logged."""
+        self.state["step"] = jax.device_put(np.int32(r), replicated(self.mesh))
+        outs = {}
+        for s in self.tc.species:
+            batch = global_batch(self.log.next_batch(self.iterators[s]), self.mesh)
+            self.state, outs[s] = self.trainer.train_step(self.state, batch, head=s)
+        self.log.add_losses(self.guard(self.pending, r - 1))
+        self.pending = [(s, out["loss"]) for s, out in outs.items()]
+        self.log.add_round(outs)
+        if r % LOG_EVERY == 0 or r == self.tc.steps:
+            self.log.flush(r)
+
+    def validate(self, r: int) -> None:
+        self.summary, _ = self.validator(self.state)
+        for s, row in self.summary.items():
+            self.writer.write({"step": r, "split": "valid", "species": s, **row})
+
+    def validate_and_checkpoint(self, r: int) -> None:
+        """Validation (model_best, early stopping) and the resumable checkpoint, when due at round `r`."""
+        tc = self.tc
+        eval_due = (tc.eval_every and r % tc.eval_every == 0) or r == tc.steps
+        ckpt_due = r % tc.checkpoint_every == 0 or r == tc.steps
+        if eval_due or ckpt_due:
+            self.guard(self.pending, r, self.state)  # never checkpoint a non-finite state
+        if eval_due:
+            self.validate(r)
+            if self.selection.update(self.summary, r):
+                self.save_model("model_best", selection=self.selection.to_dict())
+            self.bar.write(f"round {r}: " + "; ".join(
+                f"{s} valid loss {v['loss']:.4f} R {v['pearson_r']:.3f}" for s, v in self.summary.items()))
+            if self.selection.stopped:
+                self._stop(r)
+                ckpt_due = True  # a re-run resumes here and trains no further
+        if ckpt_due:
+            self.ckpts.save_latest(r, self.state, {s: it.get_state() for s, it in self.iterators.items()},
+                                   self.selection.to_dict())
+
+    def _stop(self, r: int) -> None:
+        sel = self.selection
+        self.log.add_losses(self.guard(self.pending, r))
+        self.pending = []
+        self.log.flush(r)
+        self.bar.write(f"stopping early at round {r}: no improvement of {sel.describe()} in {sel.patience} "
+                       f"validations (best {sel.best:.4f} at round {sel.round}, in "
+                       f"{os.path.join(self.tc.workdir, 'model_best')})")
+        self.writer.write({"step": r, "split": "stop", "species": sel.species, "best": sel.best,
+                           "best_round": sel.round})
+
+    def close(self) -> None:
+        self.bar.close()
+        self.ckpts.close()
+        self.writer.close()
+
+    def outputs(self) -> dict:
+        """The last validation summary, plus model paths, the selection and the plots (process 0)."""
+        if self.primary:
+            self.summary["model"] = self.save_model("model")
+            self.summary["model_best"] = os.path.join(self.tc.workdir, "model_best")
+            self.summary["selection"] = self.selection.to_dict()
+            self.summary["plots"] = plot_curves(self.tc.workdir, self.validator.last_r)
+        return self.summary
+
+
 def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
           sources: dict | None = None, init: tuple[dict, ModelConfig, tuple[str, ...]] | None = None,
           torch_new_head: str | None = None) -> dict:
@@ -109,100 +223,15 @@ def train(model_cfg: ModelConfig, tc: TrainConfig, *, progress: bool = True,
     (arrays, model config with every head, heads that start from random init),
     and names the head that jax-to-torch conversion writes as the seed's `new_head`.
     """
-    mesh = make_mesh()
-    primary = jax.process_index() == 0
-    os.makedirs(tc.workdir, exist_ok=True)
-    run = resolve(model_cfg, tc, sources, init)
-    tc = tc.replace(n_value=run.n_value)
-    trainer = Trainer(run.model_cfg, tc, mesh)
-    local_bs = local_batch_size(tc.batch_size, mesh)
-    shard = dict(process_index=jax.process_index(), process_count=jax.process_count())
-    iterators = {s: iter(make_dataset(src, batch_size=local_bs, seed=tc.seed + i, augment=tc.augment,
-                                      workers=tc.workers, **shard))
-                 for i, (s, src) in enumerate(run.train_src.items())}
-
-    # Resuming compares the architecture only: precision and remat may change between runs.
-    ckpts = RunCheckpoints(tc.workdir, {"model_config": trainer.cfg.architecture().to_dict(),
-                                        "train_config": tc.to_dict()}, keep=tc.keep_checkpoints)
-    restored = ckpts.restore(trainer.abstract_state())
-    if restored is not None:
-        start, state, positions, saved_selection = restored
-        for s, it_state in positions.items():
-            iterators[s].set_state(it_state)
-        print(f"resumed from round {start} in {ckpts.latest.directory}", file=sys.stderr)
-    else:
-        start, state, saved_selection = 0, trainer.init_state(run.init_arrays, run.fresh_heads), None
-    selection = Selection.for_run(tc, saved_selection)
-    extra = {"train_config": tc.to_dict(), "n_value": tc.n_value}
-
-    def save_model(name: str, **more) -> str:
-        path = os.path.join(tc.workdir, name)
-        if primary:
-            replace_checkpoint(path, trainer.model_arrays(state), trainer.cfg, torch_new_head=torch_new_head,
-                               extra={**extra, **more})
-        return path
-
-    writer = MetricsWriter(tc.workdir, enabled=primary)
-    validate = Validator(trainer, run.valid_src, batch_size=local_bs, max_batches=tc.eval_batches,
-                         mesh=mesh, shard=shard, progress=progress and primary)
-    guard = FiniteGuard(ckpts)
-    rep = replicated(mesh)
-    bar = tqdm(total=tc.steps, initial=start, unit="round", disable=not (progress and primary), file=sys.stderr)
-    log = TrainLog(tc.species, tc.batch_size, writer, bar)
-    summary: dict = {}
-
-    def run_validation(step: int) -> None:
-        nonlocal summary
-        summary, _ = validate(state)
-        for s, row in summary.items():
-            writer.write({"step": step, "split": "valid", "species": s, **row})
-
-    pending: list = []  # the previous round's losses, read one round late: no device stall
+    run = TrainingRun(model_cfg, tc, progress=progress, sources=sources, init=init, torch_new_head=torch_new_head)
     try:
-        for r in range(start + 1, tc.steps + 1):
-            if selection.stopped:
+        for r in range(run.start + 1, tc.steps + 1):
+            if run.selection.stopped:
                 break
-            state["step"] = jax.device_put(np.int32(r), rep)
-            outs = {}
-            for s in tc.species:
-                state, outs[s] = trainer.train_step(state, global_batch(log.next_batch(iterators[s]), mesh), head=s)
-            log.add_losses(guard(pending, r - 1))
-            pending = [(s, out["loss"]) for s, out in outs.items()]
-            log.add_round(outs)
-            if r % LOG_EVERY == 0 or r == tc.steps:
-                log.flush(r)
-            eval_due = (tc.eval_every and r % tc.eval_every == 0) or r == tc.steps
-            ckpt_due = r % tc.checkpoint_every == 0 or r == tc.steps
-            if eval_due or ckpt_due:
-                guard(pending, r, state)  # never checkpoint a non-finite state
-            if eval_due:
-                run_validation(r)
-                if selection.update(summary, r):
-                    save_model("model_best", selection=selection.to_dict())
-                bar.write(f"round {r}: " + "; ".join(
-                    f"{s} valid loss {v['loss']:.4f} R {v['pearson_r']:.3f}" for s, v in summary.items()))
-                if selection.stopped:
-                    log.add_losses(guard(pending, r))
-                    pending = []
-                    log.flush(r)
-                    bar.write(f"stopping early at round {r}: no improvement of {selection.describe()} in "
-                              f"{selection.patience} validations (best {selection.best:.4f} at round "
-                              f"{selection.round}, in {os.path.join(tc.workdir, 'model_best')})")
-                    writer.write({"step": r, "split": "stop", "species": selection.species,
-                                  "best": selection.best, "best_round": selection.round})
-                    ckpt_due = True  # a re-run resumes here and trains no further
-            if ckpt_due:
-                ckpts.save_latest(r, state, {s: it.get_state() for s, it in iterators.items()},
-                                  selection.to_dict())
-        if not summary:  # resumed a finished or stopped run: report its final state
-            run_validation(int(jax.device_get(state["step"])) or tc.steps)
+            run.train_round(r)
+            run.validate_and_checkpoint(r)
+        if not run.summary:  # resumed a finished or stopped run: report its final state
+            run.validate(int(jax.device_get(run.state["step"])) or tc.steps)
     finally:
-        bar.close()
-        ckpts.close()
-        writer.close()
-    if primary:
-        summary["model"] = save_model("model")
-        summary["model_best"] = os.path.join(tc.workdir, "model_best")
-        summary["selection"] = selection.to_dict()
-        summary["plots"] = plot_curves(tc.workdir, validate.last_r)
-    return summary
+        run.close()
+    return run.outputs()
