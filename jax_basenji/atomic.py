@@ -14,6 +14,12 @@ import tempfile
 from typing import IO, Any, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, overwrite: bool = True) -> Iterator[str]:
     """Yield a temporary path beside `path` (same extension, for writers that read it);
@@ -30,6 +36,8 @@ def atomic_path(path: str, overwrite: bool = True) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        if os.path.isfile(tmp):  # mkstemp makes 0600 files: give the output the usual umask mode
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

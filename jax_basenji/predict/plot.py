@@ -60,7 +60,8 @@ def plot_region(h5_path: str, which: str, measured: list[str], max_tracks: int =
         ax.fill_between(x, measured_bins(path, chrom, start, n_bins, pool), step="mid", color="tab:gray")
         ax.set_ylabel(f"measured\n{os.path.basename(path)}", rotation=0, ha="right", fontsize=8)
     axes[-1, 0].set_xlabel(f"{chrom} position (kb)")
-    fig.suptitle(f"{names[row]}: predicted (blue) and measured (gray) tracks, {pool} bp bins")
+    shown = "predicted (blue) and measured (gray) tracks" if measured else "predicted tracks"
+    fig.suptitle(f"{names[row]}: {shown}, {pool} bp bins")
     stem = os.path.splitext(h5_path)[0]
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in names[row])
     return save_png(fig, f"{stem}_{safe}.png")
