@@ -14,10 +14,13 @@ import tempfile
 from typing import IO, Any, Iterator
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once, at import: setting it later would race with writer threads
 
 
 @contextlib.contextmanager
@@ -37,7 +40,7 @@ def atomic_path(path: str, overwrite: bool = True) -> Iterator[str]:
     try:
         yield tmp
         if os.path.isfile(tmp):  # mkstemp makes 0600 files: give the output the usual umask mode
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -6,8 +6,8 @@ bins abut): windows/s and bp/s.
 `bench variants`: random SNVs on that chromosome, scored as `variants score`
 scores them (REF and ALT windows in one batch, statistics on the host): variants/s.
 
-Both frameworks get the same batches, built on worker threads as the commands
-build them; the first batch of each is timed apart (compilation, allocation),
+Both frameworks get the same batches (built on worker threads for `predict`, inline
+for `variants`); the first batch of each is timed apart (compilation, allocation),
 the rest give the rates. The outputs are compared, so both did the same work.
 """
 
@@ -53,7 +53,7 @@ def _setup(preset: str, seq_length: int | None, tracks: int, chrom_length: int, 
 
     cfg = ModelConfig.preset(preset)
     cfg = cfg.replace(seq_length=seq_length or cfg.seq_length, heads=(("human", tracks),))
-    geo = Geometry(cfg.seq_length, cfg.output_bins(cfg.seq_length))
+    geo = Geometry(cfg.seq_length, cfg.output_bins(cfg.seq_length), cfg.bin_size)
     model = build_model(cfg, seed=0)
     tmodel = build_torch_model(cfg)
     tmodel.load_state_dict(torch_state_from_arrays(model_arrays(model), cfg))

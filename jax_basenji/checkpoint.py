@@ -54,8 +54,14 @@ class CheckpointError(UserError):
 
 
 def _checkpointer() -> ocp.Checkpointer:
-    """Use as a context manager: closing it stops orbax's background threads cleanly."""
-    return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    """Use as a context manager: closing it stops orbax's background threads cleanly.
+
+    A model checkpoint holds host arrays written or read by one process: in a multi-process
+    run (training writes model_best from process 0) orbax must not wait for the others."""
+    me = jax.process_index()
+    options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.Checkpointer(ocp.CompositeCheckpointHandler(),
+                            **({"multiprocessing_options": options} if jax.process_count() > 1 else {}))
 
 
 def seal(meta: dict, arrays) -> dict:
@@ -130,10 +136,13 @@ def save_arrays(path: str, arrays: dict, cfg: ModelConfig, *, torch_new_head: st
 
 
 def replace_checkpoint(path: str, arrays: dict, cfg: ModelConfig, **kwargs) -> None:
-    """`save_arrays` onto an existing checkpoint without a moment where `path` is missing or
-    half-written: saved beside it, then swapped in by two renames."""
+    """`save_arrays` onto an existing checkpoint, never leaving a half-written one at `path`: saved
+    beside it, then swapped in by two renames. A crash between them leaves `path.replaced`, which the
+    next call puts back before anything else."""
     path = os.path.abspath(path)
     fresh, old = path + ".saving", path + ".replaced"
+    if not os.path.exists(path) and os.path.exists(old):
+        os.replace(old, path)
     for leftover in (fresh, old):
         shutil.rmtree(leftover, ignore_errors=True)
     save_arrays(fresh, arrays, cfg, **kwargs)
@@ -141,6 +150,12 @@ def replace_checkpoint(path: str, arrays: dict, cfg: ModelConfig, **kwargs) -> N
         os.replace(path, old)
     os.replace(fresh, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def n_value_of(meta: dict, override: float | None = None) -> float:
+    """The N encoding to build sequences with: `override` (a --n-value flag), else the checkpoint's record
+    (0.25 for a converted seed .pt), else 0."""
+    return float(meta.get("n_value", 0.0)) if override is None else float(override)
 
 
 def save_model(path: str, model: Basenji2, **kwargs) -> None:

@@ -35,12 +35,11 @@ def test_existing_outputs_are_refused_without_overwrite(tmp_path):
     assert path.read_text() == "old"
 
 
-def test_outputs_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+def test_outputs_get_the_umask_mode_not_mkstemps_0600(tmp_path, monkeypatch):
     """Outputs on a shared cluster must be readable by the group, as a plain open() would make them."""
-    old = os.umask(0o022)
-    try:
-        with atomic_open(str(tmp_path / "out.txt")) as f:
-            f.write("x")
-    finally:
-        os.umask(old)
+    from jax_basenji import atomic
+
+    monkeypatch.setattr(atomic, "_UMASK", 0o022)
+    with atomic_open(str(tmp_path / "out.txt")) as f:
+        f.write("x")
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644

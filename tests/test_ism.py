@@ -56,3 +56,5 @@ def test_attribution_writes_a_logo_and_refuses_a_region_outside_the_genome(world
     capsys.readouterr()
     assert evaluate_main([*base, "--region", "chr1:19900-20100"]) == 2
     assert "chr1 has 20000 bp; the region must lie inside it" in capsys.readouterr().err
+    assert evaluate_main([*base, "--region", "chr1:0-17000"]) == 2  # longer than the input window
+    assert "the model's input window holds 16384" in capsys.readouterr().err

@@ -70,7 +70,8 @@ def test_regions_equal_the_model_on_centred_windows(world, tmp_path):
     with h5py.File(tmp_path / "out.h5") as h5:
         np.testing.assert_allclose(h5["preds"][:], want, rtol=1e-5, atol=1e-6)
         assert [n.decode() for n in h5["name"][:]] == ["start", "middle_N", "past_end"]
-        assert list(h5["start"][:]) == [0, 18_000, 8_000] and [c.decode() for c in h5["chrom"][:]] == ["chr1"] * 2 + ["chr2"]
+        assert list(h5["start"][:]) == [0, 18_000, 8_000]
+        assert [c.decode() for c in h5["chrom"][:]] == ["chr1", "chr1", "chr2"]
         assert h5["bin_start"][0] == 500 - L // 2 + (L - world["bins"] * POOL) // 2
 
 
@@ -151,7 +152,8 @@ def test_an_interrupted_genome_run_resumes_to_identical_files(world, tmp_path, m
     assert _genome(world, tmp_path / "resumed", "--resume") == 0
     assert not (tmp_path / "resumed" / ".partial").exists()
     for track in ("t0", "t3"):
-        assert (tmp_path / "resumed" / f"{track}.bw").read_bytes() == (tmp_path / "straight" / f"{track}.bw").read_bytes()
+        resumed, straight = (tmp_path / run / f"{track}.bw" for run in ("resumed", "straight"))
+        assert resumed.read_bytes() == straight.read_bytes()
 
 
 def test_regions_bigwig_tracks_and_plot(world, tmp_path):
@@ -184,9 +186,18 @@ def test_bad_input_is_one_line_and_writes_nothing(world, tmp_path, capsys, rows,
     import re
 
     assert re.search(message, err[0]), err[0]
-    if "bigwig" not in " ".join(flags):
-        assert not (tmp_path / "out.h5").exists()
+    assert not (tmp_path / "out.h5").exists()  # every option is checked before predicting
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+
+
+def test_bigwig_chromosomes_follow_the_bed_not_the_fasta(world, tmp_path):
+    """A BED sorted another way than the FASTA (chr2 first) still gives a valid bigWig."""
+    rows = [("chr2", 4_000, 5_000, "c"), ("chr1", 30_000, 31_000, "d")]
+    assert regions(world, tmp_path, rows, "--site-length", "1280", "--bigwig-tracks", "0") == 0
+    bw = pyBigWig.open(str(tmp_path / "t0.bw"))
+    assert list(bw.chroms()) == ["chr2", "chr1"]
+    assert len(bw.intervals("chr2")) == len(bw.intervals("chr1")) == 10  # each region's 10 central bins
+    bw.close()
 
 
 def test_an_existing_output_is_refused_without_overwrite(world, tmp_path, capsys):

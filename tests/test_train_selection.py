@@ -50,22 +50,23 @@ def test_model_best_is_the_best_logged_validation_and_predicts(store, tmp_path):
 
 def test_patience_stops_early_with_exit_0_and_a_rerun_trains_no_further(store, tmp_path, capsys):
     """With a learning rate of 0 and frozen BatchNorm statistics no validation improves on the
-    first: --patience 2 stops at round 3, model_best is round 1's, and re-running the same
-    command resumes the stopped run instead of training on."""
+    first: --patience 1 with a validation every 5 rounds stops at round 10 (a round whose training
+    losses are logged already), model_best is round 5's, and re-running the same command resumes
+    the stopped run instead of training on."""
     argv = ["--data", store, "--workdir", str(tmp_path / "run"), "--model", "tiny", "--species", "human",
-            "--steps", "20", "--batch-size", "4", "--lr", "0", "--bn-momentum", "0", "--eval-every", "1",
-            "--eval-batches", "1", "--checkpoint-every", "10", "--patience", "2", "--no-progress"]
+            "--steps", "40", "--batch-size", "4", "--lr", "0", "--bn-momentum", "0", "--eval-every", "5",
+            "--eval-batches", "1", "--checkpoint-every", "20", "--patience", "1", "--no-progress"]
     assert train_main(argv) == 0
     out = capsys.readouterr()
-    assert "stopping early at round 3" in out.out + out.err
+    assert "stopping early at round 10" in out.out + out.err
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
-    assert [r["step"] for r in rows if r["split"] == "valid"] == [1, 2, 3]
-    assert [(r["step"], r["best_round"]) for r in rows if r["split"] == "stop"] == [(3, 1)]
-    assert read_meta(str(tmp_path / "run" / "model_best"))["selection"]["round"] == 1
+    assert [r["step"] for r in rows if r["split"] == "valid"] == [5, 10]
+    assert [(r["step"], r["best_round"]) for r in rows if r["split"] == "stop"] == [(10, 5)]
+    assert read_meta(str(tmp_path / "run" / "model_best"))["selection"]["round"] == 5
     assert train_main(argv) == 0
-    assert "resumed from round 3" in capsys.readouterr().err
+    assert "resumed from round 10" in capsys.readouterr().err
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
-    assert max(r["step"] for r in rows if r["split"] == "train") == 3
+    assert max(r["step"] for r in rows if r["split"] == "train") == 10
 
 
 def test_n_value_fills_n_positions_and_is_recorded(store, tmp_path):

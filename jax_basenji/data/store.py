@@ -220,7 +220,6 @@ class StoreSubset:
         return {**self.__dict__, "_maps": {}}
 
 
-
 def verify(store_dir: str, species: Sequence[str] | None = None, *, progress: bool = True) -> dict:
     """`python -m jax_basenji.data verify`: read every example, checking every checksum
     (e.g. after copying a store); {species: {subset: examples}}. Raises DataError naming the

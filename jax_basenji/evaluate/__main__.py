@@ -164,7 +164,7 @@ def _ism(args, progress: bool) -> dict:
     predictor = load_predictor(args.checkpoint, args.head, precision=args.precision, n_value=args.n_value)
     cfg = predictor.model.cfg
     genome = Genome(args.fasta)
-    chrom, start, end = region_in_genome(genome, args.region)
+    chrom, start, end = region_in_genome(genome, args.region, cfg.seq_length)
     bins = parse_range(args.bins, cfg.output_bins(cfg.seq_length), "bins")
     tracks = parse_range(args.tracks, cfg.head_tracks[args.head], "tracks")
     w_start, scores = ism_scores(predictor, genome, chrom, start, end, bins, tracks, batch_size=args.batch_size,

@@ -35,10 +35,12 @@ def parse_region(text: str) -> tuple[str, int, int]:
     return m.group(1), start, end
 
 
-def region_in_genome(genome: Genome, region: str) -> tuple[str, int, int]:
+def region_in_genome(genome: Genome, region: str, length: int) -> tuple[str, int, int]:
     """(chrom, start, end) of `--region`; InputError unless it lies inside a chromosome of the FASTA
-    (a region past the end would score an all-N input)."""
+    (a region past the end would score an all-N input) and inside one input window of `length` bp."""
     chrom, start, end = parse_region(region)
+    if end - start > length:
+        raise InputError(f"--region {region}: {end - start} bp; the model's input window holds {length}")
     try:
         size = genome.chrom_length(chrom)
     except DataError as e:
@@ -87,7 +89,7 @@ def input_x_gradient(model, one_hot: np.ndarray, head: str, bins: np.ndarray, tr
 def attribution(predictor, fasta: str, region: str, head: str, tracks: str, bins: str, output: str) -> dict:
     model = predictor.model
     genome = Genome(fasta)
-    chrom, start, end = region_in_genome(genome, region)
+    chrom, start, end = region_in_genome(genome, region, model.cfg.seq_length)
     length = model.cfg.seq_length
     n_bins = model.cfg.output_bins(length)
     bin_idx = parse_range(bins, n_bins, "bins")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
@@ -23,11 +22,10 @@ def load_predictor(checkpoint_dir: str, head: str, ensemble: Ensemble = Ensemble
     ensemble has none of its own (no --targets-txt). Sequences evaluations build (from a
     store or genome) get `n_value` at N, by default the value the checkpoint records.
     """
-    # orbax restores only absolute paths (a relative one reads as a damaged checkpoint)
-    model, meta = checkpoint.load_model(os.path.abspath(checkpoint_dir), precision)
+    model, meta = checkpoint.load_model(checkpoint_dir, precision)
     if ensemble.rc and ensemble.strand_pair is None and strand_pair is not None:
         ensemble = dataclasses.replace(ensemble, strand_pair=tuple(int(t) for t in strand_pair))
-    return Predictor(model, head, ensemble, float(meta.get("n_value", 0.0)) if n_value is None else n_value)
+    return Predictor(model, head, ensemble, checkpoint.n_value_of(meta, n_value))
 
 
 def center_bins(bins: int, width: int = 3) -> slice:

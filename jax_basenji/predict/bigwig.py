@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from jax_basenji.atomic import atomic_open, atomic_path
+from jax_basenji.errors import InputError
 
 
 def clipped_bins(start: int, n_bins: int, pool: int, size: int) -> tuple[np.ndarray, np.ndarray, slice]:
@@ -42,6 +43,8 @@ def write_bigwig(path: str, chrom_sizes: list[tuple[str, int]], entries: Iterabl
                 if len(s):
                     v = np.asarray(values(k), np.float64)[sl]
                     bw.addEntries([chrom] * len(s), s.tolist(), ends=e.tolist(), values=v.tolist())
+        except RuntimeError as e:  # pyBigWig's only error type (e.g. entries out of order)
+            raise InputError(f"{path}: pyBigWig refused the entries ({e})") from None
         finally:
             bw.close()
     return path

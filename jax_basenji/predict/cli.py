@@ -77,10 +77,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def track_names(n: int, targets: list[dict] | None) -> tuple[list[str], list[str]]:
     """(identifiers, descriptions) of a head's tracks; `t<i>` without a targets table."""
-    if targets is not None and len(targets) != n:
-        raise InputError(f"the targets table has {len(targets)} tracks; the head has {n}")
-    rows = targets or [{"identifier": f"t{i}", "description": ""} for i in range(n)]
-    return [r.get("identifier", f"t{i}") for i, r in enumerate(rows)], [r.get("description", "") for r in rows]
+    from jax_basenji.evaluate.common import track_table
+
+    rows = track_table(n, targets)
+    return [r["identifier"] for r in rows], [r["description"] for r in rows]
 
 
 def file_name(name: str) -> str:
@@ -94,12 +94,12 @@ def _setup(args) -> tuple[Predictor, Genome, Geometry, list[str], list[str], lis
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     model, meta = checkpoint.load_model(args.checkpoint, args.precision)
-    n_value = float(meta.get("n_value", 0.0)) if args.n_value is None else args.n_value
+    n_value = checkpoint.n_value_of(meta, args.n_value)
     layer = getattr(args, "embed", None) or "head"
     predictor = Predictor(model, args.head, ensemble_from_args(args), n_value, layer)
     genome = Genome(args.fasta)
     cfg = model.cfg
-    geo = Geometry(cfg.seq_length, cfg.output_bins(cfg.seq_length))
+    geo = Geometry(cfg.seq_length, cfg.output_bins(cfg.seq_length), cfg.bin_size)
     targets = read_targets_file(args.targets_txt) if args.targets_txt else None
     ids, labels = track_names(cfg.head_tracks[args.head], targets)
     columns = select_tracks(ids, args.tracks, targets) if args.tracks else None
@@ -108,35 +108,46 @@ def _setup(args) -> tuple[Predictor, Genome, Geometry, list[str], list[str], lis
 
 def run_regions(args) -> str:
     from jax_basenji.evaluate.ridge import select_tracks
-    from jax_basenji.predict.regions import (check_chromosomes, predict_regions, read_regions, regions_to_bigwigs,
-                                             site_bins)
+    from jax_basenji.predict.regions import (bigwig_entries, check_chromosomes, predict_regions, read_regions,
+                                             regions_to_bigwigs, site_bins)
+    from jax_basenji.predict.windows import centred_window
 
+    # Every option is checked before the prediction: a refused run writes nothing.
     missing = [p for p in args.measured_bigwig if not os.path.isfile(p)]
     if missing:
         raise InputError(f"--measured-bigwig {missing[0]} is missing")
+    if args.bigwig_tracks and args.sum:
+        raise InputError("--bigwig-tracks needs the bins: leave out --sum")
+    if args.plot is not None and args.sum:
+        raise InputError("--plot needs the bins: leave out --sum")
+    if args.embed and (args.tracks or args.bigwig_tracks):
+        raise InputError("--embed writes a layer's channels: --tracks and --bigwig-tracks select head tracks")
     predictor, genome, geo, ids, labels, columns, targets = _setup(args)
     regions = read_regions(args.bed)
     check_chromosomes(regions, genome, args.bed)
+    site = site_bins(geo, args.site_length)
+    if args.plot is not None and args.plot not in {r.name for r in regions} and not (
+            args.plot.isdigit() and int(args.plot) < len(regions)):
+        raise InputError(f"--plot {args.plot!r} is neither a region name of {args.bed} nor a row")
+    written = list(range(len(ids))) if columns is None else columns
+    wanted = select_tracks(ids, args.bigwig_tracks, targets) if args.bigwig_tracks else []
+    absent = [ids[t] for t in wanted if t not in written]
+    if absent:
+        raise InputError(f"--bigwig-tracks {absent[0]} is not among the written --tracks")
+    if wanted:  # sorted, non-overlapping bins: checked on the windows, before predicting
+        starts = [centred_window(r.chrom, r.start, r.end, geo.length).start + geo.crop + site.start * geo.pool
+                  for r in regions]
+        bigwig_entries(regions, starts, site.stop - site.start, geo.pool, args.bed)
     if args.embed:
-        if args.tracks or args.bigwig_tracks:
-            raise InputError("--embed writes a layer's channels: --tracks and --bigwig-tracks select head tracks")
         width = predictor.model.cfg.final_channels if args.embed == "final" else predictor.model.cfg.tower_channels[-1]
         ids = labels = [f"{args.embed}_{c}" for c in range(width)]
-    site = site_bins(geo, args.site_length)
     shape = predict_regions(predictor, genome, regions, args.output, geo=geo, columns=columns,
                             target_ids=ids if columns is None else [ids[c] for c in columns],
                             target_labels=labels if columns is None else [labels[c] for c in columns],
                             site=site, total=args.sum, float16=args.float16, batch_size=args.batch_size,
                             overwrite=args.overwrite, progress=not args.no_progress)
-    written = list(range(len(ids))) if columns is None else columns
     extra = []
-    if args.bigwig_tracks:
-        if args.sum:
-            raise InputError("--bigwig-tracks needs the bins: leave out --sum")
-        wanted = select_tracks(ids, args.bigwig_tracks, targets)
-        absent = [ids[t] for t in wanted if t not in written]
-        if absent:
-            raise InputError(f"--bigwig-tracks {absent[0]} is not among the written --tracks")
+    if wanted:
         extra = regions_to_bigwigs(args.output, regions, genome, os.path.dirname(os.path.abspath(args.output)),
                                    [file_name(ids[t]) for t in wanted], [written.index(t) for t in wanted],
                                    args.bed, args.overwrite)

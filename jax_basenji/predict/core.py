@@ -11,9 +11,9 @@ that is renamed when complete. Batches are padded to one shape, so the model
 is compiled once.
 
 Ensembles, as upstream basenji's `--rc --shifts`: the prediction is the mean
-over every listed shift (the sequence moved right by `s` bp, N-padded with
-all-zero rows where upstream pads 0.25; the
-prediction is not shifted back) and, with `--rc`, over the reverse complement
+over every listed shift (the sequence moved right by `s` bp, the vacated positions
+N in the model's encoding: all-zero rows, or the Predictor's `n_value`, e.g. 0.25 as
+upstream pads; the prediction is not shifted back) and, with `--rc`, over the reverse complement
 of each (its prediction flipped back along the bins and, given a targets.txt
 with `strand_pair`, stranded tracks swapped with their pair).
 """
@@ -71,7 +71,7 @@ class Ensemble:
 
     rc: bool = False  # also predict the reverse complement, flipped back
     # bp the sequence is moved right (negative: left); vacated positions are N in the
-    # project's encoding (all-zero rows, as the Basenji TFRecords; upstream pads 0.25).
+    # model's encoding (all-zero rows, then the Predictor's n_value: 0 or 0.25).
     shifts: tuple[int, ...] = (0,)
     strand_pair: tuple[int, ...] | None = None  # track permutation for the reverse strand
 

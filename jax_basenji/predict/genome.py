@@ -13,7 +13,6 @@ files; the track files are written from the finished array at the end.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -21,22 +20,11 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from jax_basenji.atomic import write_json
 from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
 from jax_basenji.predict.bigwig import write_bedgraph, write_bigwig
 from jax_basenji.predict.windows import Geometry, tile, window_batches
-
-
-def _progress(partial: str) -> dict | None:
-    path = os.path.join(partial, "progress.json")
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except ValueError:
-        raise InputError(f"{path} is damaged; remove {partial} to start afresh") from None
+from jax_basenji.resume import items_done, record_done, resuming
 
 
 def predict_genome(predictor, genome: Genome, chroms: list[str], out_dir: str, *, geo: Geometry,
@@ -50,22 +38,15 @@ def predict_genome(predictor, genome: Genome, chroms: list[str], out_dir: str, *
         raise InputError(f"chromosome {missing[0]!r} is not in {genome.path}")
     outputs = [os.path.join(out_dir, f"{n}.{ext}") for n in names for ext in (("bw", "bedGraph") if bedgraph
                                                                                 else ("bw",))]
+    partial = os.path.join(out_dir, ".partial")
     existing = [p for p in outputs if os.path.exists(p)]
-    if existing and not overwrite:
+    if existing and not (overwrite or resuming(partial, resume)):  # a killed run rewrites its own
         raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
     sizes = [(c, genome.chrom_length(c)) for c in chroms]
     windows = [w for c, n in sizes for w in tile(c, n, geo)]
-    partial = os.path.join(out_dir, ".partial")
     record = {"settings": settings, "chroms": sizes, "columns": columns, "windows": len(windows),
               "batch_size": batch_size}
-    done = 0
-    state = _progress(partial)
-    if state is not None and resume:
-        if {k: v for k, v in state.items() if k != "done"} != json.loads(json.dumps(record)):
-            raise InputError(f"{partial} holds a run with other settings; rerun those, or remove it to start afresh")
-        done = state["done"]
-    elif state is not None and not resume:
-        raise InputError(f"{partial} holds an unfinished run: pass --resume to continue it, or remove it")
+    done = items_done(partial, record, resume)
     os.makedirs(partial, exist_ok=True)
     shape = (len(windows) * geo.bins, len(columns))
     preds = np.lib.format.open_memmap(os.path.join(partial, "preds.npy"), mode="r+" if done else "w+",
@@ -77,7 +58,7 @@ def predict_genome(predictor, genome: Genome, chroms: list[str], out_dir: str, *
         rows = slice((done + first) * geo.bins, (done + first + len(out)) * geo.bins)
         preds[rows] = out.reshape(-1, len(columns))
         preds.flush()
-        write_json(os.path.join(partial, "progress.json"), {**record, "done": done + first + len(out)})
+        record_done(partial, record, done + first + len(out))
         bar.update(len(out))
     bar.close()
     del preds  # flushed; the track files read it back
@@ -97,6 +78,6 @@ def _write_tracks(preds_path: str, windows: list, sizes: list[tuple[str, int]], 
         def values(k: int, col=col) -> np.ndarray:
             return preds[k * geo.bins:(k + 1) * geo.bins, col]
 
-        write_bigwig(os.path.join(out_dir, f"{name}.bw"), sizes, entries, values, geo.pool)
+        write_bigwig(os.path.join(out_dir, f"{name}.bw"), sizes, entries, values, geo.pool)  # overwrite: ours
         if bedgraph:
             write_bedgraph(os.path.join(out_dir, f"{name}.bedGraph"), sizes, entries, values, geo.pool)

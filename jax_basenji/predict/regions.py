@@ -137,7 +137,7 @@ def regions_to_bigwigs(h5_path: str, regions: list[BedRegion], genome: Genome, o
     with h5py.File(h5_path, "r") as h5:
         preds, bin_starts, pool = h5["preds"], h5["bin_start"][:], int(h5.attrs["pool_width"])
         entries = bigwig_entries(regions, bin_starts, preds.shape[1], pool, bed_path)
-        chroms = [c for c in genome.chromosomes() if c in {r.chrom for r in regions}]
+        chroms = list(dict.fromkeys(r.chrom for r in regions))  # header order = the BED's (entries' order)
         paths = []
         for name, col in zip(names, columns):
             def values(k: int, col=col) -> np.ndarray:

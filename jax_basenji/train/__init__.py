@@ -10,6 +10,7 @@ workdir resumes from the latest checkpoint, data position included.
 
   setup.py        the run's data sources, model config and initial weights
   checkpoints.py  the workdir's resumable checkpoints
+  selection.py    model_best and early stopping
   validation.py   validation passes and their metrics
   loop.py         the training loop (`train`)
   cli.py          flags, recipes, the embedded demo, `main`

@@ -28,6 +28,10 @@ from jax_basenji.config import ModelConfig
 from jax_basenji.integrity import json_crc
 
 
+class ConfigMismatch(CheckpointError):
+    """The workdir's checkpoint belongs to another run (model config or N encoding): not damage."""
+
+
 def config_diff(saved: dict, current: dict) -> list[str]:
     return [f"{k}={saved.get(k)!r} (now {current.get(k)!r})" for k in sorted(set(saved) | set(current))
             if saved.get(k) != current.get(k)]
@@ -63,9 +67,9 @@ class RunCheckpoints:
         for step in steps:
             try:
                 restored = self._read(step, os.path.join(self.latest.directory, str(step)), abstract_state)
+            except ConfigMismatch:
+                raise
             except CheckpointError as e:
-                if "another model config" in str(e):
-                    raise
                 damaged_saves.append((step, e))
                 continue
             for bad, why in damaged_saves:
@@ -92,8 +96,12 @@ class RunCheckpoints:
         saved = ModelConfig.from_dict(meta["model_config"]).architecture().to_dict()
         diff = config_diff(saved, self.meta["model_config"])
         if diff:
-            raise CheckpointError(f"{os.path.dirname(self.dir)} holds a checkpoint of another model config: "
-                                  f"{', '.join(diff)}")
+            raise ConfigMismatch(f"{os.path.dirname(self.dir)} holds a checkpoint of another model config: "
+                                 f"{', '.join(diff)}")
+        saved_n, now_n = meta.get("train_config", {}).get("n_value"), self.meta["train_config"]["n_value"]
+        if saved_n is not None and saved_n != now_n:  # the inputs would change mid-run
+            raise ConfigMismatch(f"{os.path.dirname(self.dir)} holds a run trained with N = {saved_n}; this one "
+                                 f"would use {now_n}: pass --n-value {saved_n} to resume it")
         try:
             with quiet_absl():
                 restored = self.latest.restore(step, args=ocp.args.Composite(

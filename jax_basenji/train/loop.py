@@ -67,7 +67,8 @@ class TrainLog:
         rate, wait = self.seqs / elapsed, self.data_wait / elapsed
         for s in self.species:
             if self.losses[s]:
-                groups = {k: float(np.mean([float(g[k]) for g in self.groups[s]])) for k in self.groups[s][0]}
+                groups = ({k: float(np.mean([float(g[k]) for g in self.groups[s]])) for k in self.groups[s][0]}
+                          if self.groups[s] else {})
                 self.writer.write({"step": step, "split": "train", "species": s,
                                    "loss": float(np.mean(self.losses[s])), **groups, "seq_per_s": rate,
                                    "data_wait_fraction": wait})
@@ -162,7 +163,7 @@ class TrainingRun:
             self.log.flush(r)
 
     def validate(self, r: int) -> None:
-        self.summary, _ = self.validator(self.state)
+        self.summary = self.validator(self.state)
         for s, row in self.summary.items():
             self.writer.write({"step": r, "split": "valid", "species": s, **row})
 
@@ -190,10 +191,11 @@ class TrainingRun:
         sel = self.selection
         self.log.add_losses(self.guard(self.pending, r))
         self.pending = []
-        self.log.flush(r)
+        if any(self.log.losses.values()):  # a round of a multiple of LOG_EVERY is logged already
+            self.log.flush(r)
+        best = "no finite value" if sel.best is None else f"best {sel.best:.4f} at round {sel.round}"
         self.bar.write(f"stopping early at round {r}: no improvement of {sel.describe()} in {sel.patience} "
-                       f"validations (best {sel.best:.4f} at round {sel.round}, in "
-                       f"{os.path.join(self.tc.workdir, 'model_best')})")
+                       f"validations ({best}, in {os.path.join(self.tc.workdir, 'model_best')})")
         self.writer.write({"step": r, "split": "stop", "species": sel.species, "best": sel.best,
                            "best_round": sel.round})
 
@@ -206,7 +208,8 @@ class TrainingRun:
         """The last validation summary, plus model paths, the selection and the plots (process 0)."""
         if self.primary:
             self.summary["model"] = self.save_model("model")
-            self.summary["model_best"] = os.path.join(self.tc.workdir, "model_best")
+            best = os.path.join(self.tc.workdir, "model_best")
+            self.summary["model_best"] = best if self.selection.round is not None else None
             self.summary["selection"] = self.selection.to_dict()
             self.summary["plots"] = plot_curves(self.tc.workdir, self.validator.last_r)
         return self.summary

@@ -24,9 +24,9 @@ class Validator:
         self.track_assays = {s: assays(src.targets) for s, src in valid_src.items()}
         self.last_r: dict[str, np.ndarray] = {}  # {species: [tracks] Pearson R of the last validation}
 
-    def __call__(self, state: dict) -> tuple[dict, float]:
-        """({species: summary row}, mean validation loss over species)."""
-        summary, total = {}, 0.0
+    def __call__(self, state: dict) -> dict:
+        """{species: summary row}: losses, mean Pearson R and its per-assay means."""
+        summary = {}
         for s, src in self.valid_src.items():
             sums = PearsonSums()
             ds = make_dataset(src, batch_size=self.batch_size, shuffle=False, num_epochs=1, **self.shard)
@@ -40,5 +40,4 @@ class Validator:
             self.last_r[s] = r_tracks
             summary[s] = {**sums.losses, "pearson_r": float(np.nanmean(r_tracks)),
                           "pearson_r_by_assay": by_assay(r_tracks, self.track_assays[s])}
-            total += sums.loss
-        return summary, total / len(self.valid_src)
+        return summary

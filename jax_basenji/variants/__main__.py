@@ -21,6 +21,7 @@ from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
 from jax_basenji.predict.cli import track_names
 from jax_basenji.predict.core import Predictor, add_ensemble_flags, add_precision_flag, ensemble_from_args
+from jax_basenji.resume import resuming
 from jax_basenji.variants.score import STATS
 
 
@@ -63,13 +64,17 @@ def score(args) -> str:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     stem = os.path.splitext(args.output)[0]
     outputs = [args.output, stem + ".tsv", stem + ".png"]
-    if not args.overwrite and any(os.path.exists(p) for p in outputs):
+    if not (args.overwrite or resuming(args.output + ".partial", args.resume)) and any(
+            os.path.exists(p) for p in outputs):
         raise InputError(f"{next(p for p in outputs if os.path.exists(p))} already exists; pass --overwrite")
     model, meta = checkpoint.load_model(args.checkpoint, args.precision)
-    n_value = float(meta.get("n_value", 0.0)) if args.n_value is None else args.n_value
+    n_value = checkpoint.n_value_of(meta, args.n_value)
     predictor = Predictor(model, args.head, ensemble_from_args(args), n_value)
     length = args.seq_length or model.cfg.seq_length
-    model.cfg.output_bins(length)  # an impossible length fails here, in one line
+    try:
+        model.cfg.output_bins(length)
+    except ValueError as e:  # an impossible length: one line, before any work
+        raise InputError(f"--seq-length {length}: {e}") from None
     targets = read_targets_file(args.targets_txt) if args.targets_txt else None
     ids, labels = track_names(model.cfg.head_tracks[args.head], targets)
     columns = select_tracks(ids, args.tracks, targets) if args.tracks else None
@@ -99,10 +104,11 @@ def score(args) -> str:
                             resume=args.resume, progress=not args.no_progress)
     kept_ids = ids if columns is None else [ids[c] for c in columns]
     kept_labels = labels if columns is None else [labels[c] for c in columns]
-    write_h5(args.output, prepared, arrays, kept_ids, kept_labels, args.float32, args.overwrite)
-    sad = arrays["SAD"] if "SAD" in arrays else arrays[args.stats[0]]
-    write_summary(outputs[1], prepared, sad, kept_ids, args.overwrite)
-    plot_top(outputs[2], prepared, sad, kept_ids)
+    write_h5(args.output, prepared, arrays, kept_ids, kept_labels, args.float32, True)  # refused above if needed
+    stat = "SAD" if "SAD" in arrays else args.stats[0]  # what the summary and the plot rank by
+    sad = arrays[stat]
+    write_summary(outputs[1], prepared, sad, stat, kept_ids)
+    plot_top(outputs[2], prepared, sad, stat, kept_ids)
     del arrays, sad
     shutil.rmtree(partial)
     flipped = sum(p.flipped for p in prepared)

@@ -11,8 +11,6 @@ Written under temporary names and renamed when complete.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from jax_basenji.atomic import atomic_path
@@ -43,32 +41,31 @@ def write_h5(path: str, prepared: list[Prepared], arrays: dict[str, np.ndarray],
     return path
 
 
-def write_summary(path: str, prepared: list[Prepared], sad: np.ndarray, target_ids: list[str],
-                  overwrite: bool) -> str:
+def write_summary(path: str, prepared: list[Prepared], values: np.ndarray, stat: str, target_ids: list[str]) -> str:
+    """One row per variant: the track of its largest |`stat`| and that value."""
     def rows():
         for k, p in enumerate(prepared):
-            t = int(np.argmax(np.abs(sad[k]))) if sad.shape[1] else 0
+            t = int(np.argmax(np.abs(values[k]))) if values.shape[1] else 0
             v = p.variant
-            yield [v.id, v.chrom, v.pos, v.ref, v.alt, int(p.flipped), target_ids[t], float(sad[k, t])]
+            yield [v.id, v.chrom, v.pos, v.ref, v.alt, int(p.flipped), target_ids[t], float(values[k, t])]
 
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
-    return write_tsv(path, ["snp", "chr", "pos", "ref_allele", "alt_allele", "flipped", "max_abs_sad_track",
-                            "sad"], rows())
+    return write_tsv(path, ["snp", "chr", "pos", "ref_allele", "alt_allele", "flipped",
+                            f"max_abs_{stat.lower()}_track", stat.lower()], rows())
 
 
-def plot_top(path: str, prepared: list[Prepared], sad: np.ndarray, target_ids: list[str], top: int = 20) -> str:
-    """Horizontal bars: the `top` variants by max |SAD| over tracks, labelled with their track."""
-    best = np.abs(sad).max(axis=1) if sad.shape[1] else np.zeros(len(prepared))
+def plot_top(path: str, prepared: list[Prepared], values: np.ndarray, stat: str, target_ids: list[str],
+             top: int = 20) -> str:
+    """Horizontal bars: the `top` variants by max |`stat`| over tracks, labelled with their track."""
+    best = np.abs(values).max(axis=1) if values.shape[1] else np.zeros(len(prepared))
     order = np.argsort(-best)[:top][::-1]
+    track = [int(np.argmax(np.abs(values[k]))) for k in order]
+    shown = [float(values[k, t]) for k, t in zip(order, track)]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(order) + 1.2))
-    values = [float(sad[k, int(np.argmax(np.abs(sad[k])))]) for k in order]
-    ax.barh(range(len(order)), values, color=["tab:red" if x > 0 else "tab:blue" for x in values])
-    ax.set_yticks(range(len(order)),
-                  [f"{prepared[k].variant.id} ({target_ids[int(np.argmax(np.abs(sad[k])))]})" for k in order],
+    ax.barh(range(len(order)), shown, color=["tab:red" if x > 0 else "tab:blue" for x in shown])
+    ax.set_yticks(range(len(order)), [f"{prepared[k].variant.id} ({target_ids[t]})" for k, t in zip(order, track)],
                   fontsize=7)
     ax.axvline(0, color="k", linewidth=0.5)
-    ax.set(xlabel="SAD (alt - ref, summed over bins) of the variant's largest |SAD| track",
-           title=f"top {len(order)} variants by max |SAD|")
+    ax.set(xlabel=f"{stat} of the variant's largest |{stat}| track (summed over bins)",
+           title=f"top {len(order)} variants by max |{stat}|")
     return save_png(fig, path)

@@ -14,16 +14,14 @@ flushed batch, so a kill costs at most one batch: `--resume` continues.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import numpy as np
 from tqdm import tqdm
 
-from jax_basenji.atomic import write_json
-from jax_basenji.errors import InputError
 from jax_basenji.predict.windows import prefetched
+from jax_basenji.resume import items_done, record_done
 from jax_basenji.variants.alleles import Prepared, window_pair
 
 STATS = ("SAD", "REF", "ALT", "SAR", "D2")
@@ -39,28 +37,11 @@ def statistics(ref: np.ndarray, alt: np.ndarray, names: tuple[str, ...]) -> dict
     return {s: every[s]() for s in names}
 
 
-def _load_progress(partial: str, record: dict) -> int:
-    """Variants already done by a resumed run with the same settings (0 for a fresh run)."""
-    path = os.path.join(partial, "progress.json")
-    if not os.path.exists(path):
-        return 0
-    try:
-        with open(path) as f:
-            state = json.load(f)
-    except ValueError:
-        raise InputError(f"{path} is damaged; remove {partial} to start afresh") from None
-    if {k: v for k, v in state.items() if k != "done"} != json.loads(json.dumps(record)):
-        raise InputError(f"{partial} holds a run with other settings; rerun those, or remove it to start afresh")
-    return int(state["done"])
-
-
 def score_variants(predictor, genome, prepared: list[Prepared], partial: str, *, length: int,
                    columns: list[int] | None, stats: tuple[str, ...], record: dict, batch_size: int,
                    resume: bool, progress: bool = True) -> dict[str, np.ndarray]:
     """Fill OUT.partial/{stat}.npy `[variants, tracks]` float32; returns them (memory-mapped)."""
-    if os.path.exists(os.path.join(partial, "progress.json")) and not resume:
-        raise InputError(f"{partial} holds an unfinished run: pass --resume to continue it, or remove it")
-    done = _load_progress(partial, record) if resume else 0
+    done = items_done(partial, record, resume)
     os.makedirs(partial, exist_ok=True)
     tracks = len(columns) if columns is not None else predictor.model.cfg.head_tracks[record["head"]]
     arrays = {s: np.lib.format.open_memmap(os.path.join(partial, f"{s}.npy"), mode="r+" if done else "w+",
@@ -84,7 +65,7 @@ def score_variants(predictor, genome, prepared: list[Prepared], partial: str, *,
         for s, values in statistics(ref, alt, stats).items():
             arrays[s][first:first + n] = values
             arrays[s].flush()
-        write_json(os.path.join(partial, "progress.json"), {**record, "done": first + n})
+        record_done(partial, record, first + n)
         bar.update(n)
     bar.close()
     return arrays
