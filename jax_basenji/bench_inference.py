@@ -107,8 +107,8 @@ def bench_predict(preset: str = "basenji2-double-prime", chrom_length: int = 1_0
 
 def bench_variants(preset: str = "basenji2-double-prime", variants: int = 64, batch_size: int = 4,
                    seq_length: int | None = None, tracks: int = 5313, threads: int | None = None) -> dict:
-    from jax_basenji.variants.alleles import Prepared, window_pair
-    from jax_basenji.variants.score import statistics
+    from jax_basenji.variants.alleles import Prepared
+    from jax_basenji.variants.score import pair_batch, statistics
     from jax_basenji.variants.vcf import Variant
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,10 +124,7 @@ def bench_variants(preset: str = "basenji2-double-prime", variants: int = 64, ba
 
         def batches():
             for first in range(0, len(prepared), batch_size):
-                batch = np.zeros((2 * batch_size, geo.length, 4), np.uint8)
-                for k, p in enumerate(prepared[first:first + batch_size]):
-                    batch[k], batch[batch_size + k] = window_pair(genome, p.variant, geo.length)
-                yield first, batch
+                yield first, pair_batch(genome, prepared, first, batch_size, geo.length)
 
         def scored(forward):
             def run(batch):  # the statistics `variants score` computes, REF and ALT sums kept to compare

@@ -97,19 +97,14 @@ def parse_args(argv):
     q.add_argument("--alpha-grid", nargs="+", default=["0", "0.5", "1", "2", "3"],
                    help="penalties of the alpha sweep (default 0 0.5 1 2 3, the seed notebook's)")
 
-    q = sub.add_parser("attribution", help="input x gradient contribution scores for one region")
-    common(q)
-    q.add_argument("--fasta", required=True)
-    q.add_argument("--region", required=True, help="chrom:start-end; the input window is centred on it")
-    q.add_argument("--tracks", default="all", help="track indices: all, a-b or i,j,k (default all)")
-    q.add_argument("--bins", default="center", help="bins: center (3 centre bins), all, a-b or i,j,k")
-
-    q = sub.add_parser("ism", help="in-silico saturation mutagenesis of one region")
-    common(q)
-    q.add_argument("--fasta", required=True)
-    q.add_argument("--region", required=True, help="chrom:start-end to mutate; the input window is centred on it")
-    q.add_argument("--tracks", default="all", help="track indices: all, a-b or i,j,k (default all)")
-    q.add_argument("--bins", default="center", help="bins: center (3 centre bins), all, a-b or i,j,k")
+    for what, text in (("attribution", "input x gradient contribution scores for one region"),
+                       ("ism", "in-silico saturation mutagenesis of one region")):
+        q = sub.add_parser(what, help=text)
+        common(q)
+        q.add_argument("--fasta", required=True)
+        q.add_argument("--region", required=True, help="chrom:start-end; the input window is centred on it")
+        q.add_argument("--tracks", default="all", help="track indices: all, a-b or i,j,k (default all)")
+        q.add_argument("--bins", default="center", help="bins: center (3 centre bins), all, a-b or i,j,k")
     return p.parse_args(argv)
 
 

@@ -89,6 +89,11 @@ def spearman_columns(x: np.ndarray, y: np.ndarray, chunk: int = 256) -> np.ndarr
     return out
 
 
+def log1p_clipped(x: np.ndarray) -> np.ndarray:
+    """log(x + 1) of the non-negative part: the scale the seed correlates expression on."""
+    return np.log1p(np.maximum(x, 0))
+
+
 def standardize(x: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
     """(x - mean) / std per column; columns with std 0 become 0."""
     mean = x.mean(axis=0) if mean is None else mean

@@ -21,8 +21,8 @@ from scipy.linalg import LinAlgWarning
 from sklearn.linear_model import Ridge, RidgeCV
 
 from jax_basenji.cli import InputError
-from jax_basenji.evaluate.common import (assay_columns, histogram, nanmean, pearson_columns, scatter, standardize,
-                                         write_tsv)
+from jax_basenji.evaluate.common import (assay_columns, histogram, log1p_clipped, nanmean, pearson_columns,
+                                         scatter, standardize, write_tsv)
 from jax_basenji.evaluate.tss import read_expression, read_matrix, subsets_of
 from jax_basenji.metrics import pyplot, save_png
 
@@ -116,8 +116,8 @@ def ridge_eval(matrix_path: str, expression_path: str, tracks: list[str], output
         if not any(s in present for s in wanted):
             raise InputError(f"unknown subset {' / '.join(map(repr, wanted))}: the genes of {matrix_path} found in "
                              f"{expression_path} are in {', '.join(present) or 'no subset'}")
-    x = np.log1p(np.maximum(pred[keep][:, cols], 0))
-    y = np.log1p(np.maximum(expr[[gene_row[g.gene_id] for g in genes]], 0))
+    x = log1p_clipped(pred[keep][:, cols])
+    y = log1p_clipped(expr[[gene_row[g.gene_id] for g in genes]])
     train = np.array([g.subset in train_subsets for g in genes])
     test = np.array([g.subset == test_subset for g in genes])
     if train.sum() < 2 or test.sum() < 2:

@@ -33,8 +33,8 @@ from jax_basenji.cli import InputError
 from jax_basenji.data import BasenjiSource
 from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import DataError, index_to_one_hot
-from jax_basenji.evaluate.common import (center_bins, check_width, histogram, nanmean, pearson_columns, read_tsv,
-                                         scatter, standardize, write_tsv)
+from jax_basenji.evaluate.common import (center_bins, check_width, histogram, log1p_clipped, nanmean,
+                                         pearson_columns, read_tsv, scatter, standardize, write_tsv)
 
 GENE_COLUMNS = ("gene_id", "chrom", "tss", "strand")
 SUBSET_ORDER = ("train", "valid", "test")  # reported first, in this order; other names follow sorted
@@ -222,7 +222,7 @@ def correlations(pred: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np
 
     Per gene, every track is first standardised across the genes given (the seed's z-score).
     """
-    lp, lo = np.log1p(np.maximum(pred, 0)), np.log1p(np.maximum(observed, 0))
+    lp, lo = log1p_clipped(pred), log1p_clipped(observed)
     return pearson_columns(lp, lo, axis=0), pearson_columns(standardize(lp), standardize(lo), axis=1)
 
 
@@ -247,10 +247,9 @@ def correlate(pred: np.ndarray, observed: np.ndarray, genes: list[Gene], names: 
     if by_subset:
         write_tsv(os.path.join(output, "tss_per_track_by_subset.tsv"), ["subset", "track", "pearson_r"], track_rows)
         write_tsv(os.path.join(output, "tss_per_gene_by_subset.tsv"), ["subset", "gene_id", "pearson_r"], gene_rows)
-    lp, lo = np.log1p(np.maximum(pred, 0)), np.log1p(np.maximum(observed, 0))
     histogram(per_track, os.path.join(output, "tss_per_track_hist.png"), "Pearson R per track across genes")
     histogram(per_gene, os.path.join(output, "tss_per_gene_hist.png"), "Pearson R per gene across tracks")
-    scatter(lp, lo, os.path.join(output, "tss_scatter.png"), f"log(x+1) {label}", "log(x+1) measured",
+    scatter(log1p_clipped(pred), log1p_clipped(observed), os.path.join(output, "tss_scatter.png"), f"log(x+1) {label}", "log(x+1) measured",
             "genes x tracks")
     return {"genes": len(genes), "tracks": len(names), "per_track_r": nanmean(per_track),
             "per_gene_r": nanmean(per_gene), "by_subset": by_subset}

@@ -37,6 +37,15 @@ def statistics(ref: np.ndarray, alt: np.ndarray, names: tuple[str, ...]) -> dict
     return {s: every[s]() for s in names}
 
 
+def pair_batch(genome, prepared: list[Prepared], first: int, batch_size: int, length: int) -> np.ndarray:
+    """`[2 * batch_size, length, 4]` uint8: the REF windows of `prepared[first:first + batch_size]`, then
+    their ALT windows (zero rows pad a short last batch), so both go through one jitted batch."""
+    batch = np.zeros((2 * batch_size, length, 4), np.uint8)
+    for k, p in enumerate(prepared[first:first + batch_size]):
+        batch[k], batch[batch_size + k] = window_pair(genome, p.variant, length)
+    return batch
+
+
 def score_variants(predictor, genome, prepared: list[Prepared], partial: str, *, length: int,
                    columns: list[int] | None, stats: tuple[str, ...], record: dict, batch_size: int,
                    resume: bool, progress: bool = True) -> dict[str, np.ndarray]:
@@ -48,11 +57,7 @@ def score_variants(predictor, genome, prepared: list[Prepared], partial: str, *,
                                            dtype=np.float32, shape=(len(prepared), tracks)) for s in stats}
 
     def build(first: int) -> np.ndarray:
-        """`[2 * batch_size, length, 4]`: the batch's REF windows, then its ALT windows (zero rows pad)."""
-        batch = np.zeros((2 * batch_size, length, 4), np.uint8)
-        for k, p in enumerate(prepared[first:first + batch_size]):
-            batch[k], batch[batch_size + k] = window_pair(genome, p.variant, length)
-        return batch
+        return pair_batch(genome, prepared, first, batch_size, length)
 
     bar = tqdm(total=len(prepared), initial=done, unit="variant", disable=not progress, file=sys.stderr,
                desc="variants")
