@@ -122,7 +122,8 @@ def save_arrays(path: str, arrays: dict, cfg: ModelConfig, *, torch_new_head: st
     """Write `arrays` (as from `model_arrays`) with `cfg` into checkpoint dir `path`.
 
     `torch_new_head`: the head that jax-to-torch writes as the seed's fine-tuning
-    wrapper's `new_head`; `extra`: more metadata (e.g. the training config).
+    wrapper's `new_head`; `extra`: more metadata (e.g. the training config, and `head_targets`
+    {head: targets.txt rows}, also written as `path/targets_<head>.txt`).
     """
     path = os.path.abspath(path)
     if os.path.exists(path) and not overwrite:
@@ -133,6 +134,11 @@ def save_arrays(path: str, arrays: dict, cfg: ModelConfig, *, torch_new_head: st
     with _checkpointer() as c:
         c.save(path, args=ocp.args.Composite(
             state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)), force=overwrite)
+    # A readable copy of each recorded head table (the metadata's copy is the one commands read).
+    from jax_basenji.data.layout import write_targets_file
+
+    for head, rows in (meta.get("head_targets") or {}).items():
+        write_targets_file(os.path.join(path, f"targets_{head}.txt"), rows)
 
 
 def replace_checkpoint(path: str, arrays: dict, cfg: ModelConfig, **kwargs) -> None:

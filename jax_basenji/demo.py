@@ -12,7 +12,6 @@ Exits non-zero if parity or the round trip fails.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from jax_basenji import convert, predict
+from jax_basenji.cli import Parser
 from jax_basenji.config import ModelConfig
 from torch_ref import Basenji2 as TorchBasenji2
 
@@ -33,8 +33,7 @@ def random_one_hot(n: int, length: int, seed: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jax_basenji.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m jax_basenji.demo", description=__doc__)
     p.add_argument("--workdir", default="runs/demo")
     p.add_argument("--variant", default="basenji2-double-prime",
                    choices=["basenji2-double-prime", "basenji2-prime"])

@@ -2,7 +2,7 @@
 
   python -m jax_basenji.finetune --pretrained basenji2.pt --variant basenji2-double-prime \\
       --data atac=stores/atac rna=stores/rna --species mouse --workdir runs/ft \\
-      --modality-weight rna=2 --log1p rna [--freeze heads|trunk] [jax_basenji.train's optimizer/run flags]
+      --modality-weight rna=1 --log1p rna [--freeze heads|trunk] [jax_basenji.train's optimizer/run flags]
 
 `--pretrained` is a jax_basenji checkpoint, a seed `.pt` (plain, DataParallel or
 already fine-tuned), or the published Basenji2 as basenji2-pytorch's `.pth` or a
@@ -30,8 +30,9 @@ import sys
 
 import jax
 
-from jax_basenji.cli import InputError, one_line_errors
+from jax_basenji.cli import InputError, Parser, one_line_errors
 from jax_basenji.config import GELU_FORMS, SEED_VARIANTS, VARIANTS, ModelConfig
+from jax_basenji.convert.foreign import WIDTHS
 from jax_basenji.data import BasenjiSource, ConcatSource
 from jax_basenji.train import (NonFiniteLoss, add_train_flags, initial_arrays, maybe_initialize_distributed,
                                parse_with_recipe, train, train_config_from_args)
@@ -59,14 +60,13 @@ def load_pretrained(path: str, variant: str | None, widths: str = "basenji2",
             raise InputError(f"{path} is a checkpoint directory: it records its architecture; "
                              "--variant, --widths and --gelu apply to foreign files only")
         return initial_arrays(path, ModelConfig())
-    from jax_basenji.convert.foreign import read_weights
+    from jax_basenji.convert.foreign import read_weights, width_preset
 
     def base_for(v: str | None) -> ModelConfig:
         if v is None:
             raise InputError(f"{path} is a seed torch checkpoint: pass --variant ({' or '.join(SEED_VARIANTS)}); "
                              "the weights cannot tell the variants apart")
-        base = (ModelConfig.preset("tiny-basenji2" if v == "basenji2" else "tiny", variant=v) if widths == "tiny"
-                else ModelConfig.preset(v))
+        base = width_preset(v, widths)
         return base.replace(gelu=gelu) if gelu else base
 
     arrays, cfg, _ = read_weights(path, variant, base_for)
@@ -74,14 +74,19 @@ def load_pretrained(path: str, variant: str | None, widths: str = "basenji2",
 
 
 def modalities(stores: list[tuple[str, int]], weights: dict[str, float], log1p: list[str]) -> tuple:
-    """TrainConfig.modalities for (name, tracks) stores; () for one plain store."""
+    """TrainConfig.modalities for (name, tracks) stores; () for one plain store.
+
+    Modality names match case-insensitively (`--log1p RNA` names `rna=STORE`), as assay names do
+    in `evaluate`; a name that matches no modality is an error."""
     names = [n for n, _ in stores]
-    unknown = sorted((set(weights) | set(log1p)) - set(names))
+    weights = {k.lower(): v for k, v in weights.items()}
+    log1p = {k.lower() for k in log1p}
+    unknown = sorted((set(weights) | log1p) - {n.lower() for n in names})
     if unknown:
         raise InputError(f"--modality-weight/--log1p name {unknown}; the --data modalities are {names}")
     if len(stores) == 1 and not weights and not log1p:
         return ()
-    return tuple((n, t, weights.get(n, 1.0), n in log1p) for n, t in stores)
+    return tuple((n, t, weights.get(n.lower(), 1.0), n.lower() in log1p) for n, t in stores)
 
 
 def finetune(args: argparse.Namespace) -> dict:
@@ -89,7 +94,8 @@ def finetune(args: argparse.Namespace) -> dict:
     head = args.head_name
 
     def source(subset: str) -> ConcatSource:
-        return ConcatSource([BasenjiSource(path, args.species, subset) for _, path in stores])
+        return ConcatSource([BasenjiSource(path, args.species, subset) for _, path in stores],
+                            names=[name for name, _ in stores])
 
     sources = {head: (source("train"), source("valid"))}
     counts = [(name, s.num_targets) for (name, _), s in zip(stores, sources[head][0].sources)]
@@ -123,13 +129,12 @@ def finetune(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m jax_basenji.finetune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m jax_basenji.finetune", description=__doc__)
     p.add_argument("--pretrained", required=True,
                    help="jax_basenji checkpoint directory, seed .pt, basenji2-pytorch .pth or Keras .h5")
     p.add_argument("--variant", choices=VARIANTS,
                    help="architecture of a seed .pt (required there; the published files are recognised)")
-    p.add_argument("--widths", choices=["basenji2", "tiny"], default="basenji2",
+    p.add_argument("--widths", choices=WIDTHS, default="basenji2",
                    help="layer widths of a file: the real Basenji2 (default) or the tiny test preset")
     p.add_argument("--gelu", choices=GELU_FORMS,
                    help="GELU form for a published file (default sigmoid, the Keras model's; erf = basenji2-pytorch's)")
@@ -140,7 +145,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--freeze", choices=["heads", "trunk"], default="heads",
                    help="heads: train trunk + new head (the seed's); trunk: train the new head only")
     p.add_argument("--modality-weight", nargs="+", default=[], metavar="NAME=W",
-                   help="loss weight per modality (default 1), e.g. rna=2")
+                   help="loss weight of a modality, NAME=W (default 1 for each)")
     p.add_argument("--log1p", nargs="+", default=[], metavar="NAME", help="modalities with log(x+1) targets")
     # The architecture comes from --pretrained; the input length from the data.
     add_train_flags(p, exclude=("data", "model", "species", "init-from", "seq-length", "fasta"))

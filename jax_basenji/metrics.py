@@ -135,7 +135,7 @@ class MetricsWriter:
             return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        prefix = f"{record['split']}/{record['species']}"
+        prefix = f"{record['split']}/{_head(record)}"
         for key, value in record.items():
             if isinstance(value, (int, float)) and key != "step" and np.isfinite(value):
                 self._tb.add_scalar(f"{prefix}/{key}", value, record["step"])
@@ -157,6 +157,11 @@ def read_metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _head(row: dict) -> str:
+    """The head a metrics row is about (rows written before `head` existed name it `species`)."""
+    return row.get("head", row.get("species"))
+
+
 def plot_curves(workdir: str, final_r: dict[str, np.ndarray] | None = None) -> list[str]:
     """loss.png, pearson_r.png (and pearson_r_hist.png from the last validation); returns paths."""
     plt = pyplot()
@@ -164,17 +169,17 @@ def plot_curves(workdir: str, final_r: dict[str, np.ndarray] | None = None) -> l
     paths = []
     fig, ax = plt.subplots(figsize=(7, 4))
     for split in ("train", "valid"):
-        for species in sorted({r["species"] for r in records if r["split"] == split}):
-            rows = [r for r in records if r["split"] == split and r["species"] == species]
-            ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=f"{split} {species}",
+        for head in sorted({_head(r) for r in records if r["split"] == split}):
+            rows = [r for r in records if r["split"] == split and _head(r) == head]
+            ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=f"{split} {head}",
                     alpha=0.5 if split == "train" else 1.0, marker=None if split == "train" else "o")
     ax.set(xlabel="round", ylabel="Poisson loss", title="loss")
     ax.legend()
     paths.append(save_png(fig, os.path.join(workdir, "loss.png")))
     fig, ax = plt.subplots(figsize=(7, 4))
-    for species in sorted({r["species"] for r in records if r["split"] == "valid"}):
-        rows = [r for r in records if r["split"] == "valid" and r["species"] == species]
-        ax.plot([r["step"] for r in rows], [r["pearson_r"] for r in rows], marker="o", label=species)
+    for head in sorted({_head(r) for r in records if r["split"] == "valid"}):
+        rows = [r for r in records if r["split"] == "valid" and _head(r) == head]
+        ax.plot([r["step"] for r in rows], [r["pearson_r"] for r in rows], marker="o", label=head)
     ax.set(xlabel="round", ylabel="mean Pearson R (validation)", title="Pearson R across positions")
     ax.legend()
     paths.append(save_png(fig, os.path.join(workdir, "pearson_r.png")))

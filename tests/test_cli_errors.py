@@ -76,3 +76,50 @@ def test_the_demo_says_what_it_removes(tmp_path, monkeypatch, capsys):
     assert train_cli.main([]) == 0
     assert f"removing the previous demo run {tmp_path / 'runs' / 'demo_train'}" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "demo_train").exists()
+
+
+@pytest.mark.parametrize("main, argv, shown", [
+    (evaluate_main, ["tss", "--help"], ["stores (default: human)", "(default: name)", "(default: test)"]),
+    (finetune.main, ["--help"], ["each store (default mouse)", "(default: heads)", "default sgd"]),
+    (data_main, ["tracks", "--help"], ["species directory name (default mouse)", "(default 1)"]),
+], ids=["evaluate-tss", "finetune", "data-tracks"])
+def test_help_shows_every_default(main, argv, shown, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    options = " ".join(capsys.readouterr().out.split()).split("options:")[-1]
+    for text in shown:
+        assert text in options
+
+
+def test_warnings_are_one_clean_line(capsys):
+    import warnings
+
+    @one_line_errors
+    def warns():
+        warnings.warn("track x.bw: no chromosome 'chr1'; those bins are zeros")
+
+    assert warns() == 0
+    assert capsys.readouterr().err == "warning: track x.bw: no chromosome 'chr1'; those bins are zeros\n"
+
+
+def test_finetune_modality_names_are_case_insensitive():
+    from jax_basenji.cli import InputError
+
+    stores = [("atac", 2), ("rna", 3)]
+    assert finetune.modalities(stores, {"RNA": 2.0}, ["Rna"]) == (("atac", 2, 1.0, False), ("rna", 3, 2.0, True))
+    with pytest.raises(InputError, match=r"name \['rnaseq'\]; the --data modalities are \['atac', 'rna'\]"):
+        finetune.modalities(stores, {}, ["RNAseq"])
+
+
+def test_a_tiny_pt_read_at_real_widths_names_the_widths_that_fit(tmp_path, capsys):
+    import torch
+
+    from jax_basenji.config import ModelConfig
+    from torch_ref import Basenji2
+
+    torch.save(Basenji2(ModelConfig.tiny()).state_dict(), tmp_path / "tiny.pt")
+    argv = ["torch-to-jax", "--variant", "basenji2-double-prime", "--input", str(tmp_path / "tiny.pt"),
+            "--output", str(tmp_path / "ckpt")]
+    assert convert.main(argv) == 2
+    assert "tiny.pt has the layers of --widths tiny: pass it" in capsys.readouterr().err
+    assert convert.main([*argv, "--widths", "tiny"]) == 0

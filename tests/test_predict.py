@@ -156,7 +156,7 @@ def test_rc_takes_the_store_strand_pairs_without_a_targets_table(ckpt):
     from jax_basenji.evaluate.common import load_predictor
 
     pairs = np.array([1, 0, 2, 3, 5, 4, 6, 7])
-    rc = load_predictor(ckpt, "human", predict.Ensemble(rc=True), strand_pair=pairs)
+    rc, _ = load_predictor(ckpt, "human", predict.Ensemble(rc=True), strand_pair=pairs)
     assert rc.ensemble.strand_pair == tuple(pairs)
-    given = load_predictor(ckpt, "human", predict.Ensemble(rc=True, strand_pair=tuple(range(8))), strand_pair=pairs)
+    given, _ = load_predictor(ckpt, "human", predict.Ensemble(rc=True, strand_pair=tuple(range(8))), strand_pair=pairs)
     assert given.ensemble.strand_pair == tuple(range(8))  # --targets-txt wins over the store's table

@@ -242,7 +242,7 @@ def test_ridge_z_scores_cell_types_for_per_gene_r_and_sweeps_alpha(tmp_path):
 def test_assays_split_chip_into_histone_and_tf():
     """Histone ChIP: a histone mark or variant named in the description (H3K..., H4K..., H2A..., H2B...,
     H3F3A, plain H3); every other CHIP: track is TF ChIP."""
-    from jax_basenji.evaluate.ridge import select_tracks
+    from jax_basenji.tracks import select_tracks
     from jax_basenji.metrics import assays
 
     want = {"CHIP:H3K27ac:liver": "CHIP_HISTONE", "CHIP:H4K20me1:K562": "CHIP_HISTONE",
@@ -302,7 +302,7 @@ def test_attribution_summary_records_the_command_and_absolute_checkpoint(world, 
     (["tss", "--checkpoint", "{ckpt}", "--head", "mouse", "--data", "{store}", "--species", "mouse",
       "--genes", "{genes}", "--tss-bins", "2"], "--tss-bins 2: a window is an odd number of bins"),
     (["tss", "--checkpoint", "{ckpt}", "--head", "mouse", "--data", "{store}", "--species", "mouse",
-      "--subset", "bogus", "--genes", "{genes}"], "bogus is not a converted subset"),
+      "--subset", "bogus", "--genes", "{genes}"], "has no subset 'bogus': it has test, train, valid"),
     (["ridge", "--predictions", "{matrix}", "--expression", "{expr}", "--tracks", "A", "--test-subset", "bogus"],
      "unknown subset 'bogus'"),
     (["ridge", "--predictions", "{matrix}", "--expression", "{expr}", "--tracks", "A", "--alpha-grid", "x"],

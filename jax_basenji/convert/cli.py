@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from jax_basenji import checkpoint
-from jax_basenji.cli import InputError, one_line_errors
+from jax_basenji.cli import InputError, Parser, one_line_errors
 from jax_basenji.config import GELU_FORMS, SEED_VARIANTS, VARIANTS, ModelConfig
 from jax_basenji.convert import keras_h5
-from jax_basenji.convert.foreign import expected_shapes, read_weights, save_torch, torch_state_from_arrays
+from jax_basenji.convert.foreign import (WIDTHS, expected_shapes, read_weights, save_torch, torch_state_from_arrays,
+                                        width_preset)
 
 
 def base_config(variant: str | None, config_path: str | None = None, gelu: str | None = None,
-                bn_momentum: float | None = None) -> ModelConfig:
+                bn_momentum: float | None = None, widths: str = "basenji2") -> ModelConfig:
     """The architecture a foreign file is read as: a preset, or a config JSON (e.g. tiny widths)."""
     if config_path:
         try:
@@ -39,7 +41,7 @@ def base_config(variant: str | None, config_path: str | None = None, gelu: str |
         if variant and variant != base.variant:  # the other fields belong to the config's own variant
             raise InputError(f"{config_path} describes {base.variant}, not {variant}")
     elif variant:
-        base = ModelConfig.preset(variant)
+        base = width_preset(variant, widths)
     else:
         raise InputError(f"--variant is required for a seed .pt ({' or '.join(SEED_VARIANTS)}): "
                          "the weights of the two variants are indistinguishable")
@@ -50,13 +52,13 @@ def base_config(variant: str | None, config_path: str | None = None, gelu: str |
 def torch_to_jax(args: argparse.Namespace) -> tuple[ModelConfig, str | None]:
     # A config JSON names its own variant; else the file's keys may (basenji2-pytorch).
     arrays, cfg, new_head = read_weights(
-        args.input, args.variant, lambda v: base_config(v, args.config, args.gelu, args.bn_momentum),
+        args.input, args.variant, lambda v: base_config(v, args.config, args.gelu, args.bn_momentum, args.widths),
         head=args.head, head_name=args.head_name)
     return _save(args, arrays, cfg, new_head)
 
 
 def keras_to_jax(args: argparse.Namespace) -> tuple[ModelConfig, str | None]:
-    base = base_config("basenji2", args.config, args.gelu)
+    base = base_config("basenji2", args.config, args.gelu, widths=args.widths)
     arrays, cfg = keras_h5.arrays_from_file(args.input, base, expected_shapes, args.head)
     return _save(args, arrays, cfg, None)
 
@@ -64,8 +66,19 @@ def keras_to_jax(args: argparse.Namespace) -> tuple[ModelConfig, str | None]:
 def _save(args, arrays, cfg, new_head):
     checkpoint.save_arrays(args.output, arrays, cfg, torch_new_head=new_head, overwrite=args.overwrite,
                            extra={"converted_from": {"path": args.input, "command": args.direction},
-                                  "n_value": checkpoint.foreign_n_value(cfg)})
+                                  "n_value": checkpoint.foreign_n_value(cfg),
+                                  "head_targets": basenji2_targets(cfg)})
     return cfg, new_head
+
+
+def basenji2_targets(cfg) -> dict[str, list[dict[str, str]]]:
+    """The Basenji2 data set's targets tables for the `human` / `mouse` heads that have its track counts
+    (every published and seed model was trained on them): later commands name and select their tracks."""
+    from jax_basenji.data.layout import read_targets_file
+    from jax_basenji.data.synth import REFERENCE_DIR, REFERENCE_TARGETS
+
+    return {head: read_targets_file(os.path.join(REFERENCE_DIR, name))
+            for head, (name, count) in REFERENCE_TARGETS.items() if cfg.head_tracks.get(head) == count}
 
 
 def jax_to_torch(args: argparse.Namespace) -> None:
@@ -75,14 +88,15 @@ def jax_to_torch(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m jax_basenji.convert", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m jax_basenji.convert", description=__doc__)
     sub = p.add_subparsers(dest="direction", required=True)
 
     def common(q, what):
         q.add_argument("--input", required=True, help=what)
         q.add_argument("--output", required=True, help="checkpoint directory to create")
         q.add_argument("--config", help="model config JSON for non-preset widths (ModelConfig.to_json())")
+        q.add_argument("--widths", choices=WIDTHS, default="basenji2",
+                       help="layer widths without --config: the real Basenji2, or the tiny test model")
         q.add_argument("--head", help="JAX name of a one-head published file's head (default: by its size, "
                                       "5313 human, 1643 mouse)")
         q.add_argument("--gelu", choices=GELU_FORMS, help="GELU form to record (basenji2 default: sigmoid, the "

@@ -116,7 +116,31 @@ def read_weights(path: str, variant: str | None, base_for: Callable[[str | None]
         if base.variant != "basenji2":
             raise InputError(f"{path} is a Keras file: only the published Basenji2 (--variant basenji2) comes as one")
         return (*keras_h5.arrays_from_file(path, base, expected_shapes, head), None)
-    return arrays_from_torch(state_dict, base, head_name, head)
+    try:
+        return arrays_from_torch(state_dict, base, head_name, head)
+    except ConversionError as e:
+        fits = [w for w in WIDTHS if _reads_as(state_dict, width_preset(base.variant, w), head_name, head)]
+        if fits:  # the right variant at other widths: say which flag reads it
+            raise ConversionError(f"{path} has the layers of --widths {fits[0]}: pass it ({e})") from None
+        raise
+
+
+WIDTHS = ("basenji2", "tiny")  # layer widths of the presets: the real Basenji2, or the tiny test model
+
+
+def width_preset(variant: str, widths: str = "basenji2") -> ModelConfig:
+    """The preset of `variant` at `widths` (`tiny`: the test model's layer widths)."""
+    if widths == "tiny":
+        return ModelConfig.preset("tiny-basenji2" if variant == "basenji2" else "tiny", variant=variant)
+    return ModelConfig.preset(variant)
+
+
+def _reads_as(state_dict, cfg: ModelConfig, head_name: str, head: str | None) -> bool:
+    try:
+        arrays_from_torch(state_dict, cfg, head_name, head)
+    except ConversionError:
+        return False
+    return True
 
 
 def model_from_torch(state_dict: Mapping, base: ModelConfig, head_name: str = "finetune") -> Basenji2:

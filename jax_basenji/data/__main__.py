@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from jax_basenji.cli import InputError, one_line_errors
+from jax_basenji.cli import InputError, Parser, one_line_errors
 from jax_basenji.data.store import convert, verify
 from jax_basenji.data.synth import SynthConfig, synth
 from jax_basenji.data.tracks import build_tracks, tracks_from_groups, tracks_from_sheet
@@ -20,7 +19,7 @@ def _pairs(text: str, what: str) -> dict[str, int]:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m jax_basenji.data", description=__doc__)
+    p = Parser(prog="python -m jax_basenji.data", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("synth", help="write synthetic data in the Basenji2 layout")
     s.add_argument("--output", required=True, help="directory to create (one subdirectory per species)")

@@ -19,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+from jax_basenji.atomic import atomic_open
 from jax_basenji.data.tfrecord import RecordError, parse_bytes_features, read_records
 from jax_basenji.errors import UserError
 
@@ -115,6 +116,15 @@ def read_targets_file(path: str) -> list[dict[str, str]]:
         if len(row) != len(header):
             raise DataError(f"{path}:{i}: {len(row)} fields; the header has {len(header)}")
     return [dict(zip(header, row)) for row in lines[1:]]
+
+
+def write_targets_file(path: str, rows: list[dict[str, str]]) -> str:
+    """A targets.txt (Basenji's: an unnamed index column, then the columns of `rows`, first seen first)."""
+    columns = list(dict.fromkeys(k for r in rows for k in r if k != "row"))
+    with atomic_open(path) as f:
+        f.write("\t" + "\t".join(columns) + "\n")
+        f.writelines(f"{i}\t" + "\t".join(str(r.get(c, "")) for c in columns) + "\n" for i, r in enumerate(rows))
+    return path
 
 
 def strand_pairs(targets: list[dict[str, str]], path: str = "targets.txt") -> np.ndarray | None:

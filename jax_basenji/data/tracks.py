@@ -30,7 +30,8 @@ import numpy as np
 from tqdm import tqdm
 
 from jax_basenji.data.genome import Genome
-from jax_basenji.data.layout import SUBSETS, DataError, Region, read_bed_file, read_targets_file
+from jax_basenji.data.layout import (SUBSETS, DataError, Region, read_bed_file, read_targets_file,
+                                     write_targets_file)
 from jax_basenji.data.tfrecord import serialize_bytes_features, write_records
 
 FLOAT16_MAX = 65504.0
@@ -212,10 +213,9 @@ def _write_layout(work: str, regions: list[Region], tracks: list[Track], binners
     bar.close()
     with open(os.path.join(work, "sequences.bed"), "w") as f:
         f.writelines(f"{r.chrom}\t{r.start}\t{r.end}\t{r.subset}\n" for r in regions)
-    with open(os.path.join(work, "targets.txt"), "w") as f:
-        f.write("\tidentifier\tfile\tclip\tscale\tsum_stat\tdescription\n")
-        f.writelines(f"{i}\t{t.identifier}\t{os.path.abspath(t.file)}\t{'' if t.clip is None else t.clip}\t"
-                     f"{t.scale}\t{t.sum_stat}\t{t.description}\n" for i, t in enumerate(tracks))
+    write_targets_file(os.path.join(work, "targets.txt"), [
+        {"identifier": t.identifier, "file": os.path.abspath(t.file), "clip": "" if t.clip is None else t.clip,
+         "scale": t.scale, "sum_stat": t.sum_stat, "description": t.description} for t in tracks])
     target_length = (seq_length - 2 * crop) // pool_width
     stats = {"num_targets": len(tracks), "seq_length": seq_length, "pool_width": pool_width, "crop_bp": crop,
              "target_length": target_length, **{f"{s}_seqs": sum(r.subset == s for r in regions) for s in SUBSETS},

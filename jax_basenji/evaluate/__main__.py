@@ -21,28 +21,27 @@ the absolute checkpoint path (`checkpoint`, null for ridge).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+import time
 
 from jax_basenji.atomic import write_json
-from jax_basenji.cli import InputError, one_line_errors
+from jax_basenji.cli import InputError, Parser, one_line_errors
+from jax_basenji.data.layout import read_targets_file
 from jax_basenji.predict import add_ensemble_flags, add_precision_flag, ensemble_from_args
+from jax_basenji.tracks import recorded_targets
 
 
-def _targets_txt(path: str | None) -> list[dict[str, str]] | None:
-    """Rows of a targets.txt (header names as keys), or None."""
-    if path is None:
-        return None
-    from jax_basenji.data.layout import read_targets_file
-
-    return read_targets_file(path)
+def add_log1p_flag(q) -> None:
+    q.add_argument("--log1p-assay", nargs="+", metavar="ASSAY",
+                   help="assays the head predicts as log(x+1): their measured values are compared as log(x+1) "
+                        "and their predictions as they are (default: the assays the checkpoint records as "
+                        "fine-tuned with --log1p; 'none': no assay; case does not matter)")
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m jax_basenji.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m jax_basenji.evaluate", description=__doc__)
     sub = p.add_subparsers(dest="what", required=True)
 
     def common(q, checkpoint=True, ensemble=False):
@@ -67,21 +66,32 @@ def parse_args(argv):
     q.add_argument("--subset", default="test")
     q.add_argument("--spearman-positions", type=int, default=100_000,
                    help="positions sampled for Spearman R (default 100000)")
-    q.add_argument("--log1p-assay", nargs="+", default=[], help="assays whose targets are compared as log(x+1)")
+    add_log1p_flag(q)
     q.add_argument("--max-sequences", type=int,
                    help="only the first N sequences of the subset, in store order (the seed: 400 of valid)")
 
     q = sub.add_parser("tss", help="gene x track predictions at TSS (+ correlation with expression)")
     common(q, ensemble=True)
-    q.add_argument("--genes", required=True, help="GTF/GFF, or TSV: gene_id chrom tss strand [subset]")
+    q.add_argument("--genes", required=True,
+                   help="GTF/GFF (1-based: TSS = start - 1 on +, end - 1 on -), or TSV: gene_id chrom tss strand "
+                        "[subset] with a 0-based tss (the first transcribed base, as in BED)")
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--fasta", help="genome: one window per TSS")
-    src.add_argument("--data", help="store: TSS bins inside its regions (the seed's gene dictionary)")
-    q.add_argument("--species", default="human", help="with --data")
-    q.add_argument("--subset", default="test", help="with --data")
+    src.add_argument("--data", nargs="+",
+                     help="store(s): TSS bins inside their regions (the seed's gene dictionary); several are read "
+                          "as one, tracks in order (as finetune --data)")
+    q.add_argument("--species", default="human", help="species directory of the --data stores")
+    q.add_argument("--subset", default="test", help="subset of the --data stores")
+    q.add_argument("--regions", help="with --fasta: a Basenji sequences.bed; genes without a subset take that of "
+                                     "the region whose target span holds their TSS (the seed's rule)")
     q.add_argument("--targets", help="gene x sample expression TSV (gene_id, then samples)")
-    q.add_argument("--targets-txt", help="targets.txt naming the head's tracks (column names)")
+    q.add_argument("--targets-txt", help="targets.txt naming the head's tracks (default: the checkpoint's record "
+                                         "of the head, else the store's)")
     q.add_argument("--tracks", nargs="+", help="compare only these tracks (names, indices or an assay)")
+    q.add_argument("--pair-by", choices=["name", "order"], default="name",
+                   help="pair tracks with --targets columns by name (a column naming tracks of two assays is an "
+                        "error), or in order (the i-th selected track with the i-th column)")
+    add_log1p_flag(q)
     q.add_argument("--tss-bins", type=int, default=3,
                    help="odd number of bins summed around each TSS bin (default 3, the seed's)")
 
@@ -90,7 +100,8 @@ def parse_args(argv):
     q.add_argument("--predictions", required=True, help="tss_predictions.tsv of `evaluate tss`")
     q.add_argument("--expression", required=True, help="gene x cell type TSV (gene_id, then cell types)")
     q.add_argument("--tracks", nargs="+", required=True, help="assay (e.g. CAGE), track names or indices")
-    q.add_argument("--targets-txt", help="targets.txt of the predicted head (to select by assay)")
+    q.add_argument("--targets-txt", help="targets.txt of the predicted head, to select by assay (default: "
+                                         "tss_tracks.txt beside --predictions, written by evaluate tss)")
     q.add_argument("--train-subsets", nargs="+", default=["train", "valid"])
     q.add_argument("--test-subset", default="test")
     q.add_argument("--alpha", default="1.0", help="ridge penalty, or 'cv' for leave-one-out CV per cell type")
@@ -103,7 +114,8 @@ def parse_args(argv):
         common(q)
         q.add_argument("--fasta", required=True)
         q.add_argument("--region", required=True, help="chrom:start-end; the input window is centred on it")
-        q.add_argument("--tracks", default="all", help="track indices: all, a-b or i,j,k (default all)")
+        q.add_argument("--tracks", default="all",
+                       help="tracks: all, a-b or i,j,k (indices), or assays / track names, comma-separated")
         q.add_argument("--bins", default="center", help="bins: center (3 centre bins), all, a-b or i,j,k")
     return p.parse_args(argv)
 
@@ -112,23 +124,47 @@ def parse_args(argv):
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    created = not os.path.exists(args.output)
     os.makedirs(args.output, exist_ok=True)
+    started = time.time()
+    try:
+        result = _run(args)
+    except BaseException:
+        if created and not os.listdir(args.output):  # a refused run leaves no empty folder behind
+            os.rmdir(args.output)
+        raise
+    # What produced these figures: the command to rerun and the model it read.
+    checkpoint = getattr(args, "checkpoint", None)
+    result = {"command": ["python", "-m", "jax_basenji.evaluate", *argv],
+              "checkpoint": os.path.abspath(checkpoint) if checkpoint else None, **result}
+    write_json(os.path.join(args.output, f"{args.what}_summary.json"), result)
+    print(json.dumps(result))
+    written = sorted(f for f in os.listdir(args.output)
+                     if os.path.getmtime(os.path.join(args.output, f)) >= started - 1)
+    print(f"wrote {os.path.abspath(args.output)}/: {', '.join(written)}", file=sys.stderr)
+    return 0
+
+
+def _run(args) -> dict:
+    """The summary of one evaluation, its files written into args.output."""
     progress = not args.no_progress
     if args.what == "positions":
         from jax_basenji.evaluate.positions import evaluate_positions
 
         result = evaluate_positions(args.checkpoint, args.data, args.species, args.subset, args.head, args.output,
                                     batch_size=args.batch_size, spearman_positions=args.spearman_positions,
-                                    log1p_assays=tuple(args.log1p_assay), progress=progress,
+                                    log1p_assays=args.log1p_assay, progress=progress,
                                     ensemble=ensemble_from_args(args), precision=args.precision,
                                     max_sequences=args.max_sequences, n_value=args.n_value)
     elif args.what == "tss":
-        result = _tss(args, progress)
+        from jax_basenji.evaluate.tss_command import run_tss
+
+        result = run_tss(args, progress)
     elif args.what == "ridge":
         from jax_basenji.evaluate.ridge import ridge_eval
 
         result = ridge_eval(args.predictions, args.expression, args.tracks, args.output,
-                            targets=_targets_txt(args.targets_txt), train_subsets=tuple(args.train_subsets),
+                            targets=_ridge_targets(args), train_subsets=tuple(args.train_subsets),
                             test_subset=args.test_subset, alpha=_alpha(args.alpha),
                             alpha_grid=[_alpha(a, "--alpha-grid", cv=False) for a in args.alpha_grid])
     elif args.what == "ism":
@@ -137,31 +173,33 @@ def main(argv=None) -> int:
         from jax_basenji.evaluate.attribution import attribution
         from jax_basenji.evaluate.common import load_predictor
 
-        predictor = load_predictor(args.checkpoint, args.head, precision=args.precision, n_value=args.n_value)
-        result = attribution(predictor, args.fasta, args.region, args.head, args.tracks, args.bins, args.output)
-    # What produced these figures: the command to rerun and the model it read.
-    checkpoint = getattr(args, "checkpoint", None)
-    result = {"command": ["python", "-m", "jax_basenji.evaluate", *argv],
-              "checkpoint": os.path.abspath(checkpoint) if checkpoint else None, **result}
-    write_json(os.path.join(args.output, f"{args.what}_summary.json"), result)
-    print(json.dumps(result))
-    return 0
+        predictor, meta = load_predictor(args.checkpoint, args.head, precision=args.precision, n_value=args.n_value)
+        result = attribution(predictor, args.fasta, args.region, args.head, args.tracks, args.bins, args.output,
+                             recorded_targets(meta, args.head))
+    return result
+
+
+def _ridge_targets(args) -> list[dict[str, str]] | None:
+    """--targets-txt, else the tss_tracks.txt that `evaluate tss` wrote beside its predictions."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(args.predictions)), "tss_tracks.txt")
+    path = args.targets_txt or (beside if os.path.exists(beside) else None)
+    return read_targets_file(path) if path else None
 
 
 def _ism(args, progress: bool) -> dict:
     from jax_basenji.data.genome import Genome
-    from jax_basenji.evaluate.attribution import parse_range, region_in_genome
+    from jax_basenji.evaluate.attribution import parse_range, parse_tracks, region_in_genome
     from jax_basenji.evaluate.common import load_predictor
     from jax_basenji.evaluate.ism import ism_scores, write_ism
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
-    predictor = load_predictor(args.checkpoint, args.head, precision=args.precision, n_value=args.n_value)
+    predictor, meta = load_predictor(args.checkpoint, args.head, precision=args.precision, n_value=args.n_value)
     cfg = predictor.model.cfg
     genome = Genome(args.fasta)
     chrom, start, end = region_in_genome(genome, args.region, cfg.seq_length)
     bins = parse_range(args.bins, cfg.output_bins(cfg.seq_length), "bins")
-    tracks = parse_range(args.tracks, cfg.head_tracks[args.head], "tracks")
+    tracks = parse_tracks(args.tracks, cfg.head_tracks[args.head], recorded_targets(meta, args.head))
     w_start, scores = ism_scores(predictor, genome, chrom, start, end, bins, tracks, batch_size=args.batch_size,
                                  progress=progress)
     return {"window": f"{chrom}:{w_start}-{w_start + cfg.seq_length}", "region": f"{chrom}:{start}-{end}",
@@ -179,58 +217,6 @@ def _alpha(text: str, flag: str = "--alpha", cv: bool = True) -> float | None:
     if not 0 <= value < float("inf"):
         raise InputError(f"{flag} {text!r}: a number >= 0" + (" or 'cv'" if cv else ""))
     return value
-
-
-def _tss(args, progress: bool) -> dict:
-    from jax_basenji.evaluate import tss
-    from jax_basenji.evaluate.common import check_width, load_predictor, track_table
-    from jax_basenji.evaluate.ridge import select_tracks
-
-    check_width(args.tss_bins)
-    source = None
-    if args.data:
-        from jax_basenji.data import BasenjiSource
-
-        source = BasenjiSource(args.data, args.species, args.subset)
-    predictor = load_predictor(args.checkpoint, args.head, ensemble_from_args(args),
-                               source.strand_pair if source else None, args.precision, args.n_value)
-    genes = tss.read_genes(args.genes)
-    n_tracks = predictor.model.cfg.head_tracks[args.head]
-    targets = _targets_txt(args.targets_txt)
-    result = {"gene_rows": len(genes), "tss_bins": args.tss_bins}
-    if source:
-        if source.num_targets != n_tracks:
-            raise InputError(f"{args.data}/{args.species} has {source.num_targets} tracks; head {args.head!r} "
-                             f"predicts {n_tracks}")
-        targets = targets or source.targets
-        names = [t["identifier"] for t in track_table(n_tracks, targets)]
-        genes, pred, measured, hits = tss.regions_tss(predictor, genes, source, width=args.tss_bins,
-                                                      batch_size=args.batch_size, progress=progress)
-        result["tss_hits"] = hits
-        tss.write_matrix(os.path.join(args.output, "tss_targets.tsv"), genes, measured, names)
-    else:
-        names = [t["identifier"] for t in track_table(n_tracks, targets)]
-        genes = tss.first_per_gene(genes)  # the seed keeps each gene id's first row
-        pred = tss.predict_tss(predictor, genes, args.fasta, width=args.tss_bins, batch_size=args.batch_size,
-                               progress=progress)
-        measured = None
-    tss.write_matrix(os.path.join(args.output, "tss_predictions.tsv"), genes, pred, names)
-    result.update(genes=len(genes), tracks=n_tracks)
-    cols = select_tracks(names, args.tracks, targets) if args.tracks else list(range(n_tracks))
-    if args.targets:
-        gene_row, expr, samples = tss.read_expression(args.targets)
-        keep = [i for i, g in enumerate(genes) if g.gene_id in gene_row]
-        if len(keep) < 3:
-            raise InputError(f"only {len(keep)} genes of --genes are in {args.targets}")
-        p_cols, s_cols = tss.pair_columns([names[c] for c in cols], samples)
-        measured = expr[[gene_row[genes[i].gene_id] for i in keep]][:, s_cols]
-        pred_sel = pred[keep][:, [cols[c] for c in p_cols]]
-        result.update(tss.correlate(pred_sel, measured, [genes[i] for i in keep],
-                                    [samples[c] for c in s_cols], args.output))
-    elif measured is not None:
-        result.update(tss.correlate(pred[:, cols], measured[:, cols], genes, [names[c] for c in cols],
-                                    args.output))
-    return result
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from jax_basenji.data.layout import DataError, index_to_one_hot
 from jax_basenji.evaluate.common import center_bins
 from jax_basenji.evaluate.logo import logo_png
 from jax_basenji.metrics import pyplot, save_png
+from jax_basenji.tracks import select_tracks, track_table
 
 
 def parse_region(text: str) -> tuple[str, int, int]:
@@ -86,14 +87,24 @@ def input_x_gradient(model, one_hot: np.ndarray, head: str, bins: np.ndarray, tr
     return np.asarray(grad(x) * x)
 
 
-def attribution(predictor, fasta: str, region: str, head: str, tracks: str, bins: str, output: str) -> dict:
+def parse_tracks(text: str, size: int, targets: list[dict[str, str]] | None) -> np.ndarray:
+    """`parse_range` indices, or comma-separated assays / track names looked up in the head's `targets`."""
+    if text in ("all", "center") or re.fullmatch(r"[\d,\s-]+", text):
+        return parse_range(text, size, "tracks")
+    table = track_table(size, targets)
+    return np.array(select_tracks([t["label"] for t in table], text.split(","), targets))
+
+
+def attribution(predictor, fasta: str, region: str, head: str, tracks: str, bins: str, output: str,
+                targets: list[dict[str, str]] | None = None) -> dict:
+    """Input x gradient of `region`'s window; `targets`: the head's table, to select tracks by assay or name."""
     model = predictor.model
     genome = Genome(fasta)
     chrom, start, end = region_in_genome(genome, region, model.cfg.seq_length)
     length = model.cfg.seq_length
     n_bins = model.cfg.output_bins(length)
     bin_idx = parse_range(bins, n_bins, "bins")
-    track_idx = parse_range(tracks, model.cfg.head_tracks[head], "tracks")
+    track_idx = parse_tracks(tracks, model.cfg.head_tracks[head], targets)
     centre = (start + end) // 2
     w_start = centre - length // 2
     one_hot = index_to_one_hot(genome.fetch(chrom, w_start, w_start + length)).astype(np.float32)

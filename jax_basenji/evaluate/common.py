@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from jax_basenji import checkpoint
 from jax_basenji.atomic import atomic_open
 from jax_basenji.cli import InputError
-from jax_basenji.metrics import assays, pyplot, save_png
+from jax_basenji.metrics import pyplot, save_png
 from jax_basenji.predict import Ensemble, Predictor
+from jax_basenji.predict.core import head_ensemble
 
 
 def load_predictor(checkpoint_dir: str, head: str, ensemble: Ensemble = Ensemble(),
                    strand_pair: np.ndarray | None = None, precision: str = "fp32",
-                   n_value: float | None = None) -> Predictor:
-    """Eval-mode predictor of one head; InputError naming the heads if `head` is unknown.
+                   n_value: float | None = None) -> tuple[Predictor, dict]:
+    """(eval-mode predictor of one head, checkpoint metadata); InputError naming the heads if `head` is unknown.
 
     `strand_pair` (e.g. the evaluated store's) is used for `ensemble.rc` when the
     ensemble has none of its own (no --targets-txt). Sequences evaluations build (from a
     store or genome) get `n_value` at N, by default the value the checkpoint records.
     """
     model, meta = checkpoint.load_model(checkpoint_dir, precision)
-    if ensemble.rc and ensemble.strand_pair is None and strand_pair is not None:
-        ensemble = dataclasses.replace(ensemble, strand_pair=tuple(int(t) for t in strand_pair))
-    return Predictor(model, head, ensemble, checkpoint.n_value_of(meta, n_value))
+    ensemble = head_ensemble(ensemble, meta, head, strand_pair)
+    return Predictor(model, head, ensemble, checkpoint.n_value_of(meta, n_value)), meta
 
 
 def center_bins(bins: int, width: int = 3) -> slice:
@@ -43,27 +41,11 @@ def check_width(width: int, bins: int | None = None) -> int:
     return width
 
 
-def assay_columns(kinds: list[str], name: str) -> list[int]:
-    """Tracks of assay `name` (case-insensitive); CHIP takes both CHIP_HISTONE and CHIP_TF."""
-    name = name.upper()
-    return [i for i, k in enumerate(kinds) if k == name or (name == "CHIP" and k.startswith("CHIP_"))]
-
-
 def nanmean(values) -> float:
     """Mean of the finite values; NaN, without numpy's warning, when there are none."""
     v = np.asarray(values, np.float64)
     v = v[np.isfinite(v)]
     return float(v.mean()) if len(v) else float("nan")
-
-
-def track_table(n: int, targets: list[dict[str, str]] | None) -> list[dict[str, str]]:
-    """index / identifier / description / assay per track; `t<i>` names without a targets table."""
-    if targets is not None and len(targets) != n:
-        raise InputError(f"the targets table has {len(targets)} tracks; the head has {n}")
-    rows = targets or [{"identifier": f"t{i}", "description": ""} for i in range(n)]
-    kinds = assays(rows)
-    return [{"index": str(i), "identifier": r.get("identifier", f"t{i}"), "description": r.get("description", ""),
-             "assay": a} for i, (r, a) in enumerate(zip(rows, kinds))]
 
 
 def pearson_columns(x: np.ndarray, y: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -135,9 +117,9 @@ def histogram(values: np.ndarray, path: str, xlabel: str, title: str = "") -> st
     v = np.asarray(values, np.float64)
     v = v[np.isfinite(v)]
     ax.hist(v, bins=30)
-    if len(v):
-        ax.axvline(np.mean(v), color="k", linestyle="--", label=f"mean {np.mean(v):.3f}")
-        ax.legend()
+    if len(v):  # the mean in the title, not a legend: a legend box hides bars
+        ax.axvline(np.mean(v), color="k", linestyle="--")
+        title = f"{title}\nmean {np.mean(v):.3f} (dashed line), n = {len(v)}".strip()
     ax.set(xlabel=xlabel, ylabel="count", title=title)
     return save_png(fig, path)
 

@@ -3,8 +3,9 @@
 Per track: Pearson R (running float64 sums, as the seed's validation), R²
 (1 - SS_res / SS_tot from the same sums) and Spearman R (on a fixed random
 sample of positions: ranking all N x 896 positions of thousands of tracks
-would not fit in memory). Targets of `log1p_assays` (e.g. RNA fine-tuned on
-log(x+1)) are compared as log(x+1). `max_sequences` keeps the first N sequences
+would not fit in memory). Targets of `log1p_assays` (by default the assays the
+head was fine-tuned on as log(x+1), e.g. RNA with `finetune --log1p rna`) are
+compared as log(x+1). `max_sequences` keeps the first N sequences
 of the subset in store order (the seed's view: the first 400 validation sequences).
 """
 
@@ -18,14 +19,14 @@ from tqdm import tqdm
 
 from jax_basenji.cli import InputError
 from jax_basenji.data import BasenjiSource, ConcatSource, make_dataset
-from jax_basenji.evaluate.common import (assay_columns, histogram, load_predictor, spearman_columns, track_table,
-                                         write_tsv)
+from jax_basenji.evaluate.common import histogram, load_predictor, spearman_columns, write_tsv
 from jax_basenji.metrics import PearsonSums, centered_moments
 from jax_basenji.predict import Ensemble
+from jax_basenji.tracks import assays_of, head_targets, log1p_tracks, track_table
 
 
 def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, subset: str, head: str, output: str, *,
-                       batch_size: int = 4, spearman_positions: int = 100_000, log1p_assays: tuple = (),
+                       batch_size: int = 4, spearman_positions: int = 100_000, log1p_assays: list[str] | None = None,
                        progress: bool = True, ensemble: Ensemble = Ensemble(), precision: str = "fp32",
                        max_sequences: int | None = None, n_value: float | None = None) -> dict:
     """Write tracks.tsv, assays.tsv and pearson_r_hist.png into `output`; returns the summary.
@@ -38,17 +39,15 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
         if max_sequences < 1:
             raise InputError(f"--max-sequences {max_sequences}: at least 1")
         source = FirstSequences(source, max_sequences)
-    predictor = load_predictor(checkpoint_dir, head, ensemble, source.strand_pair, precision, n_value)
+    predictor, meta = load_predictor(checkpoint_dir, head, ensemble, source.strand_pair, precision, n_value)
     store = "+".join(stores)
     bins = predictor.model.cfg.output_bins(source.seq_length)
     tracks = predictor.model.cfg.head_tracks[head]
     if source.target_shape != (bins, tracks):
         raise InputError(f"{store}/{species}/{subset}: targets are {source.target_shape} (bins, tracks); head "
                          f"{head!r} predicts {bins} x {tracks} at {source.seq_length} bp")
-    table = track_table(tracks, source.targets)
-    log1p = np.zeros(tracks, bool)
-    for a in log1p_assays:  # CHIP names both CHIP_HISTONE and CHIP_TF
-        log1p[assay_columns([t["assay"] for t in table], a)] = True
+    table = track_table(tracks, head_targets(meta, head, fallback=source.targets))
+    log1p = log1p_tracks(meta, head, table, log1p_assays)
 
     n_pos = len(source) * bins
     rng = np.random.default_rng(0)
@@ -94,7 +93,7 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
               f"{species} {subset}, head {head}")
     return {"sequences": len(source), "max_sequences": max_sequences, "positions": seen, "spearman_positions": len(sx),
             "pearson_r": float(np.nanmean(pearson)), "r2": float(np.nanmean(r2)),
-            "spearman_r": float(np.nanmean(spearman)), "by_assay": per_assay}
+            "spearman_r": float(np.nanmean(spearman)), "by_assay": per_assay, "log1p_assays": assays_of(table, log1p)}
 
 
 class FirstSequences:

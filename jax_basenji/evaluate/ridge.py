@@ -21,38 +21,13 @@ from scipy.linalg import LinAlgWarning
 from sklearn.linear_model import Ridge, RidgeCV
 
 from jax_basenji.cli import InputError
-from jax_basenji.evaluate.common import (assay_columns, histogram, log1p_clipped, nanmean, pearson_columns,
-                                         scatter, standardize, write_tsv)
+from jax_basenji.evaluate.common import (histogram, log1p_clipped, nanmean, pearson_columns, scatter, standardize,
+                                         write_tsv)
 from jax_basenji.evaluate.tss import read_expression, read_matrix, subsets_of
 from jax_basenji.metrics import pyplot, save_png
+from jax_basenji.tracks import select_tracks
 
 CV_ALPHAS = np.logspace(-3, 4, 15)
-
-
-def select_tracks(names: list[str], spec: list[str], targets: list[dict[str, str]] | None) -> list[int]:
-    """Column indices for `spec`: assay names (via targets.txt descriptions), identifiers or indices.
-
-    Assays are those of `metrics.assays`; CHIP selects CHIP_HISTONE and CHIP_TF together.
-    """
-    from jax_basenji.metrics import assays
-
-    kinds = assays(targets) if targets is not None else None
-    chosen: list[int] = []
-    for item in spec:
-        if item in names:
-            chosen.append(names.index(item))
-        elif item.isdigit() and int(item) < len(names):
-            chosen.append(int(item))
-        elif kinds is not None and assay_columns(kinds, item):
-            if len(kinds) != len(names):
-                raise InputError(f"the targets table has {len(kinds)} tracks; the TSS matrix has {len(names)}")
-            chosen += assay_columns(kinds, item)
-        else:
-            hint = "" if kinds is not None else " (pass --targets-txt to select by assay)"
-            raise InputError(f"--tracks {item!r} is neither a column of the TSS matrix nor an assay{hint}")
-    if not chosen:
-        raise InputError("--tracks selects no track")
-    return sorted(set(chosen))
 
 
 def fit_predict(xs: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, alpha: float | None):

@@ -199,15 +199,55 @@ def read_expression(path: str) -> tuple[dict[str, int], np.ndarray, list[str]]:
     return {r[g]: i for i, r in enumerate(rows)}, values, samples
 
 
-def pair_columns(names: list[str], samples: list[str]) -> tuple[list[int], list[int]]:
-    """Prediction columns and sample columns compared: by name where any match, else by order."""
-    common = [n for n in names if n in samples]
-    if common:
-        return [names.index(n) for n in common], [samples.index(n) for n in common]
-    if len(names) != len(samples):
-        raise InputError(f"no prediction track is named like an expression sample, and the counts differ "
-                         f"({len(names)} tracks vs {len(samples)} samples): select tracks with --tracks")
-    return list(range(len(names))), list(range(len(samples)))
+def pair_columns(tracks: list[dict[str, str]], samples: list[str], by: str = "name") -> list[tuple[int, int]]:
+    """(track, sample) index pairs of the tracks compared with expression columns.
+
+    `tracks`: the selected rows of `jax_basenji.tracks.track_table`. By name (the default), a
+    column pairs with the track whose label or identifier it equals; a column naming tracks of
+    several assays (`Epiblast` for ATAC:Epiblast and RNA:Epiblast) is an error listing them, and
+    no match at all is an error too. By order (`--pair-by order`) the i-th track pairs with the
+    i-th column, and the counts must agree.
+    """
+    if by == "order":
+        if len(tracks) != len(samples):
+            raise InputError(f"--pair-by order: {len(tracks)} selected tracks and {len(samples)} expression "
+                             f"columns; select as many tracks as there are columns with --tracks")
+        return [(i, i) for i in range(len(tracks))]
+    pairs = []
+    for j, sample in enumerate(samples):
+        hits = [i for i, t in enumerate(tracks) if sample in (t["label"], t["identifier"])]
+        if len(hits) > 1:
+            raise InputError(f"expression column {sample!r} matches {len(hits)} tracks "
+                             f"({', '.join(tracks[i]['label'] for i in hits)}): select one assay with --tracks")
+        pairs += [(hits[0], j)] if hits else []
+    if not pairs:
+        raise InputError(f"no expression column is named like a selected track (tracks {_few(t['label'] for t in tracks)}; "
+                         f"columns {_few(samples)}): rename the columns, or pass --pair-by order to pair the "
+                         f"selected tracks with the columns in order")
+    return sorted(pairs)
+
+
+def _few(names, k: int = 4) -> str:
+    names = list(names)
+    return ", ".join(names[:k]) + (f", ... ({len(names)})" if len(names) > k else "")
+
+
+def subsets_from_regions(genes: list[Gene], regions, bins: int, pool: int) -> list[Gene]:
+    """Genes without a subset take that of the first region (BED order) whose target span holds their TSS:
+    the region minus (length - bins x pool) / 2 bp per side, the seed's rule for its gene dictionary."""
+    by_chrom: dict[str, list] = {}
+    for r in regions:
+        by_chrom.setdefault(r.chrom, []).append(r)
+    out = []
+    for g in genes:
+        if not g.subset:
+            for r in by_chrom.get(g.chrom, []):
+                crop = (r.end - r.start - bins * pool) // 2
+                if r.start + crop <= g.tss < r.end - crop:
+                    g = dataclasses.replace(g, subset=r.subset)
+                    break
+        out.append(g)
+    return out
 
 
 def subsets_of(genes: list[Gene]) -> list[str]:
@@ -217,39 +257,56 @@ def subsets_of(genes: list[Gene]) -> list[str]:
     return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
-def correlations(pred: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def predictions_log1p(pred: np.ndarray, pred_log: np.ndarray | None) -> np.ndarray:
+    """`[genes, tracks]` predictions on the log(x+1) scale: transformed, except the `pred_log` tracks."""
+    out = log1p_clipped(pred)
+    if pred_log is not None:
+        out[:, pred_log] = pred[:, pred_log]
+    return out
+
+
+def correlations(pred: np.ndarray, observed: np.ndarray,
+                 pred_log: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(`[tracks]` R across genes, `[genes]` R across tracks) of `[genes, tracks]` matrices, on log(x+1).
 
     Per gene, every track is first standardised across the genes given (the seed's z-score).
+    Predictions of the `pred_log` tracks (`[tracks]` bool: trained on log(x+1)) are on that
+    scale already and are compared as they are.
     """
-    lp, lo = log1p_clipped(pred), log1p_clipped(observed)
+    lp, lo = predictions_log1p(pred, pred_log), log1p_clipped(observed)
     return pearson_columns(lp, lo, axis=0), pearson_columns(standardize(lp), standardize(lo), axis=1)
 
 
 def correlate(pred: np.ndarray, observed: np.ndarray, genes: list[Gene], names: list[str], output: str,
-              label: str = "predicted") -> dict:
+              samples: list[str] | None = None, pred_log: np.ndarray | None = None) -> dict:
     """Correlations of all genes and of every subset on its own; TSVs, PNGs and the summary.
 
-    tss_per_track.tsv / tss_per_gene.tsv hold all genes; tss_per_track_by_subset.tsv and
-    tss_per_gene_by_subset.tsv (first column `subset`) each subset's genes, standardised among them.
+    `names`: the tracks compared (columns of `pred`), `samples` the measured columns paired with
+    them (default: the same names). tss_per_track.tsv / tss_per_gene.tsv hold all genes;
+    tss_per_track_by_subset.tsv and tss_per_gene_by_subset.tsv (first column `subset`) each
+    subset's genes, standardised among them.
     """
-    per_track, per_gene = correlations(pred, observed)
-    write_tsv(os.path.join(output, "tss_per_track.tsv"), ["track", "pearson_r"], zip(names, per_track))
+    samples = samples or names
+    per_track, per_gene = correlations(pred, observed, pred_log)
+    write_tsv(os.path.join(output, "tss_per_track.tsv"), ["track", "measured", "pearson_r"],
+              zip(names, samples, per_track))
     write_tsv(os.path.join(output, "tss_per_gene.tsv"), ["gene_id", "subset", "pearson_r"],
               ([g.gene_id, g.subset, r] for g, r in zip(genes, per_gene)))
     by_subset, track_rows, gene_rows = {}, [], []
     for subset in subsets_of(genes):
         idx = [i for i, g in enumerate(genes) if g.subset == subset]
-        sub_track, sub_gene = correlations(pred[idx], observed[idx])
+        sub_track, sub_gene = correlations(pred[idx], observed[idx], pred_log)
         by_subset[subset] = {"genes": len(idx), "per_track_r": nanmean(sub_track), "per_gene_r": nanmean(sub_gene)}
         track_rows += [(subset, n, r) for n, r in zip(names, sub_track)]
         gene_rows += [(subset, genes[i].gene_id, r) for i, r in zip(idx, sub_gene)]
     if by_subset:
         write_tsv(os.path.join(output, "tss_per_track_by_subset.tsv"), ["subset", "track", "pearson_r"], track_rows)
         write_tsv(os.path.join(output, "tss_per_gene_by_subset.tsv"), ["subset", "gene_id", "pearson_r"], gene_rows)
-    histogram(per_track, os.path.join(output, "tss_per_track_hist.png"), "Pearson R per track across genes")
-    histogram(per_gene, os.path.join(output, "tss_per_gene_hist.png"), "Pearson R per gene across tracks")
-    scatter(log1p_clipped(pred), log1p_clipped(observed), os.path.join(output, "tss_scatter.png"), f"log(x+1) {label}", "log(x+1) measured",
-            "genes x tracks")
+    histogram(per_track, os.path.join(output, "tss_per_track_hist.png"), "Pearson R per track across genes",
+              f"TSS: {len(names)} tracks, {len(genes)} genes")
+    histogram(per_gene, os.path.join(output, "tss_per_gene_hist.png"), "Pearson R per gene across tracks",
+              f"TSS: {len(genes)} genes, {len(names)} tracks")
+    scatter(predictions_log1p(pred, pred_log), log1p_clipped(observed), os.path.join(output, "tss_scatter.png"), "predicted, log(x+1)",
+            "measured, log(x+1)", "genes x tracks")
     return {"genes": len(genes), "tracks": len(names), "per_track_r": nanmean(per_track),
             "per_gene_r": nanmean(per_gene), "by_subset": by_subset}

@@ -21,7 +21,7 @@ import re
 import sys
 
 from jax_basenji import checkpoint
-from jax_basenji.cli import one_line_errors
+from jax_basenji.cli import Parser, one_line_errors
 from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
 from jax_basenji.predict import core
@@ -46,11 +46,9 @@ def _common(q: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m jax_basenji.predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m jax_basenji.predict", description=__doc__)
     sub = p.add_subparsers(dest="mode", required=True)
-    r = sub.add_parser("regions", help="BED regions -> HDF5 (and bigWig)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r = sub.add_parser("regions", help="BED regions -> HDF5 (and bigWig)")
     _common(r)
     r.add_argument("--bed", required=True, help="regions: chrom start end [name]; each centred in a window")
     r.add_argument("--output", required=True, help="HDF5 file to write")
@@ -64,8 +62,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     r.add_argument("--float16", action="store_true", help="store preds as float16")
     r.add_argument("--plot", help="name (or 0-based row) of a region to plot as OUTPUT stem + _NAME.png")
     r.add_argument("--measured-bigwig", nargs="+", default=[], help="measured tracks to plot under --plot")
-    g = sub.add_parser("genome", help="whole chromosomes -> one bigWig per track",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = sub.add_parser("genome", help="whole chromosomes -> one bigWig per track")
     _common(g)
     g.add_argument("--chrom", nargs="+", required=True, help="chromosomes to tile")
     g.add_argument("--tracks", nargs="+", required=True, help="tracks: indices, identifiers or assays")
@@ -76,11 +73,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def track_names(n: int, targets: list[dict] | None) -> tuple[list[str], list[str]]:
-    """(identifiers, descriptions) of a head's tracks; `t<i>` without a targets table."""
-    from jax_basenji.evaluate.common import track_table
+    """(names, descriptions) of a head's tracks: identifiers, `ASSAY:identifier` where identifiers repeat
+    (a fine-tuned ATAC + RNA head), `t<i>` without a targets table."""
+    from jax_basenji.tracks import track_table
 
     rows = track_table(n, targets)
-    return [r["identifier"] for r in rows], [r["description"] for r in rows]
+    return [r["label"] for r in rows], [r["description"] for r in rows]
 
 
 def file_name(name: str) -> str:
@@ -88,26 +86,26 @@ def file_name(name: str) -> str:
 
 
 def _setup(args) -> tuple[Predictor, Genome, Geometry, list[str], list[str], list[int] | None, list | None]:
-    from jax_basenji.data.layout import read_targets_file
-    from jax_basenji.evaluate.ridge import select_tracks
+    from jax_basenji.predict.core import head_ensemble
+    from jax_basenji.tracks import head_targets, select_tracks
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     model, meta = checkpoint.load_model(args.checkpoint, args.precision)
     n_value = checkpoint.n_value_of(meta, args.n_value)
     layer = getattr(args, "embed", None) or "head"
-    predictor = Predictor(model, args.head, ensemble_from_args(args), n_value, layer)
+    predictor = Predictor(model, args.head, head_ensemble(ensemble_from_args(args), meta, args.head), n_value, layer)
     genome = Genome(args.fasta)
     cfg = model.cfg
     geo = Geometry(cfg.seq_length, cfg.output_bins(cfg.seq_length), cfg.bin_size)
-    targets = read_targets_file(args.targets_txt) if args.targets_txt else None
+    targets = head_targets(meta, args.head, args.targets_txt)
     ids, labels = track_names(cfg.head_tracks[args.head], targets)
     columns = select_tracks(ids, args.tracks, targets) if args.tracks else None
     return predictor, genome, geo, ids, labels, columns, targets
 
 
 def run_regions(args) -> str:
-    from jax_basenji.evaluate.ridge import select_tracks
+    from jax_basenji.tracks import select_tracks
     from jax_basenji.predict.regions import (bigwig_entries, check_chromosomes, predict_regions, read_regions,
                                              regions_to_bigwigs, site_bins)
     from jax_basenji.predict.windows import centred_window

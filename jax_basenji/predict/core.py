@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from jax_basenji import checkpoint
 from jax_basenji.atomic import atomic_path
-from jax_basenji.cli import InputError, one_line_errors
+from jax_basenji.cli import InputError, Parser, one_line_errors
 from jax_basenji.model import Basenji2
 from jax_basenji.ops import fill_n
 from jax_basenji.sharding import batch_sharded, local_mesh, replicated
@@ -189,6 +189,21 @@ def ensemble_from_args(args: argparse.Namespace) -> Ensemble:
                     strand_pair=None if strand_pair is None else tuple(strand_pair))
 
 
+def head_ensemble(ensemble: Ensemble, meta: dict, head: str, fallback: np.ndarray | None = None) -> Ensemble:
+    """`ensemble` with the strand pairs its --rc needs when --targets-txt gave none: those of the head's
+    table recorded in the checkpoint, else `fallback` (the evaluated store's). Without them a stranded
+    track (CAGE +/-) would be averaged with its own reverse-strand reading."""
+    if not ensemble.rc or ensemble.strand_pair is not None:
+        return ensemble
+    from jax_basenji.data.layout import strand_pairs
+    from jax_basenji.tracks import recorded_targets
+
+    rows = recorded_targets(meta, head)
+    pairs = strand_pairs(rows) if rows else None
+    pairs = fallback if pairs is None else pairs
+    return ensemble if pairs is None else dataclasses.replace(ensemble, strand_pair=tuple(int(t) for t in pairs))
+
+
 def add_precision_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="compute precision (default fp32, whatever the model was trained with)")
@@ -226,8 +241,7 @@ def predict_file(checkpoint_dir: str, head: str, input_path: str, output_path: s
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m jax_basenji.predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m jax_basenji.predict", description=__doc__)
     p.add_argument("--checkpoint", required=True, help="jax_basenji checkpoint directory")
     p.add_argument("--head", required=True, help="output head, e.g. human, mouse, finetune")
     p.add_argument("--input", required=True, help="[N, L, 4] one-hot .npy")

@@ -10,13 +10,12 @@ outputs: jax_basenji/variants/output.py. A run killed mid-way continues with `--
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 
 from jax_basenji import checkpoint
-from jax_basenji.cli import one_line_errors
+from jax_basenji.cli import Parser, one_line_errors
 from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
 from jax_basenji.predict.cli import track_names
@@ -26,11 +25,9 @@ from jax_basenji.variants.score import STATS
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m jax_basenji.variants", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m jax_basenji.variants", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("score", help="SAD/REF/ALT/SAR/D2 of every ALT allele of a VCF",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s = sub.add_parser("score", help="SAD/REF/ALT/SAR/D2 of every ALT allele of a VCF")
     s.add_argument("--checkpoint", required=True, help="jax_basenji checkpoint directory")
     s.add_argument("--head", required=True, help="output head, e.g. human")
     s.add_argument("--vcf", required=True, help="VCF, plain or bgzipped")
@@ -53,8 +50,8 @@ def parse_args(argv):
 
 
 def score(args) -> str:
-    from jax_basenji.data.layout import read_targets_file
-    from jax_basenji.evaluate.ridge import select_tracks
+    from jax_basenji.predict.core import head_ensemble
+    from jax_basenji.tracks import head_targets, select_tracks
     from jax_basenji.variants.alleles import prepare
     from jax_basenji.variants.output import plot_top, write_h5, write_summary
     from jax_basenji.variants.score import score_variants
@@ -69,13 +66,13 @@ def score(args) -> str:
         raise InputError(f"{next(p for p in outputs if os.path.exists(p))} already exists; pass --overwrite")
     model, meta = checkpoint.load_model(args.checkpoint, args.precision)
     n_value = checkpoint.n_value_of(meta, args.n_value)
-    predictor = Predictor(model, args.head, ensemble_from_args(args), n_value)
+    predictor = Predictor(model, args.head, head_ensemble(ensemble_from_args(args), meta, args.head), n_value)
     length = args.seq_length or model.cfg.seq_length
     try:
         model.cfg.output_bins(length)
     except ValueError as e:  # an impossible length: one line, before any work
         raise InputError(f"--seq-length {length}: {e}") from None
-    targets = read_targets_file(args.targets_txt) if args.targets_txt else None
+    targets = head_targets(meta, args.head, args.targets_txt)
     ids, labels = track_names(model.cfg.head_tracks[args.head], targets)
     columns = select_tracks(ids, args.tracks, targets) if args.tracks else None
     genome = Genome(args.fasta)
