@@ -1,8 +1,8 @@
 """Benchmarks.
 
   python -m jax_basenji.bench model [--preset basenji2-double-prime] [--batch-size 1]
-      [--seq-length 131072] [--precision fp32|bf16] [--device cpu|gpu] [--json out.json]
-  python -m jax_basenji.bench data --store STORE [--species human] [--batch-size 4] [--seconds 20]
+      [--seq-length 131072] [--precision fp32|bf16] [--device cpu|gpu] [--torch-compile] [--json out.json]
+  python -m jax_basenji.bench data --store STORE [--species human] [--batch-size 4] [--threads 1 2] [--seconds 20]
   python -m jax_basenji.bench predict [--preset basenji2-double-prime] [--chrom-length 1000000] [--batch-size 4]
   python -m jax_basenji.bench variants [--preset basenji2-double-prime] [--variants 64] [--batch-size 4]
 
@@ -11,10 +11,13 @@ full SGD training step, median of --repeats timed runs after warm-up, first
 call (compilation) separately, peak memory, TFLOP/s (MFU on GPU) and the
 JAX/torch time ratios (see jax_basenji.bench_model).
 
-`data`: examples/s and GB/s of decoded targets through the full training
-pipeline (shuffle, augmentation, batching), in-process (workers=0: grain's
-thread prefetch), with 1 worker process and with one per CPU core, after a
-warm-up that lets the workers start.
+`data`: examples/s and GB/s (targets + sequences copied into the batches) of the
+training input path, one row per configuration: `--pipeline reader` (default, what
+training runs: threads copying store rows into batch buffers, augmentation left to
+the jitted step) for each of `--threads`; `--pipeline grain` (make_dataset with host
+augmentation, the path before issue 14) for each of `--workers` (0: in-process).
+After a warm-up; with `--repeats N`, the median of N timed runs. `--json`: the list
+of rows.
 
 `predict` / `variants`: `predict genome`'s tiling of a random chromosome / `variants score`
 on random SNVs, JAX vs torch_ref on the same windows and weights: windows/s, bp/s or
@@ -23,7 +26,6 @@ variants/s, and the time ratio (see jax_basenji.bench_inference).
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -31,45 +33,69 @@ import time
 
 from jax_basenji.atomic import write_json
 from jax_basenji.bench_model import bench_model, child_main
-from jax_basenji.cli import one_line_errors
+from jax_basenji.cli import Parser, one_line_errors
 from jax_basenji.data import BasenjiSource, make_dataset
+from jax_basenji.data.pipeline import make_train_iterator
 
 
-def bench_pipeline(source, *, batch_size: int, workers: int, seconds: float, warmup_batches: int = 4) -> dict:
-    """Run the training pipeline for ~`seconds` after warm-up; return throughput figures."""
-    it = iter(make_dataset(source, batch_size=batch_size, seed=0, augment=True, workers=workers))
-    for _ in range(warmup_batches):
-        next(it)
-    n_batches, target_bytes, start = 0, 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        batch = next(it)
-        n_batches += 1
-        target_bytes += batch["target"].nbytes
-    elapsed = time.perf_counter() - start
+def bench_pipeline(source, *, batch_size: int, seconds: float, threads: int | None = None, workers: int = 0,
+                   warmup_batches: int = 4) -> dict:
+    """Read training batches for ~`seconds` after warm-up: the reader with `threads` threads, or (threads
+    None) grain's host-augmented pipeline with `workers` processes. Returns the row of figures; "bytes"
+    counts the sequences and targets of the batches handed out."""
+    if threads is not None:
+        it = make_train_iterator(source, batch_size=batch_size, seed=0, augment=True, threads=threads)
+        row = {"pipeline": "reader", "threads": threads}
+    else:
+        it = iter(make_dataset(source, batch_size=batch_size, seed=0, augment=True, workers=workers))
+        row = {"pipeline": "grain", "workers": workers}
+    try:
+        for _ in range(warmup_batches):
+            next(it)
+        n_batches, copied, target_bytes, start = 0, 0, 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            batch = next(it)
+            n_batches += 1
+            copied += batch["sequence"].nbytes + batch["target"].nbytes
+            target_bytes += batch["target"].nbytes
+            del batch  # its buffers can be reused
+        elapsed = time.perf_counter() - start
+    finally:
+        if hasattr(it, "close"):
+            it.close()
     examples = n_batches * batch_size
-    return {"workers": workers, "examples": examples, "seconds": round(elapsed, 3),
-            "examples_per_s": round(examples / elapsed, 2),
-            "target_gb_per_s": round(target_bytes / elapsed / 1e9, 3),
-            "target_gb_per_s_per_process": round(target_bytes / elapsed / 1e9 / max(workers, 1), 3)}
+    return {**row, "batch_size": batch_size, "examples": examples, "bytes": copied, "seconds": round(elapsed, 3),
+            "examples_per_s": round(examples / elapsed, 2), "gb_per_s": round(copied / elapsed / 1e9, 3),
+            "target_gb_per_s": round(target_bytes / elapsed / 1e9, 3)}
 
 
-def bench_data(args) -> dict:
+def bench_data(args) -> list[dict]:
+    """One row per thread count (or worker count), the median of `args.repeats` runs."""
     source = BasenjiSource(args.store, args.species, args.subset)
-    shape = {"seq_length": source.seq_length, "target": list(source.store.target_shape)}
     print(f"{source}", file=sys.stderr)
-    cores = os.cpu_count() or 1
-    rows = [bench_pipeline(source, batch_size=args.batch_size, workers=w, seconds=args.seconds)
-            for w in sorted({0, 1, cores})]
-    for r in rows:
-        print(f"workers={r['workers']:2d}  {r['examples_per_s']:8.1f} examples/s  "
-              f"{r['target_gb_per_s']:6.3f} GB/s targets  ({r['target_gb_per_s_per_process']:.3f} GB/s per process)")
-    return {"benchmark": "data", "shape": shape, "batch_size": args.batch_size, "cpu_cores": cores,
-            "machine": platform.processor() or platform.machine(), "rows": rows}
+    configs = ([{"threads": t} for t in args.threads] if args.pipeline == "reader"
+               else [{"workers": w} for w in args.workers])
+    context = {"seq_length": source.seq_length, "target_shape": list(source.target_shape),
+               "cpu_cores": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+    rows = []
+    for config in configs:
+        runs = []
+        for _ in range(args.repeats):
+            load = os.getloadavg()[0]
+            runs.append({**bench_pipeline(source, batch_size=args.batch_size, seconds=args.seconds, **config),
+                         "load_average_1min": round(load, 2)})
+        row = {**sorted(runs, key=lambda r: r["gb_per_s"])[len(runs) // 2], **context}  # the median run
+        if len(runs) > 1:
+            row["runs"] = [{k: r[k] for k in ("examples_per_s", "gb_per_s", "load_average_1min")} for r in runs]
+        rows.append(row)
+        what = f"threads={row['threads']}" if "threads" in row else f"workers={row['workers']}"
+        print(f"{row['pipeline']} {what:10s} {row['examples_per_s']:8.1f} examples/s  {row['gb_per_s']:6.3f} GB/s "
+              f"(targets {row['target_gb_per_s']:.3f} GB/s)")
+    return rows
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m jax_basenji.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m jax_basenji.bench", description=__doc__)
     sub = p.add_subparsers(dest="what", required=True)
     m = sub.add_parser("model", help="JAX vs torch_ref model speed")
     m.add_argument("--preset", default="basenji2-double-prime",
@@ -82,6 +108,7 @@ def parse_args(argv):
     m.add_argument("--modes", nargs="+", choices=("forward", "train"), default=["forward", "train"])
     m.add_argument("--warmup", type=int, default=1, help="untimed runs after the first call")
     m.add_argument("--repeats", type=int, default=5, help="timed runs (the median is reported)")
+    m.add_argument("--torch-compile", action="store_true", help="also torch_ref under torch.compile (Inductor)")
     m.add_argument("--json", help="also write the figures to this JSON file")
     c = sub.add_parser("_child")  # internal: one (framework, mode) in its own process
     c.add_argument("spec")
@@ -90,8 +117,14 @@ def parse_args(argv):
     d.add_argument("--species", default="human")
     d.add_argument("--subset", default="train")
     d.add_argument("--batch-size", type=int, default=4)
-    d.add_argument("--seconds", type=float, default=20.0, help="timed seconds per configuration")
-    d.add_argument("--json", help="also write the figures to this JSON file")
+    d.add_argument("--pipeline", choices=("reader", "grain"), default="reader",
+                   help="reader: the training path; grain: make_dataset with host augmentation (before issue 14)")
+    d.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="reader threads, one row each")
+    d.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2],
+                   help="grain worker processes (0: in-process), one row each")
+    d.add_argument("--seconds", type=float, default=20.0, help="timed seconds per run")
+    d.add_argument("--repeats", type=int, default=1, help="runs per configuration; the median is reported")
+    d.add_argument("--json", help="also write the rows to this JSON file (a list)")
     q = sub.add_parser("predict", help="genome tiling throughput, JAX vs torch_ref")
     q.add_argument("--chrom-length", type=int, default=1_000_000, help="bp of the random chromosome")
     v = sub.add_parser("variants", help="variant scoring throughput, JAX vs torch_ref")
@@ -113,7 +146,7 @@ def main(argv=None) -> int:
     if args.what == "model":
         result = bench_model(preset=args.preset, batch_size=args.batch_size, seq_length=args.seq_length,
                              precision=args.precision, device=args.device, modes=tuple(args.modes),
-                             warmup=args.warmup, repeats=args.repeats)
+                             warmup=args.warmup, repeats=args.repeats, torch_compile=args.torch_compile)
     elif args.what == "predict":
         from jax_basenji.bench_inference import bench_predict
 

@@ -103,6 +103,8 @@ def _torch_child(a: dict) -> dict:
     model = build_torch_model(cfg)
     model.load_state_dict(torch.load(a["weights"], map_location="cpu", weights_only=True))
     model.to(device)
+    if a["framework"] == "torch_compile":  # TorchInductor; its compilation falls in the first call
+        model = torch.compile(model)
     seq_np, target_np = bench_inputs(a["batch_size"], a["seq_length"], a["bins"], cfg.head_tracks["human"])
     seq, target = torch.from_numpy(seq_np).to(device), torch.from_numpy(target_np).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=a["precision"] == "bf16")
@@ -205,7 +207,7 @@ def _jax_child(a: dict) -> dict:
 def child_main(args_json: str) -> int:
     """Entry of a child process: run one (framework, mode) and write its figures."""
     a = json.loads(args_json)
-    result = (_torch_child if a["framework"] == "torch" else _jax_child)(a)
+    result = (_jax_child if a["framework"] == "jax" else _torch_child)(a)
     # Linux reports ru_maxrss in KiB: the whole process, imports and weights included.
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
     with open(a["result"], "w") as f:
@@ -230,8 +232,9 @@ def _run_child(a: dict) -> dict:
 
 def bench_model(*, preset: str, batch_size: int, seq_length: int | None, precision: str, device: str,
                 modes: tuple[str, ...] = ("forward", "train"), warmup: int = 1, repeats: int = 5,
-                lr: float = 1e-4, log=print) -> dict:
-    """Both frameworks, every mode; returns the figures and the JAX / torch time ratios."""
+                lr: float = 1e-4, torch_compile: bool = False, log=print) -> dict:
+    """Both frameworks, every mode; returns the figures and the JAX / torch time ratios (with
+    `torch_compile`, also torch_ref under torch.compile and the JAX / compiled-torch ratios)."""
     import torch
 
     from torch_ref import build_torch_model
@@ -248,8 +251,9 @@ def bench_model(*, preset: str, batch_size: int, seq_length: int | None, precisi
         torch.manual_seed(0)
         weights = os.path.join(tmp, "weights.pt")
         torch.save(build_torch_model(cfg).state_dict(), weights)
+        frameworks = ("torch", "torch_compile", "jax") if torch_compile else ("torch", "jax")
         for mode in modes:
-            for framework in ("torch", "jax"):
+            for framework in frameworks:
                 a = {"framework": framework, "mode": mode, "config": cfg.to_dict(), "weights": weights,
                      "batch_size": batch_size, "seq_length": seq_length, "bins": bins,
                      "precision": precision, "device": device, "warmup": warmup, "repeats": repeats,
@@ -263,12 +267,16 @@ def bench_model(*, preset: str, batch_size: int, seq_length: int | None, precisi
                 if device == "gpu" and peak and precision == "bf16":
                     r["mfu"] = r["tflops"] / peak
                 rows[f"{framework}_{mode}"] = r
-                log(f"{framework:5s} {mode:7s} median {r['median_s'] * 1e3:10.1f} ms  "
+                log(f"{framework:13s} {mode:7s} median {r['median_s'] * 1e3:10.1f} ms  "
                     f"{r['sequences_per_s']:8.2f} seq/s  compile {r.get('compile_s', 0):5.1f} s  "
                     f"{r['tflops']:7.3f} TFLOP/s  peak RSS {r['peak_rss_gb']:.2f} GB")
             key = "train_step" if mode == "train" else "forward"
             result[f"{key}_ratio"] = rows[f"jax_{mode}"]["median_s"] / rows[f"torch_{mode}"]["median_s"]
             log(f"{key}_ratio (JAX time / torch time) = {result[f'{key}_ratio']:.3f}")
+            if torch_compile:
+                ratio = rows[f"jax_{mode}"]["median_s"] / rows[f"torch_compile_{mode}"]["median_s"]
+                result[f"{key}_ratio_vs_compile"] = ratio
+                log(f"{key}_ratio_vs_compile (JAX time / torch.compile time) = {ratio:.3f}")
         if "forward" in modes:
             ref = np.load(os.path.join(tmp, "torch_forward.npy"))
             got = np.load(os.path.join(tmp, "jax_forward.npy"))

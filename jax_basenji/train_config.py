@@ -74,8 +74,11 @@ class TrainConfig:
     keep_checkpoints: int = 2
     # Initial weights: a jax_basenji checkpoint directory or a seed .pt.
     init_from: str | None = None
-    # Data worker processes per species (0: in-process prefetch).
+    # Data worker processes per species for grain's host-augmented path (slow; 0: the threaded reader).
     workers: int = 0
+    # Threads per species reading training batches into batch buffers (augmented in the step);
+    # 0 reads each batch in the training loop's thread. Results do not depend on it.
+    data_threads: int = 2
     # "none": the trunk trains with each head; "trunk": only the heads train (the trunk
     # runs in eval mode: running BatchNorm statistics, no dropout; fine-tuning a new head).
     freeze: str = "none"
@@ -101,6 +104,9 @@ class TrainConfig:
                              f"{', '.join(self.species)}")
         if self.n_value is not None and not 0.0 <= self.n_value <= 1.0:
             raise InputError(f"--n-value must be in [0, 1] (0 or 0.25 in practice), got {self.n_value}")
+        if self.data_threads < 0 or self.workers < 0:
+            raise InputError(f"--data-threads and --workers must be 0 or positive, got {self.data_threads} "
+                             f"and {self.workers}")
         if self.patience < 0:
             raise InputError(f"--patience must be 0 (off) or positive, got {self.patience}")
         if self.freeze not in ("none", "trunk"):

@@ -27,6 +27,7 @@ from flax import nnx
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jax_basenji.config import ModelConfig
+from jax_basenji.data.device_augment import augment_batch
 from jax_basenji.errors import InputError
 from jax_basenji.losses import poisson_loss
 from jax_basenji.metrics import centered_moments
@@ -60,7 +61,11 @@ def direction(tc: TrainConfig) -> optax.GradientTransformation:
 class Trainer:
     """Builds the sharded train state and the jitted steps for one model/train config."""
 
-    def __init__(self, model_cfg: ModelConfig, tc: TrainConfig, mesh: jax.sharding.Mesh):
+    def __init__(self, model_cfg: ModelConfig, tc: TrainConfig, mesh: jax.sharding.Mesh,
+                 strand_pairs: dict[str, np.ndarray | None] | None = None):
+        """`strand_pairs`: {head: its tracks' strand pairs} for reverse complements done in the step
+        (batches of `make_train_iterator`; heads without an entry have unstranded tracks)."""
+        self.strand_pairs = dict(strand_pairs or {})
         if tc.precision == "bf16":
             model_cfg = model_cfg.replace(dtype="bfloat16")
         self.cfg, self.tc, self.mesh = model_cfg, tc, mesh
@@ -146,7 +151,9 @@ class Trainer:
 
     # ----- steps ---------------------------------------------------------------------------
     def _train_step(self, state: dict, batch: dict, head: str) -> tuple[dict, dict]:
-        """One optimizer step on one species batch: `sequence` [B, L, 4], `target` [B, bins, T]."""
+        """One optimizer step on one species batch: `sequence` [B, L, 4] one-hot and `target` [B, bins, T],
+        or a reader batch (`sequence` [B, L] index, `rc`, `shift`) augmented here (`augment_batch`)."""
+        batch = augment_batch(batch, self.strand_pairs.get(head))
         species_index = list(self.cfg.head_tracks).index(head)
         key = jax.random.wrap_key_data(state["key"])
         dropout_key = jax.random.fold_in(jax.random.fold_in(key, state["step"]), species_index)

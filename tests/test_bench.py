@@ -49,3 +49,25 @@ def test_variants_benchmark_scores_the_same_snvs_in_both_frameworks(tmp_path):
     result = json.loads(out.read_text())
     assert result["sums_max_abs_diff_over_max"] < 1e-4  # the REF and ALT sums: the same work
     assert result["jax"]["variants_per_s"] > 0 and result["torch_ref"]["variants_per_s"] > 0
+
+
+def test_data_benchmark_rows_count_the_bytes_copied(tmp_path):
+    """One row per thread count; bytes = examples x (sequence index + float16 targets)."""
+    from jax_basenji.data.__main__ import main as data_main
+    from jax_basenji.data.store import convert
+
+    assert data_main(["synth", "--output", str(tmp_path / "basenji"), "--species", "human", "--seq-length", "4096",
+                      "--tracks", "human=8", "--examples", "train=8,valid=1,test=1", "--no-progress"]) == 0
+    convert(str(tmp_path / "basenji"), str(tmp_path / "store"), progress=False)
+    out = tmp_path / "data.json"
+    assert bench.main(["data", "--store", str(tmp_path / "store"), "--species", "human", "--batch-size", "2",
+                       "--threads", "1", "2", "--seconds", "0.2", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert isinstance(rows, list) and [r["threads"] for r in rows] == [1, 2]
+    per_example = 4096 + 28 * 8 * 2  # uint8 index + [bins, tracks] float16 (4096 bp: 32 bins, 2 cropped per side)
+    for row in rows:
+        assert row["pipeline"] == "reader" and row["target_shape"] == [28, 8] and row["seq_length"] == 4096
+        assert row["examples"] > 0 and row["examples"] % 2 == 0
+        assert row["bytes"] == row["examples"] * per_example
+        assert row["gb_per_s"] == pytest.approx(row["bytes"] / row["seconds"] / 1e9, rel=0.01, abs=1e-3)
+        assert row["examples_per_s"] == pytest.approx(row["examples"] / row["seconds"], rel=0.01)

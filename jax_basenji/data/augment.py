@@ -7,6 +7,10 @@
 - Shift by -3..+3 bp: the sequence moves, vacated positions become N (zero
   rows), the target is unchanged.
 Deterministic given the pipeline seed (grain derives one generator per element).
+
+`Augment` applies the draws on the host, per example (evaluation and tests);
+training draws the same values with `Draws` and applies them inside the jitted
+step (`jax_basenji.data.device_augment`), so the host only copies.
 """
 
 from __future__ import annotations
@@ -36,6 +40,14 @@ def reverse_complement(one_hot: np.ndarray, target: np.ndarray,
     return np.ascontiguousarray(one_hot[::-1, ::-1]), np.ascontiguousarray(target)
 
 
+def draw(rng: np.random.Generator, rc: bool = True, max_shift: int = 3) -> tuple[bool, int]:
+    """(reverse complement?, shift) of one example: the one place that consumes the generator, so
+    host (`Augment`) and device (`Draws`) augmentation get the same values from grain's generator."""
+    flip = bool(rc and rng.random() < 0.5)
+    shift = int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
+    return flip, shift
+
+
 class Augment(grain.transforms.RandomMap):
     """Random reverse complement and shift of `{"sequence", "target"}` examples."""
 
@@ -47,8 +59,21 @@ class Augment(grain.transforms.RandomMap):
 
     def random_map(self, element: dict, rng: np.random.Generator) -> dict:
         seq, tgt = element["sequence"], element["target"]
-        if self.rc and rng.random() < 0.5:
+        flip, shift = draw(rng, self.rc, self.max_shift)
+        if flip:
             seq, tgt = reverse_complement(seq, tgt, self.strand_pair)
-        if self.max_shift:
-            seq = shift_sequence(seq, int(rng.integers(-self.max_shift, self.max_shift + 1)))
+        seq = shift_sequence(seq, shift)
         return {**element, "sequence": seq, "target": tgt}
+
+
+class Draws(grain.transforms.RandomMap):
+    """`Augment`'s draws without the data: `{"index": i}` -> `{"index", "rc", "shift"}`, applied later
+    on the device. At the same place in the same grain pipeline, grain gives each element the same
+    generator (keyed by seed and position, not by content), hence the same draws."""
+
+    def __init__(self, max_shift: int = 3, reverse_complement: bool = True):
+        self.max_shift, self.rc = max_shift, reverse_complement
+
+    def random_map(self, element: dict, rng: np.random.Generator) -> dict:
+        flip, shift = draw(rng, self.rc, self.max_shift)
+        return {**element, "rc": flip, "shift": shift}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from jax_basenji.data.genome import Genome, centered
@@ -29,6 +31,7 @@ class BasenjiSource:
                              f"{self.store.seq_length}: pass the genome FASTA to re-extract sequences")
         self.strand_pair = (None if self.store.meta.get("strand_pair") is None
                             else np.asarray(self.store.meta["strand_pair"]))
+        self._genome_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.store)
@@ -59,6 +62,28 @@ class BasenjiSource:
             index = self.genome.fetch(region.chrom, start, end)
         return {"sequence": index_to_one_hot(index), "target": target}
 
+    def read_into(self, i: int, sequence: np.ndarray | None, target: np.ndarray) -> None:
+        """Example `i` written into `sequence` `[L]` uint8 index (A0 C1 G2 T3 N4; None: skipped) and
+        `target` `[bins, T]` float16, e.g. rows of a batch buffer (`jax_basenji.data.reader`): no
+        per-example arrays, the store's checksums checked."""
+        if self.genome is None:
+            self.store.read_into(int(i), sequence, target)
+            return
+        if sequence is not None:
+            region = self.store.regions[int(i)]
+            start, end = centered(region.start, region.end, self.seq_length)
+            with self._genome_lock:  # pyfaidx reads through one shared file handle
+                sequence[:] = self.genome.fetch(region.chrom, start, end)
+        self.store.read_into(int(i), target=target)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_genome_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _genome_lock=threading.Lock())
+
     def __repr__(self) -> str:
         return (f"BasenjiSource({self.store.dir!r}, {len(self)} examples, "
                 f"seq_length={self.seq_length}, targets={self.store.target_shape})")
@@ -71,7 +96,8 @@ class ConcatSource:
     the shared sequence and `[bins, T_atac + T_rna]` targets.
     """
 
-    def __init__(self, sources: list):
+    def __init__(self, sources: list, names: list[str] | None = None):
+        """`names` (e.g. finetune's modality names) prefix track descriptions that lack an assay."""
         first = sources[0]
         for other in sources[1:]:
             if other.regions != first.regions:
@@ -80,8 +106,10 @@ class ConcatSource:
             if other.target_shape[0] != first.target_shape[0]:
                 raise DataError(f"{other.store.dir} has {other.target_shape[0]} bins per example; "
                                  f"{first.store.dir} has {first.target_shape[0]}")
-        self.sources = sources
+        self.sources, self.names = sources, names
+        # The stores share regions, bins and geometry (checked above): the first one's describe all.
         self.seq_length, self.subset = first.seq_length, first.subset
+        self.species, self.store = first.species, first.store
         offsets = np.cumsum([0] + [s.num_targets for s in sources])
         pairs = [s.strand_pair if s.strand_pair is not None else np.arange(s.num_targets) for s in sources]
         self.strand_pair = (None if all(s.strand_pair is None for s in sources)
@@ -100,7 +128,13 @@ class ConcatSource:
 
     @property
     def targets(self) -> list[dict[str, str]]:
-        return [t for s in self.sources for t in s.targets]
+        """The stores' targets.txt rows in order, their index column (`row`) renumbered; with `names`,
+        each description starts with an assay."""
+        names = self.names or [None] * len(self.sources)
+        rows = [t if name is None or ":" in t.get("description", "") else
+                {**t, "description": f"{name.upper()}:{t.get('description') or t.get('identifier', '')}"}
+                for name, s in zip(names, self.sources) for t in s.targets]
+        return [{**t, "row": str(i)} if "row" in t else t for i, t in enumerate(rows)]
 
     @property
     def regions(self):
@@ -110,6 +144,20 @@ class ConcatSource:
         items = [s[i] for s in self.sources]
         return {"sequence": items[0]["sequence"],
                 "target": np.concatenate([it["target"] for it in items], axis=1)}
+
+    def read_into(self, i: int, sequence: np.ndarray | None, target: np.ndarray) -> None:
+        """`BasenjiSource.read_into` of the concatenation: the first source's sequence, each source's
+        tracks in their columns of `target` `[bins, T_1 + ... + T_n]`."""
+        if len(self.sources) == 1:
+            self.sources[0].read_into(i, sequence, target)
+            return
+        start = 0
+        for k, s in enumerate(self.sources):
+            # A block of columns is not contiguous: each part is read whole, then placed (one more copy).
+            part = np.empty(s.target_shape, np.float16)
+            s.read_into(i, sequence if k == 0 else None, part)
+            target[:, start:start + s.num_targets] = part
+            start += s.num_targets
 
     def __repr__(self) -> str:
         return f"ConcatSource({self.sources!r})"

@@ -11,7 +11,7 @@ import sys
 
 import jax
 
-from jax_basenji.cli import InputError, one_line_errors
+from jax_basenji.cli import InputError, Parser, one_line_errors
 from jax_basenji.config import ModelConfig
 from jax_basenji.data import BasenjiSource
 from jax_basenji.train.loop import NonFiniteLoss, train
@@ -128,7 +128,11 @@ def add_train_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -
       help="latest checkpoints kept; a resume falls back to an older one if the newest is damaged")
     a("--init-from", help="initial weights: a jax_basenji checkpoint directory, a seed .pt, or for "
                           "--model basenji2 a basenji2-pytorch .pth or Keras .h5")
-    a("--workers", type=int, default=d.workers, help="data worker processes per species (0: in-process)")
+    a("--data-threads", type=int, default=d.data_threads,
+      help=f"threads per species reading training batches (default {d.data_threads}; 0: in the training loop)")
+    a("--workers", type=int, default=d.workers,
+      help="read and augment on the host in this many grain worker processes per species instead (much slower; "
+           "default 0: --data-threads reader, augmentation in the jitted step)")
     a("--coordinator-address", help="host:port of process 0 for multi-process runs (or set up by SLURM)")
     a("--num-processes", type=int, help="processes in a multi-process run")
     a("--process-id", type=int, help="this process's index in a multi-process run")
@@ -147,8 +151,7 @@ def train_config_from_args(args: argparse.Namespace, **fixed) -> TrainConfig:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     from jax_basenji import train as package
 
-    p = argparse.ArgumentParser(prog="python -m jax_basenji.train", description=package.__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m jax_basenji.train", description=package.__doc__)
     add_train_flags(p)
     return parse_with_recipe(p, argv)
 

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from jax_basenji.checkpoint import replace_checkpoint
 from jax_basenji.config import ModelConfig
 from jax_basenji.data import make_dataset
+from jax_basenji.data.pipeline import make_train_iterator
 from jax_basenji.metrics import MetricsWriter, plot_curves
 from jax_basenji.sharding import global_batch, local_batch_size, make_mesh, replicated
 from jax_basenji.train.checkpoints import RunCheckpoints
@@ -34,8 +35,10 @@ class NonFiniteLoss(RuntimeError):
 class TrainLog:
     """Training losses of the last `LOG_EVERY` rounds -> metrics.jsonl rows and the progress bar."""
 
-    def __init__(self, species: tuple[str, ...], batch_size: int, writer: MetricsWriter, bar: tqdm):
+    def __init__(self, species: tuple[str, ...], batch_size: int, writer: MetricsWriter, bar: tqdm,
+                 row_names: dict[str, dict] | None = None):
         self.species, self.batch_size, self.writer, self.bar = species, batch_size, writer, bar
+        self.row_names = row_names or {s: {"species": s, "head": s} for s in species}
         self._reset()
 
     def _reset(self) -> None:
@@ -69,7 +72,7 @@ class TrainLog:
             if self.losses[s]:
                 groups = ({k: float(np.mean([float(g[k]) for g in self.groups[s]])) for k in self.groups[s][0]}
                           if self.groups[s] else {})
-                self.writer.write({"step": step, "split": "train", "species": s,
+                self.writer.write({"step": step, "split": "train", **self.row_names[s],
                                    "loss": float(np.mean(self.losses[s])), **groups, "seq_per_s": rate,
                                    "data_wait_fraction": wait})
         self.bar.set_postfix({f"loss_{s}": f"{np.mean(v):.3f}" for s, v in self.losses.items() if v}
@@ -99,6 +102,17 @@ class FiniteGuard:
         return values
 
 
+def train_iterator(src, tc: TrainConfig, batch_size: int, seed: int, shard: dict):
+    """One species' training batches: `tc.data_threads` threads copying store rows into batch buffers,
+    augmented in the jitted step; with `tc.workers`, grain's host-augmented path in worker processes
+    (the same batches, much slower: docs/benchmarks.md, "Input pipeline (issue 14)")."""
+    if tc.workers:
+        return iter(make_dataset(src, batch_size=batch_size, seed=seed, augment=tc.augment, workers=tc.workers,
+                                 **shard))
+    return make_train_iterator(src, batch_size=batch_size, seed=seed, augment=tc.augment, threads=tc.data_threads,
+                               **shard)
+
+
 class TrainingRun:
     """One run's live parts: train state, data iterators, checkpoints, logs and model selection."""
 
@@ -108,12 +122,16 @@ class TrainingRun:
         os.makedirs(tc.workdir, exist_ok=True)
         setup = resolve(model_cfg, tc, sources, init)
         self.tc = tc = tc.replace(n_value=setup.n_value)
-        self.trainer = Trainer(setup.model_cfg, tc, self.mesh)
+        # Reverse complements happen in the step (batches of make_train_iterator): it needs the strand pairs.
+        pairs = {s: getattr(src, "strand_pair", None) for s, src in setup.train_src.items()}
+        self.trainer = Trainer(setup.model_cfg, tc, self.mesh, strand_pairs=pairs)
         self.torch_new_head = torch_new_head
+        # Every head's targets table goes into its model checkpoints: evaluate, predict and variants
+        # name (and select) a head's tracks from it, a fine-tuned head's included.
+        self.head_targets = {s: src.targets for s, src in setup.train_src.items() if getattr(src, "targets", None)}
         local_bs = local_batch_size(tc.batch_size, self.mesh)
         shard = dict(process_index=jax.process_index(), process_count=jax.process_count())
-        self.iterators = {s: iter(make_dataset(src, batch_size=local_bs, seed=tc.seed + i, augment=tc.augment,
-                                               workers=tc.workers, **shard))
+        self.iterators = {s: train_iterator(src, tc, local_bs, tc.seed + i, shard)
                           for i, (s, src) in enumerate(setup.train_src.items())}
         # Resuming compares the architecture only: precision and remat may change between runs.
         self.ckpts = RunCheckpoints(tc.workdir, {"model_config": self.trainer.cfg.architecture().to_dict(),
@@ -126,7 +144,9 @@ class TrainingRun:
         self.guard = FiniteGuard(self.ckpts)
         self.bar = tqdm(total=tc.steps, initial=self.start, unit="round", disable=not (progress and self.primary),
                         file=sys.stderr)
-        self.log = TrainLog(tc.species, tc.batch_size, self.writer, self.bar)
+        # Rows name the head trained and the species of its data (a fine-tuned head: e.g. finetune, mouse).
+        self.row_names = {s: {"species": getattr(src, "species", s), "head": s} for s, src in setup.train_src.items()}
+        self.log = TrainLog(tc.species, tc.batch_size, self.writer, self.bar, self.row_names)
         self.summary: dict = {}  # {species: the last validation's row}
         self.pending: list = []  # the last round's losses, read one round late: no device stall
 
@@ -146,7 +166,8 @@ class TrainingRun:
         if self.primary:
             replace_checkpoint(path, self.trainer.model_arrays(self.state), self.trainer.cfg,
                                torch_new_head=self.torch_new_head,
-                               extra={"train_config": self.tc.to_dict(), "n_value": self.tc.n_value, **more})
+                               extra={"train_config": self.tc.to_dict(), "n_value": self.tc.n_value,
+                                      "head_targets": self.head_targets, **more})
         return path
 
     def train_round(self, r: int) -> None:
@@ -165,7 +186,7 @@ class TrainingRun:
     def validate(self, r: int) -> None:
         self.summary = self.validator(self.state)
         for s, row in self.summary.items():
-            self.writer.write({"step": r, "split": "valid", "species": s, **row})
+            self.writer.write({"step": r, "split": "valid", **self.row_names[s], **row})
 
     def validate_and_checkpoint(self, r: int) -> None:
         """Validation (model_best, early stopping) and the resumable checkpoint, when due at round `r`."""
@@ -196,10 +217,13 @@ class TrainingRun:
         best = "no finite value" if sel.best is None else f"best {sel.best:.4f} at round {sel.round}"
         self.bar.write(f"stopping early at round {r}: no improvement of {sel.describe()} in {sel.patience} "
                        f"validations ({best}, in {os.path.join(self.tc.workdir, 'model_best')})")
-        self.writer.write({"step": r, "split": "stop", "species": sel.species, "best": sel.best,
+        self.writer.write({"step": r, "split": "stop", "head": sel.species, "best": sel.best,
                            "best_round": sel.round})
 
     def close(self) -> None:
+        for it in self.iterators.values():
+            if hasattr(it, "close"):  # the reader's threads
+                it.close()
         self.bar.close()
         self.ckpts.close()
         self.writer.close()
