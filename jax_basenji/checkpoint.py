@@ -58,10 +58,18 @@ def _checkpointer() -> ocp.Checkpointer:
 
     A model checkpoint holds host arrays written or read by one process: in a multi-process
     run (training writes model_best from process 0) orbax must not wait for the others."""
+    if jax.process_count() == 1:
+        return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    # Every layer that could wait for the other processes gets this process alone: the checkpointer,
+    # the composite handler (its directory creation barrier) and the item handlers.
     me = jax.process_index()
-    options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
-    return ocp.Checkpointer(ocp.CompositeCheckpointHandler(),
-                            **({"multiprocessing_options": options} if jax.process_count() > 1 else {}))
+    options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me},
+                                                 barrier_sync_key_prefix=f"model_process_{me}")
+    handler = ocp.CompositeCheckpointHandler(
+        composite_options=ocp.CompositeOptions(multiprocessing_options=options),
+        state=ocp.StandardCheckpointHandler(multiprocessing_options=options),
+        meta=ocp.JsonCheckpointHandler(multiprocessing_options=options))
+    return ocp.Checkpointer(handler, multiprocessing_options=options)
 
 
 def seal(meta: dict, arrays) -> dict:

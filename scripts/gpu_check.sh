@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The GPU check of issue 14, one script (~8 minutes on an H100/H200):
+#   1. fp32 parity on the GPU: full-model and block parity tests (TF32 off, "highest" precision);
+#   2. bench model, fp32 and bf16, batch 1 / 4 / 8: JAX vs torch_ref eager (and torch.compile at
+#      batch 4 fp32 and batch 8 bf16), forward and training step, TFLOP/s, MFU, peak memory;
+#   3. 200 bf16 training rounds of `python -m jax_basenji.train` at the real size, batch 8, from a
+#      synthetic store on local disk: seq/s and data_wait_fraction, the figure users will see.
+# Every result is JSON in OUT_DIR (plus the logs); a failing step is recorded and the next one runs.
+#
+#   scripts/gpu_check.sh OUT_DIR           on the GPU machine
+#   scripts/gpu_check.sh OUT_DIR --tiny    the same steps at test sizes on the CPU (checks the script)
+set -uo pipefail
+
+out=${1:?usage: scripts/gpu_check.sh OUT_DIR [--tiny]}
+mode=${2:-gpu}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+export NVIDIA_TF32_OVERRIDE=0  # fp32 means fp32 on both sides: no TF32 in cuBLAS/cuDNN
+if [ "$mode" = "--tiny" ]; then
+    preset=tiny; model=tiny; seq=16384; batches="1 2"; compile_at="fp32:2"; device=cpu
+    steps=4; train_batch=2; tracks=8; examples="train=8,valid=4,test=4"; bench_repeats=2
+    export JAX_PLATFORMS=cpu
+else
+    preset=basenji2-double-prime; model=basenji2-double-prime; seq=131072; batches="1 4 8"
+    compile_at="fp32:4 bf16:8"; device=gpu; steps=200; train_batch=8; tracks=5313
+    examples="train=64,valid=8,test=8"; bench_repeats=5
+fi
+status=0
+step() {  # step NAME LIMIT_S COMMAND...: run, log, record its exit code and seconds
+    local name=$1 limit=$2; shift 2
+    local t0=$SECONDS
+    echo "== $name" >&2
+    timeout "$limit" "$@" >"$out/$name.log" 2>&1
+    local rc=$?
+    printf '{"step": "%s", "rc": %d, "seconds": %d}\n' "$name" "$rc" "$((SECONDS - t0))" >>"$out/steps.jsonl"
+    [ $rc -eq 0 ] || { status=1; tail -3 "$out/$name.log" >&2; }
+}
+
+# 1. Parity at fp32 on whatever device JAX sees (the GPU there).
+step parity 180 python -m pytest -q -p no:randomly parity_tests/test_full_model.py parity_tests/test_blocks.py \
+    --junitxml "$out/parity.xml"
+
+# 2. Model benchmarks, both frameworks in the same run.
+for precision in fp32 bf16; do
+    for b in $batches; do
+        extra=()
+        case " $compile_at " in *" $precision:$b "*) extra=(--torch-compile) ;; esac
+        step "model_${precision}_b$b" 240 python -m jax_basenji.bench model --preset "$preset" \
+            --seq-length "$seq" --batch-size "$b" --precision "$precision" --device "$device" \
+            --repeats "$bench_repeats" --json "$out/model_${precision}_b$b.json" "${extra[@]}"
+    done
+done
+
+# 3. End-to-end training from a synthetic store on local disk.
+data=$(mktemp -d)
+step synth 240 python -m jax_basenji.data synth --output "$data/basenji" --species human --seq-length "$seq" \
+    --tracks "$tracks" --examples "$examples" --no-progress
+step convert 240 python -m jax_basenji.data convert --input "$data/basenji" --output "$data/store" --no-progress
+step train 420 python -m jax_basenji.train --data "$data/store" --model "$model" --species human \
+    --workdir "$data/run" --steps "$steps" --batch-size "$train_batch" --precision bf16 \
+    --eval-every 0 --eval-batches 1 --checkpoint-every "$steps" --no-progress
+python - "$data/run/metrics.jsonl" "$out/train.json" "$train_batch" "$model" <<'EOF'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+train = [r for r in rows if r["split"] == "train"][1:] or [r for r in rows if r["split"] == "train"]
+summary = {"model": sys.argv[4], "batch_size": int(sys.argv[3]), "precision": "bf16", "logged_windows": len(train),
+           "seq_per_s": sum(r["seq_per_s"] for r in train) / len(train),  # the first window holds compilation
+           "data_wait_fraction": sum(r["data_wait_fraction"] for r in train) / len(train), "rows": train}
+json.dump(summary, open(sys.argv[2], "w"), indent=1)
+print(f"training: {summary['seq_per_s']:.1f} seq/s, data_wait_fraction {summary['data_wait_fraction']:.3f}")
+EOF
+[ $? -eq 0 ] || status=1
+rm -rf "$data"
+python - "$out" <<'EOF'
+import json, platform, sys
+try:
+    import jax
+    device = jax.devices()[0].device_kind
+except Exception as e:  # noqa: BLE001 - recorded, not fatal
+    device = f"unknown ({e})"
+json.dump({"device": device, "host": platform.node()}, open(f"{sys.argv[1]}/device.json", "w"))
+EOF
+echo "results in $out (steps.jsonl lists every step's exit code)" >&2
+exit $status
