@@ -33,7 +33,7 @@ import time
 
 from jax_basenji.atomic import write_json
 from jax_basenji.bench_model import bench_model, child_main
-from jax_basenji.cli import Parser, one_line_errors
+from jax_basenji.cli import InputError, Parser, one_line_errors
 from jax_basenji.data import BasenjiSource, make_dataset
 from jax_basenji.data.pipeline import make_train_iterator
 
@@ -71,6 +71,8 @@ def bench_pipeline(source, *, batch_size: int, seconds: float, threads: int | No
 
 def bench_data(args) -> list[dict]:
     """One row per thread count (or worker count), the median of `args.repeats` runs."""
+    if min(args.threads) < 0 or min(args.workers) < 0 or args.repeats < 1 or args.seconds <= 0:
+        raise InputError("--threads and --workers must be >= 0, --repeats >= 1 and --seconds > 0")
     source = BasenjiSource(args.store, args.species, args.subset)
     print(f"{source}", file=sys.stderr)
     configs = ([{"threads": t} for t in args.threads] if args.pipeline == "reader"

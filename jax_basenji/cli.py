@@ -26,7 +26,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
             return text
         return super()._get_help_string(action)
 

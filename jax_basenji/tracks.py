@@ -11,6 +11,8 @@ the store being evaluated; without any, tracks are `t0`, `t1`, ...
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from jax_basenji.errors import InputError
@@ -30,6 +32,29 @@ def head_targets(meta: dict, head: str, targets_txt: str | None = None,
 
         return read_targets_file(targets_txt)
     return recorded_targets(meta, head) or fallback
+
+
+def basenji2_targets(head_tracks: dict[str, int]) -> dict[str, list[dict[str, str]]]:
+    """The Basenji2 data set's targets tables (shipped in jax_basenji/data/reference) for the heads of
+    `head_tracks` named human / mouse with its track counts: every published and seed model was trained
+    on them, so a converted file knows its tracks' names, assays and strand pairs."""
+    from jax_basenji.data.layout import read_targets_file
+    from jax_basenji.data.synth import REFERENCE_DIR, REFERENCE_TARGETS
+
+    return {head: read_targets_file(os.path.join(REFERENCE_DIR, name))
+            for head, (name, count) in REFERENCE_TARGETS.items() if head_tracks.get(head) == count}
+
+
+def inherited_targets(path: str, head_tracks: dict[str, int]) -> dict[str, list[dict[str, str]]]:
+    """The heads' tables that weights at `path` bring along (a checkpoint's record, else the Basenji2
+    tables of a foreign file), for the heads of `head_tracks` that kept their track counts."""
+    if os.path.isdir(path):
+        from jax_basenji.checkpoint import read_meta
+
+        recorded = read_meta(path).get("head_targets") or {}
+    else:
+        recorded = basenji2_targets(head_tracks)
+    return {h: rows for h, rows in recorded.items() if head_tracks.get(h) == len(rows)}
 
 
 def track_table(n: int, targets: list[dict[str, str]] | None) -> list[dict[str, str]]:
@@ -79,7 +104,7 @@ def select_tracks(names: list[str], spec: list[str], targets: list[dict[str, str
         elif same_id:
             chosen.append(same_id[0])
         else:
-            hint = "" if kinds is not None else " (pass --targets-txt to select by assay)"
+            hint = "" if kinds is not None else " (no targets table names the head's assays: see --targets-txt)"
             raise InputError(f"--tracks {item!r} is neither a track name or index nor an assay{hint}")
     if not chosen:
         raise InputError("--tracks selects no track")

@@ -142,6 +142,11 @@ def test_finetune_trains_the_new_head_and_trunk_and_freezes_old_heads(world, tun
                               new[("heads", "finetune", "linear", "kernel")])
     tc = meta["train_config"]
     assert tc["modalities"] == [["atac", 2, 1.0, False], ["rna", 3, 2.0, True]]
+    # the frozen heads keep the tables of the pretrained checkpoint; the new head records its stores'
+    _, _, meta0 = checkpoint.load_arrays(world["pretrained"])
+    assert {h: meta["head_targets"][h] for h in ("human", "mouse")} == meta0["head_targets"]
+    assert [t["description"] for t in meta["head_targets"]["finetune"]] == [
+        f"{a.upper()}:{n}" for a in ("atac", "rna") for n in sorted(TRACKS[a])]
     records = [json.loads(line) for line in open(os.path.join(os.path.dirname(tuned), "metrics.jsonl"))]
     valid = [r for r in records if r["split"] == "valid"][-1]
     # The joint loss is the seed's (w * L_rna + L_atac) / 2.

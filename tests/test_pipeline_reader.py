@@ -108,3 +108,19 @@ def test_read_into_equals_item_access_for_every_source_kind(store, tmp_path):
             item = src[i]
             np.testing.assert_array_equal(index_to_one_hot(sequence), item["sequence"])
             np.testing.assert_array_equal(target, item["target"])
+
+
+def test_concatenated_stores_give_one_table_with_renumbered_strand_pairs(store):
+    """Fine-tuning on several stores records their concatenated table as the head's: its index and
+    strand_pair columns must describe the concatenation (else --rc on that head permutes the wrong tracks)."""
+    from jax_basenji.data import ConcatSource
+    from jax_basenji.data.layout import strand_pairs
+
+    one = BasenjiSource(store, "human", "train")
+    assert one.strand_pair is not None  # the synthetic human tracks hold stranded CAGE pairs
+    both = ConcatSource([one, BasenjiSource(store, "human", "train")], names=["a", "b"])
+    rows = both.targets
+    n = one.num_targets
+    np.testing.assert_array_equal(strand_pairs(rows), np.concatenate([one.strand_pair, one.strand_pair + n]))
+    assert [r["index"] for r in rows] == [str(i) for i in range(2 * n)]
+    assert [r["description"] for r in rows] == [t["description"] for t in one.targets] * 2  # assays kept

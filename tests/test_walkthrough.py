@@ -307,3 +307,16 @@ def test_tss_reads_several_stores_as_the_finetuned_head_was_trained(walk):
                            for s in sources])
     np.testing.assert_allclose([float(v) for v in g[5:]], want, rtol=1e-6)
     assert summary(walk, "runs/tss_stores", "tss")["log1p_assays"] == ["RNA"]
+
+
+def test_subsets_come_from_the_first_region_whose_target_span_holds_the_tss():
+    from jax_basenji.data.layout import Region
+    from jax_basenji.evaluate.tss import Gene, subsets_from_regions
+
+    regions = [Region("c", 0, 1600, "train"), Region("c", 800, 2400, "test"), Region("d", 0, 1600, "valid")]
+    genes = [Gene("in_crop", "c", 50, "+"), Gene("a", "c", 150, "+"), Gene("both", "c", 1000, "-"),
+             Gene("b", "c", 2250, "+"), Gene("d", "d", 500, "+"), Gene("no_region", "e", 5, "+"),
+             Gene("given", "c", 1000, "+", "valid")]
+    # spans: c 100-1500 (train), c 900-2300 (test), d 100-1500 (valid): the region minus length / 16 per side
+    assert [g.subset for g in subsets_from_regions(genes, regions)] == ["", "train", "train", "test", "valid", "",
+                                                                         "valid"]

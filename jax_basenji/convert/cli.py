@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 from jax_basenji import checkpoint
 from jax_basenji.cli import InputError, Parser, one_line_errors
@@ -27,6 +26,7 @@ from jax_basenji.config import GELU_FORMS, SEED_VARIANTS, VARIANTS, ModelConfig
 from jax_basenji.convert import keras_h5
 from jax_basenji.convert.foreign import (WIDTHS, expected_shapes, read_weights, save_torch, torch_state_from_arrays,
                                         width_preset)
+from jax_basenji.tracks import basenji2_targets
 
 
 def base_config(variant: str | None, config_path: str | None = None, gelu: str | None = None,
@@ -67,18 +67,8 @@ def _save(args, arrays, cfg, new_head):
     checkpoint.save_arrays(args.output, arrays, cfg, torch_new_head=new_head, overwrite=args.overwrite,
                            extra={"converted_from": {"path": args.input, "command": args.direction},
                                   "n_value": checkpoint.foreign_n_value(cfg),
-                                  "head_targets": basenji2_targets(cfg)})
+                                  "head_targets": basenji2_targets(cfg.head_tracks)})
     return cfg, new_head
-
-
-def basenji2_targets(cfg) -> dict[str, list[dict[str, str]]]:
-    """The Basenji2 data set's targets tables for the `human` / `mouse` heads that have its track counts
-    (every published and seed model was trained on them): later commands name and select their tracks."""
-    from jax_basenji.data.layout import read_targets_file
-    from jax_basenji.data.synth import REFERENCE_DIR, REFERENCE_TARGETS
-
-    return {head: read_targets_file(os.path.join(REFERENCE_DIR, name))
-            for head, (name, count) in REFERENCE_TARGETS.items() if cfg.head_tracks.get(head) == count}
 
 
 def jax_to_torch(args: argparse.Namespace) -> None:

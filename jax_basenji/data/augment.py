@@ -40,7 +40,10 @@ def reverse_complement(one_hot: np.ndarray, target: np.ndarray,
     return np.ascontiguousarray(one_hot[::-1, ::-1]), np.ascontiguousarray(target)
 
 
-def draw(rng: np.random.Generator, rc: bool = True, max_shift: int = 3) -> tuple[bool, int]:
+MAX_SHIFT = 3  # bp, either way (the seed's and Basenji2's)
+
+
+def draw(rng: np.random.Generator, rc: bool = True, max_shift: int = MAX_SHIFT) -> tuple[bool, int]:
     """(reverse complement?, shift) of one example: the one place that consumes the generator, so
     host (`Augment`) and device (`Draws`) augmentation get the same values from grain's generator."""
     flip = bool(rc and rng.random() < 0.5)
@@ -51,7 +54,7 @@ def draw(rng: np.random.Generator, rc: bool = True, max_shift: int = 3) -> tuple
 class Augment(grain.transforms.RandomMap):
     """Random reverse complement and shift of `{"sequence", "target"}` examples."""
 
-    def __init__(self, strand_pair: np.ndarray | None = None, max_shift: int = 3,
+    def __init__(self, strand_pair: np.ndarray | None = None, max_shift: int = MAX_SHIFT,
                  reverse_complement: bool = True):
         self.strand_pair = strand_pair
         self.max_shift = max_shift
@@ -71,7 +74,7 @@ class Draws(grain.transforms.RandomMap):
     on the device. At the same place in the same grain pipeline, grain gives each element the same
     generator (keyed by seed and position, not by content), hence the same draws."""
 
-    def __init__(self, max_shift: int = 3, reverse_complement: bool = True):
+    def __init__(self, max_shift: int = MAX_SHIFT, reverse_complement: bool = True):
         self.max_shift, self.rc = max_shift, reverse_complement
 
     def random_map(self, element: dict, rng: np.random.Generator) -> dict:

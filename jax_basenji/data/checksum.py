@@ -39,7 +39,6 @@ def _load_libcrc32c():
 
 
 _EXTEND = _load_libcrc32c()
-RELEASES_GIL = _EXTEND is not None
 
 
 def crc32c_extend(crc: int, data: np.ndarray) -> int:

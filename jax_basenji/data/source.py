@@ -89,6 +89,13 @@ class BasenjiSource:
                 f"seq_length={self.seq_length}, targets={self.store.target_shape})")
 
 
+def read_as_one(stores: list[str], species: str, subset: str, names: list[str] | None = None):
+    """One store's `BasenjiSource`, or several over the same regions read as one (`ConcatSource`, tracks in
+    the order given, as `finetune --data` trains them)."""
+    sources = [BasenjiSource(s, species, subset) for s in stores]
+    return sources[0] if len(sources) == 1 else ConcatSource(sources, names)
+
+
 class ConcatSource:
     """Several sources over the same regions, their tracks concatenated in order.
 
@@ -128,13 +135,16 @@ class ConcatSource:
 
     @property
     def targets(self) -> list[dict[str, str]]:
-        """The stores' targets.txt rows in order, their index column (`row`) renumbered; with `names`,
-        each description starts with an assay."""
+        """The stores' targets.txt rows in order, as one table: index columns (`row`, `index`) and
+        `strand_pair` renumbered to the concatenation; with `names`, each description starts with an assay."""
         names = self.names or [None] * len(self.sources)
         rows = [t if name is None or ":" in t.get("description", "") else
                 {**t, "description": f"{name.upper()}:{t.get('description') or t.get('identifier', '')}"}
                 for name, s in zip(names, self.sources) for t in s.targets]
-        return [{**t, "row": str(i)} if "row" in t else t for i, t in enumerate(rows)]
+        pairs = self.strand_pair if self.strand_pair is not None else np.arange(len(rows))
+        stranded = any("strand_pair" in t for t in rows)
+        return [{**t, **{k: str(i) for k in ("row", "index") if k in t},
+                 **({"strand_pair": str(int(pairs[i]))} if stranded else {})} for i, t in enumerate(rows)]
 
     @property
     def regions(self):

@@ -30,7 +30,7 @@ from jax_basenji.atomic import write_json
 from jax_basenji.cli import InputError, Parser, one_line_errors
 from jax_basenji.data.layout import read_targets_file
 from jax_basenji.predict import add_ensemble_flags, add_precision_flag, ensemble_from_args
-from jax_basenji.tracks import recorded_targets
+from jax_basenji.tracks import head_targets
 
 
 def add_log1p_flag(q) -> None:
@@ -116,6 +116,8 @@ def parse_args(argv):
         q.add_argument("--region", required=True, help="chrom:start-end; the input window is centred on it")
         q.add_argument("--tracks", default="all",
                        help="tracks: all, a-b or i,j,k (indices), or assays / track names, comma-separated")
+        q.add_argument("--targets-txt", help="targets.txt naming the head's tracks and assays (default: the "
+                                             "checkpoint's record of the head)")
         q.add_argument("--bins", default="center", help="bins: center (3 centre bins), all, a-b or i,j,k")
     return p.parse_args(argv)
 
@@ -175,7 +177,7 @@ def _run(args) -> dict:
 
         predictor, meta = load_predictor(args.checkpoint, args.head, precision=args.precision, n_value=args.n_value)
         result = attribution(predictor, args.fasta, args.region, args.head, args.tracks, args.bins, args.output,
-                             recorded_targets(meta, args.head))
+                             head_targets(meta, args.head, args.targets_txt))
     return result
 
 
@@ -199,7 +201,7 @@ def _ism(args, progress: bool) -> dict:
     genome = Genome(args.fasta)
     chrom, start, end = region_in_genome(genome, args.region, cfg.seq_length)
     bins = parse_range(args.bins, cfg.output_bins(cfg.seq_length), "bins")
-    tracks = parse_tracks(args.tracks, cfg.head_tracks[args.head], recorded_targets(meta, args.head))
+    tracks = parse_tracks(args.tracks, cfg.head_tracks[args.head], head_targets(meta, args.head, args.targets_txt))
     w_start, scores = ism_scores(predictor, genome, chrom, start, end, bins, tracks, batch_size=args.batch_size,
                                  progress=progress)
     return {"window": f"{chrom}:{w_start}-{w_start + cfg.seq_length}", "region": f"{chrom}:{start}-{end}",

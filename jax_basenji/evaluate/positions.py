@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from jax_basenji.cli import InputError
-from jax_basenji.data import BasenjiSource, ConcatSource, make_dataset
+from jax_basenji.data import make_dataset
+from jax_basenji.data.source import read_as_one
 from jax_basenji.evaluate.common import histogram, load_predictor, spearman_columns, write_tsv
 from jax_basenji.metrics import PearsonSums, centered_moments
 from jax_basenji.predict import Ensemble
@@ -34,7 +35,7 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
     Several `stores` over the same regions are read as one, tracks concatenated in order
     (as `finetune --data` trains them).
     """
-    source = ConcatSource([BasenjiSource(store, species, subset) for store in stores])
+    source = read_as_one(stores, species, subset)
     if max_sequences is not None:
         if max_sequences < 1:
             raise InputError(f"--max-sequences {max_sequences}: at least 1")

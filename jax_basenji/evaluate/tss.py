@@ -21,6 +21,7 @@ after standardising every track across genes; for all genes and for each subset
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import os
 import re
@@ -232,20 +233,26 @@ def _few(names, k: int = 4) -> str:
     return ", ".join(names[:k]) + (f", ... ({len(names)})" if len(names) > k else "")
 
 
-def subsets_from_regions(genes: list[Gene], regions, bins: int, pool: int) -> list[Gene]:
+def subsets_from_regions(genes: list[Gene], regions) -> list[Gene]:
     """Genes without a subset take that of the first region (BED order) whose target span holds their TSS:
-    the region minus (length - bins x pool) / 2 bp per side, the seed's rule for its gene dictionary."""
-    by_chrom: dict[str, list] = {}
-    for r in regions:
-        by_chrom.setdefault(r.chrom, []).append(r)
+    the region minus length / 16 bp per side (Basenji's crop), the seed's rule for its gene dictionary."""
+    by_chrom: dict[str, list[tuple[int, int, int, str]]] = {}  # chrom -> [(start, BED row, end, subset)]
+    for k, r in enumerate(regions):
+        crop = (r.end - r.start) // 16
+        by_chrom.setdefault(r.chrom, []).append((r.start + crop, k, r.end - crop, r.subset))
+    longest = {c: max(e - s for s, _, e, _ in spans) for c, spans in by_chrom.items()}
+    for spans in by_chrom.values():
+        spans.sort()
     out = []
     for g in genes:
-        if not g.subset:
-            for r in by_chrom.get(g.chrom, []):
-                crop = (r.end - r.start - bins * pool) // 2
-                if r.start + crop <= g.tss < r.end - crop:
-                    g = dataclasses.replace(g, subset=r.subset)
-                    break
+        spans = by_chrom.get(g.chrom, [])
+        if not g.subset and spans:
+            # spans starting at or before the TSS, and not so far before that they end ahead of it
+            lo = bisect.bisect_left(spans, (g.tss - longest[g.chrom] + 1,))
+            hi = bisect.bisect_right(spans, (g.tss, float("inf")))
+            holding = [(k, subset) for s, k, e, subset in spans[lo:hi] if s <= g.tss < e]
+            if holding:
+                g = dataclasses.replace(g, subset=min(holding)[1])
         out.append(g)
     return out
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from jax_basenji.cli import InputError
 from jax_basenji.data.layout import read_bed_file, write_targets_file
+from jax_basenji.data.source import read_as_one
 from jax_basenji.evaluate import tss
 from jax_basenji.evaluate.common import check_width, load_predictor
 from jax_basenji.predict import ensemble_from_args
@@ -37,7 +38,7 @@ class Columns:
 def run_tss(args, progress: bool) -> dict:
     """Write the TSS tables and plots into args.output; returns the summary."""
     check_width(args.tss_bins)
-    source = _source(args.data, args.species, args.subset) if args.data else None
+    source = read_as_one(args.data, args.species, args.subset) if args.data else None
     predictor, meta = load_predictor(args.checkpoint, args.head, ensemble_from_args(args),
                                      source.strand_pair if source else None, args.precision, args.n_value)
     cfg = predictor.model.cfg
@@ -51,9 +52,10 @@ def run_tss(args, progress: bool) -> dict:
                    else list(range(n_tracks)), log1p_tracks(meta, args.head, table, args.log1p_assay))
     genes = tss.read_genes(args.genes)
     if args.regions:
-        genes = tss.subsets_from_regions(genes, read_bed_file(args.regions), cfg.output_bins(cfg.seq_length),
-                                         cfg.bin_size)
+        genes = tss.subsets_from_regions(genes, read_bed_file(args.regions))
     expression = _expression(args.targets, cols, args.pair_by) if args.targets else None
+    if expression:
+        _enough_genes({g.gene_id for g in genes}, expression)
 
     result = {"gene_rows": len(genes), "tss_bins": args.tss_bins}
     if source:
@@ -97,20 +99,17 @@ def _expression(path: str, cols: Columns, by: str) -> Expression:
     return Expression(path, gene_row, values, samples, pairs)
 
 
+def _enough_genes(ids: set[str], e: Expression) -> None:
+    found = len(ids & set(e.gene_row))
+    if found < 3:
+        raise InputError(f"only {found} genes of --genes are in {e.path}: a correlation needs at least 3")
+
+
 def _correlate_expression(e: Expression, genes: list, pred: np.ndarray, cols: Columns, args) -> dict:
     keep = [i for i, g in enumerate(genes) if g.gene_id in e.gene_row]
-    if len(keep) < 3:
-        raise InputError(f"only {len(keep)} genes of --genes are in {e.path}")
+    _enough_genes({genes[i].gene_id for i in keep}, e)  # with --data: those whose TSS a region holds
     tracks, samples = [c for c, _ in e.pairs], [j for _, j in e.pairs]
     measured = e.values[[e.gene_row[genes[i].gene_id] for i in keep]][:, samples]
     out = tss.correlate(pred[keep][:, tracks], measured, [genes[i] for i in keep], [cols.labels[c] for c in tracks],
                         args.output, [e.samples[j] for j in samples], cols.pred_log[tracks])
     return {"pairs": [[cols.labels[c], e.samples[j]] for c, j in e.pairs], **out}
-
-
-def _source(stores: list[str], species: str, subset: str):
-    """One store's source, or several read as one (tracks in order, as `finetune --data` trains them)."""
-    from jax_basenji.data import BasenjiSource, ConcatSource
-
-    sources = [BasenjiSource(s, species, subset) for s in stores]
-    return sources[0] if len(sources) == 1 else ConcatSource(sources)

@@ -15,6 +15,7 @@ names and renamed when complete. See `regions --help` and `genome --help`.
 
 from __future__ import annotations
 
+import dataclasses
 import argparse
 import os
 import re
@@ -85,23 +86,38 @@ def file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
 
 
-def _setup(args) -> tuple[Predictor, Genome, Geometry, list[str], list[str], list[int] | None, list | None]:
+@dataclasses.dataclass
+class Head:
+    """A checkpoint's head as the flags ask for it: predictor, track table and the selected columns."""
+
+    predictor: Predictor
+    targets: list | None  # targets.txt rows: --targets-txt, else the checkpoint's record
+    names: list[str]  # [tracks] unambiguous track names (jax_basenji.tracks.track_table labels)
+    descriptions: list[str]
+    columns: list[int] | None  # --tracks, None for all
+
+
+def load_head(args, layer: str = "head") -> Head:
+    """--checkpoint/--head/--precision/--n-value/--rc/--shifts/--targets-txt/--tracks -> `Head`."""
     from jax_basenji.predict.core import head_ensemble
     from jax_basenji.tracks import head_targets, select_tracks
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     model, meta = checkpoint.load_model(args.checkpoint, args.precision)
-    n_value = checkpoint.n_value_of(meta, args.n_value)
-    layer = getattr(args, "embed", None) or "head"
-    predictor = Predictor(model, args.head, head_ensemble(ensemble_from_args(args), meta, args.head), n_value, layer)
-    genome = Genome(args.fasta)
-    cfg = model.cfg
-    geo = Geometry(cfg.seq_length, cfg.output_bins(cfg.seq_length), cfg.bin_size)
+    ensemble = head_ensemble(ensemble_from_args(args), meta, args.head)
+    predictor = Predictor(model, args.head, ensemble, checkpoint.n_value_of(meta, args.n_value), layer)
     targets = head_targets(meta, args.head, args.targets_txt)
-    ids, labels = track_names(cfg.head_tracks[args.head], targets)
-    columns = select_tracks(ids, args.tracks, targets) if args.tracks else None
-    return predictor, genome, geo, ids, labels, columns, targets
+    names, descriptions = track_names(model.cfg.head_tracks[args.head], targets)
+    columns = select_tracks(names, args.tracks, targets) if args.tracks else None
+    return Head(predictor, targets, names, descriptions, columns)
+
+
+def _setup(args) -> tuple[Predictor, Genome, Geometry, list[str], list[str], list[int] | None, list | None]:
+    head = load_head(args, getattr(args, "embed", None) or "head")
+    cfg = head.predictor.model.cfg
+    geo = Geometry(cfg.seq_length, cfg.output_bins(cfg.seq_length), cfg.bin_size)
+    return (head.predictor, Genome(args.fasta), geo, head.names, head.descriptions, head.columns, head.targets)
 
 
 def run_regions(args) -> str:

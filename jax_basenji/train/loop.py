@@ -126,9 +126,10 @@ class TrainingRun:
         pairs = {s: getattr(src, "strand_pair", None) for s, src in setup.train_src.items()}
         self.trainer = Trainer(setup.model_cfg, tc, self.mesh, strand_pairs=pairs)
         self.torch_new_head = torch_new_head
-        # Every head's targets table goes into its model checkpoints: evaluate, predict and variants
-        # name (and select) a head's tracks from it, a fine-tuned head's included.
-        self.head_targets = {s: src.targets for s, src in setup.train_src.items() if getattr(src, "targets", None)}
+        # Every head's targets table goes into its model checkpoints (those trained here, and the frozen
+        # heads' from the initial weights): evaluate, predict and variants name and select tracks by it.
+        self.head_targets = {**setup.inherited_targets, **{s: src.targets for s, src in setup.train_src.items()
+                                                           if getattr(src, "targets", None)}}
         local_bs = local_batch_size(tc.batch_size, self.mesh)
         shard = dict(process_index=jax.process_index(), process_count=jax.process_count())
         self.iterators = {s: train_iterator(src, tc, local_bs, tc.seed + i, shard)

@@ -9,6 +9,7 @@ from jax_basenji import checkpoint
 from jax_basenji.config import ModelConfig
 from jax_basenji.data import BasenjiSource
 from jax_basenji.errors import InputError
+from jax_basenji.tracks import inherited_targets
 from jax_basenji.train_config import TrainConfig
 
 
@@ -33,6 +34,7 @@ class RunSetup:
     init_arrays: dict | None  # initial weights; None: fresh init
     fresh_heads: tuple[str, ...]  # heads of `init_arrays` that start from random init
     n_value: float  # one-hot value of N: the run's, else the one the initial weights recorded
+    inherited_targets: dict  # {head: targets.txt rows} the initial weights bring for heads not trained here
 
 
 def resolve(model_cfg: ModelConfig, tc: TrainConfig, sources: dict | None,
@@ -70,4 +72,5 @@ def resolve(model_cfg: ModelConfig, tc: TrainConfig, sources: dict | None,
     n_value = tc.n_value
     if n_value is None:
         n_value = checkpoint.recorded_n_value(tc.init_from, model_cfg) if tc.init_from else 0.0
-    return RunSetup(model_cfg, train_src, valid_src, init_arrays, fresh_heads, n_value)
+    inherited = inherited_targets(tc.init_from, model_cfg.head_tracks) if tc.init_from else {}
+    return RunSetup(model_cfg, train_src, valid_src, init_arrays, fresh_heads, n_value, inherited)

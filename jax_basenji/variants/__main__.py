@@ -14,12 +14,11 @@ import os
 import shutil
 import sys
 
-from jax_basenji import checkpoint
 from jax_basenji.cli import Parser, one_line_errors
 from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
-from jax_basenji.predict.cli import track_names
-from jax_basenji.predict.core import Predictor, add_ensemble_flags, add_precision_flag, ensemble_from_args
+from jax_basenji.predict.cli import load_head
+from jax_basenji.predict.core import add_ensemble_flags, add_precision_flag
 from jax_basenji.resume import resuming
 from jax_basenji.variants.score import STATS
 
@@ -50,31 +49,24 @@ def parse_args(argv):
 
 
 def score(args) -> str:
-    from jax_basenji.predict.core import head_ensemble
-    from jax_basenji.tracks import head_targets, select_tracks
     from jax_basenji.variants.alleles import prepare
     from jax_basenji.variants.output import plot_top, write_h5, write_summary
     from jax_basenji.variants.score import score_variants
     from jax_basenji.variants.vcf import read_vcf
 
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     stem = os.path.splitext(args.output)[0]
     outputs = [args.output, stem + ".tsv", stem + ".png"]
     if not (args.overwrite or resuming(args.output + ".partial", args.resume)) and any(
             os.path.exists(p) for p in outputs):
         raise InputError(f"{next(p for p in outputs if os.path.exists(p))} already exists; pass --overwrite")
-    model, meta = checkpoint.load_model(args.checkpoint, args.precision)
-    n_value = checkpoint.n_value_of(meta, args.n_value)
-    predictor = Predictor(model, args.head, head_ensemble(ensemble_from_args(args), meta, args.head), n_value)
+    head = load_head(args)
+    predictor, model, columns = head.predictor, head.predictor.model, head.columns
+    ids, labels = head.names, head.descriptions
     length = args.seq_length or model.cfg.seq_length
     try:
         model.cfg.output_bins(length)
     except ValueError as e:  # an impossible length: one line, before any work
         raise InputError(f"--seq-length {length}: {e}") from None
-    targets = head_targets(meta, args.head, args.targets_txt)
-    ids, labels = track_names(model.cfg.head_tracks[args.head], targets)
-    columns = select_tracks(ids, args.tracks, targets) if args.tracks else None
     genome = Genome(args.fasta)
     variants, symbolic = read_vcf(args.vcf)
     missing = sorted({v.chrom for v in variants if v.chrom not in genome})
@@ -94,7 +86,7 @@ def score(args) -> str:
     record = {"checkpoint": os.path.abspath(args.checkpoint), "head": args.head, "length": length,
               "vcf": [os.path.abspath(args.vcf), st.st_size, st.st_mtime_ns], "fasta": genome.path,
               "columns": columns, "stats": list(args.stats), "rc": args.rc, "shifts": list(args.shifts),
-              "n_value": n_value, "precision": args.precision, "batch_size": args.batch_size}
+              "n_value": predictor.n_value, "precision": args.precision, "batch_size": args.batch_size}
     partial = args.output + ".partial"
     arrays = score_variants(predictor, genome, prepared, partial, length=length, columns=columns,
                             stats=tuple(args.stats), record=record, batch_size=args.batch_size,
