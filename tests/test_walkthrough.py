@@ -249,7 +249,8 @@ def _main(module, argv, cwd):
 def test_ambiguous_tracks_are_errors(walk, argv, message):
     code, err = _main("jax_basenji.evaluate", [
         "tss", "--checkpoint", "runs/ft/model_best", "--fasta", "mm10.ml.fa", "--genes", "genes.tsv", "--head",
-        "finetune", "--targets", "pseudobulk_rna.tsv", "--output", "runs/refused", "--no-progress", *argv], walk["root"])
+        "finetune", "--targets", "pseudobulk_rna.tsv", "--output", "runs/refused", "--no-progress", *argv],
+        walk["root"])
     assert code == 2 and err.strip().splitlines() == [f"error: {err.strip()[7:]}"] and message in err
     assert not os.path.exists(path(walk, "runs", "refused"))  # no empty output folder either
 

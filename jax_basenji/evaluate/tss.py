@@ -222,9 +222,9 @@ def pair_columns(tracks: list[dict[str, str]], samples: list[str], by: str = "na
                              f"({', '.join(tracks[i]['label'] for i in hits)}): select one assay with --tracks")
         pairs += [(hits[0], j)] if hits else []
     if not pairs:
-        raise InputError(f"no expression column is named like a selected track (tracks {_few(t['label'] for t in tracks)}; "
-                         f"columns {_few(samples)}): rename the columns, or pass --pair-by order to pair the "
-                         f"selected tracks with the columns in order")
+        raise InputError(f"no expression column is named like a selected track (tracks "
+                         f"{_few(t['label'] for t in tracks)}; columns {_few(samples)}): rename the columns, or "
+                         f"pass --pair-by order to pair the selected tracks with the columns in order")
     return sorted(pairs)
 
 
@@ -313,7 +313,7 @@ def correlate(pred: np.ndarray, observed: np.ndarray, genes: list[Gene], names: 
               f"TSS: {len(names)} tracks, {len(genes)} genes")
     histogram(per_gene, os.path.join(output, "tss_per_gene_hist.png"), "Pearson R per gene across tracks",
               f"TSS: {len(genes)} genes, {len(names)} tracks")
-    scatter(predictions_log1p(pred, pred_log), log1p_clipped(observed), os.path.join(output, "tss_scatter.png"), "predicted, log(x+1)",
-            "measured, log(x+1)", "genes x tracks")
+    scatter(predictions_log1p(pred, pred_log), log1p_clipped(observed), os.path.join(output, "tss_scatter.png"),
+            "predicted, log(x+1)", "measured, log(x+1)", "genes x tracks")
     return {"genes": len(genes), "tracks": len(names), "per_track_r": nanmean(per_track),
             "per_gene_r": nanmean(per_gene), "by_subset": by_subset}
