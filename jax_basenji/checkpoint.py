@@ -227,12 +227,10 @@ def foreign_n_value(cfg: ModelConfig) -> float:
     return 0.0 if cfg.variant == "basenji2" else 0.25
 
 
-def recorded_n_value(path: str, cfg: ModelConfig) -> float:
-    """The N encoding weights were trained with: a checkpoint's record (0 when it has none), or
-    `foreign_n_value` for a `.pt`/`.pth`/`.h5` file read as `cfg`."""
-    if os.path.isdir(path):
-        return float(read_meta(path).get("n_value", 0.0))
-    return foreign_n_value(cfg)
+def recorded_n_value(meta: dict | None, cfg: ModelConfig) -> float:
+    """The N encoding weights were trained with: a checkpoint's record (`meta`; 0 when it has none), or
+    `foreign_n_value` for a `.pt`/`.pth`/`.h5` file (meta None) read as `cfg`."""
+    return foreign_n_value(cfg) if meta is None else float(meta.get("n_value", 0.0))
 
 
 def load_model(path: str, precision: str = "fp32") -> tuple[Basenji2, dict]:

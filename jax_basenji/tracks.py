@@ -45,15 +45,10 @@ def basenji2_targets(head_tracks: dict[str, int]) -> dict[str, list[dict[str, st
             for head, (name, count) in REFERENCE_TARGETS.items() if head_tracks.get(head) == count}
 
 
-def inherited_targets(path: str, head_tracks: dict[str, int]) -> dict[str, list[dict[str, str]]]:
-    """The heads' tables that weights at `path` bring along (a checkpoint's record, else the Basenji2
-    tables of a foreign file), for the heads of `head_tracks` that kept their track counts."""
-    if os.path.isdir(path):
-        from jax_basenji.checkpoint import read_meta
-
-        recorded = read_meta(path).get("head_targets") or {}
-    else:
-        recorded = basenji2_targets(head_tracks)
+def inherited_targets(meta: dict | None, head_tracks: dict[str, int]) -> dict[str, list[dict[str, str]]]:
+    """The heads' tables that initial weights bring along (a checkpoint's record in `meta`, else, for a
+    foreign file, the Basenji2 tables), for the heads of `head_tracks` that kept their track counts."""
+    recorded = basenji2_targets(head_tracks) if meta is None else (meta.get("head_targets") or {})
     return {h: rows for h, rows in recorded.items() if head_tracks.get(h) == len(rows)}
 
 

@@ -153,7 +153,7 @@ def test_shifts_beyond_the_input_are_refused(ckpt, tmp_path, capsys):
 
 
 def test_rc_takes_the_store_strand_pairs_without_a_targets_table(ckpt):
-    from jax_basenji.evaluate.common import load_predictor
+    from jax_basenji.predict.core import load_predictor
 
     pairs = np.array([1, 0, 2, 3, 5, 4, 6, 7])
     rc, _ = load_predictor(ckpt, "human", predict.Ensemble(rc=True), strand_pair=pairs)

@@ -173,7 +173,7 @@ def _run(args) -> dict:
         result = _ism(args, progress)
     else:
         from jax_basenji.evaluate.attribution import attribution
-        from jax_basenji.evaluate.common import load_predictor
+        from jax_basenji.predict.core import load_predictor
 
         predictor, meta = load_predictor(args.checkpoint, args.head, precision=args.precision, n_value=args.n_value)
         result = attribution(predictor, args.fasta, args.region, args.head, args.tracks, args.bins, args.output,
@@ -191,7 +191,7 @@ def _ridge_targets(args) -> list[dict[str, str]] | None:
 def _ism(args, progress: bool) -> dict:
     from jax_basenji.data.genome import Genome
     from jax_basenji.evaluate.attribution import parse_range, parse_tracks, region_in_genome
-    from jax_basenji.evaluate.common import load_predictor
+    from jax_basenji.predict.core import load_predictor
     from jax_basenji.evaluate.ism import ism_scores, write_ism
 
     if args.batch_size < 1:

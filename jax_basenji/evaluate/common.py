@@ -1,29 +1,12 @@
-"""Shared pieces of the evaluations: model loading, batched prediction, statistics, outputs."""
+"""Shared pieces of the evaluations: statistics, windows of bins, tables and plots."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from jax_basenji import checkpoint
 from jax_basenji.atomic import atomic_open
 from jax_basenji.cli import InputError
 from jax_basenji.metrics import pyplot, save_png
-from jax_basenji.predict import Ensemble, Predictor
-from jax_basenji.predict.core import head_ensemble
-
-
-def load_predictor(checkpoint_dir: str, head: str, ensemble: Ensemble = Ensemble(),
-                   strand_pair: np.ndarray | None = None, precision: str = "fp32",
-                   n_value: float | None = None) -> tuple[Predictor, dict]:
-    """(eval-mode predictor of one head, checkpoint metadata); InputError naming the heads if `head` is unknown.
-
-    `strand_pair` (e.g. the evaluated store's) is used for `ensemble.rc` when the
-    ensemble has none of its own (no --targets-txt). Sequences evaluations build (from a
-    store or genome) get `n_value` at N, by default the value the checkpoint records.
-    """
-    model, meta = checkpoint.load_model(checkpoint_dir, precision)
-    ensemble = head_ensemble(ensemble, meta, head, strand_pair)
-    return Predictor(model, head, ensemble, checkpoint.n_value_of(meta, n_value)), meta
 
 
 def center_bins(bins: int, width: int = 3) -> slice:

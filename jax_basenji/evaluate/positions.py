@@ -20,7 +20,8 @@ from tqdm import tqdm
 from jax_basenji.cli import InputError
 from jax_basenji.data import make_dataset
 from jax_basenji.data.source import read_as_one
-from jax_basenji.evaluate.common import histogram, load_predictor, spearman_columns, write_tsv
+from jax_basenji.evaluate.common import histogram, spearman_columns, write_tsv
+from jax_basenji.predict.core import load_predictor
 from jax_basenji.metrics import PearsonSums, centered_moments
 from jax_basenji.predict import Ensemble
 from jax_basenji.tracks import assays_of, head_targets, log1p_tracks, track_table

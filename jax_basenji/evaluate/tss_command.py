@@ -17,8 +17,8 @@ from jax_basenji.cli import InputError
 from jax_basenji.data.layout import read_bed_file, write_targets_file
 from jax_basenji.data.source import read_as_one
 from jax_basenji.evaluate import tss
-from jax_basenji.evaluate.common import check_width, load_predictor
-from jax_basenji.predict import ensemble_from_args
+from jax_basenji.evaluate.common import check_width
+from jax_basenji.predict.core import ensemble_from_args, load_predictor
 from jax_basenji.tracks import assays_of, head_targets, log1p_tracks, select_tracks, track_table
 
 
@@ -29,10 +29,10 @@ class Columns:
     table: list[dict[str, str]]  # jax_basenji.tracks.track_table rows, one per head track
     compared: list[int]  # --tracks (default: all)
     pred_log: np.ndarray  # [tracks] bool: predicted on the log(x+1) scale (trained with --log1p)
+    labels: list[str] = dataclasses.field(init=False)  # [tracks] the tables' column names
 
-    @property
-    def labels(self) -> list[str]:
-        return [t["label"] for t in self.table]
+    def __post_init__(self):
+        self.labels = [t["label"] for t in self.table]
 
 
 def run_tss(args, progress: bool) -> dict:

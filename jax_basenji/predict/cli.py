@@ -21,12 +21,12 @@ import os
 import re
 import sys
 
-from jax_basenji import checkpoint
 from jax_basenji.cli import Parser, one_line_errors
 from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
 from jax_basenji.predict import core
-from jax_basenji.predict.core import Predictor, add_ensemble_flags, add_precision_flag, ensemble_from_args
+from jax_basenji.predict.core import (Predictor, add_ensemble_flags, add_precision_flag, ensemble_from_args,
+                                     load_predictor)
 from jax_basenji.predict.windows import Geometry
 
 MODES = ("regions", "genome")
@@ -99,16 +99,14 @@ class Head:
 
 def load_head(args, layer: str = "head") -> Head:
     """--checkpoint/--head/--precision/--n-value/--rc/--shifts/--targets-txt/--tracks -> `Head`."""
-    from jax_basenji.predict.core import head_ensemble
     from jax_basenji.tracks import head_targets, select_tracks
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
-    model, meta = checkpoint.load_model(args.checkpoint, args.precision)
-    ensemble = head_ensemble(ensemble_from_args(args), meta, args.head)
-    predictor = Predictor(model, args.head, ensemble, checkpoint.n_value_of(meta, args.n_value), layer)
+    predictor, meta = load_predictor(args.checkpoint, args.head, ensemble_from_args(args),
+                                     precision=args.precision, n_value=args.n_value, layer=layer)
     targets = head_targets(meta, args.head, args.targets_txt)
-    names, descriptions = track_names(model.cfg.head_tracks[args.head], targets)
+    names, descriptions = track_names(predictor.model.cfg.head_tracks[args.head], targets)
     columns = select_tracks(names, args.tracks, targets) if args.tracks else None
     return Head(predictor, targets, names, descriptions, columns)
 

@@ -204,6 +204,20 @@ def head_ensemble(ensemble: Ensemble, meta: dict, head: str, fallback: np.ndarra
     return ensemble if pairs is None else dataclasses.replace(ensemble, strand_pair=tuple(int(t) for t in pairs))
 
 
+def load_predictor(checkpoint_dir: str, head: str, ensemble: Ensemble = Ensemble(),
+                   strand_pair: np.ndarray | None = None, precision: str = "fp32",
+                   n_value: float | None = None, layer: str = "head") -> tuple[Predictor, dict]:
+    """(eval-mode predictor of one head, checkpoint metadata); InputError naming the heads if `head` is unknown.
+
+    `strand_pair` (e.g. an evaluated store's) is used for `ensemble.rc` when neither the ensemble
+    (--targets-txt) nor the checkpoint's record of the head has any. Sequences built from a store
+    or genome get `n_value` at N, by default the value the checkpoint records.
+    """
+    model, meta = checkpoint.load_model(checkpoint_dir, precision)
+    ensemble = head_ensemble(ensemble, meta, head, strand_pair)
+    return Predictor(model, head, ensemble, checkpoint.n_value_of(meta, n_value), layer), meta
+
+
 def add_precision_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="compute precision (default fp32, whatever the model was trained with)")

@@ -69,8 +69,10 @@ def resolve(model_cfg: ModelConfig, tc: TrainConfig, sources: dict | None,
         if (bins, model_cfg.head_tracks.get(s)) != src.target_shape:
             raise InputError(f"{s} data: targets are {src.target_shape} (bins, tracks); the model "
                              f"gives {bins} bins x {model_cfg.head_tracks.get(s)} tracks at {src.seq_length} bp")
-    n_value = tc.n_value
-    if n_value is None:
-        n_value = checkpoint.recorded_n_value(tc.init_from, model_cfg) if tc.init_from else 0.0
-    inherited = inherited_targets(tc.init_from, model_cfg.head_tracks) if tc.init_from else {}
+    n_value, inherited = (0.0 if tc.n_value is None else tc.n_value), {}
+    if tc.init_from:  # what the initial weights recorded: a checkpoint's metadata (None for a foreign file)
+        meta = checkpoint.read_meta(tc.init_from) if os.path.isdir(tc.init_from) else None
+        if tc.n_value is None:
+            n_value = checkpoint.recorded_n_value(meta, model_cfg)
+        inherited = inherited_targets(meta, model_cfg.head_tracks)
     return RunSetup(model_cfg, train_src, valid_src, init_arrays, fresh_heads, n_value, inherited)
