@@ -163,7 +163,9 @@ def main(argv=None) -> int:
         result = bench_variants(preset=args.preset, variants=args.variants, batch_size=args.batch_size,
                                 seq_length=args.seq_length, tracks=args.tracks)
         print(f"{result['variants']} SNVs: JAX {result['jax']['variants_per_s']} variants/s, torch_ref "
-              f"{result['torch_ref']['variants_per_s']} variants/s, JAX/torch time {result['jax_over_torch_time']}")
+              f"{result['torch_ref']['variants_per_s']} variants/s, JAX/torch time {result['jax_over_torch_time']}; "
+              f"JAX waited for host windows {result['jax']['host_wait_share']:.1%} of its time, peak RSS "
+              f"{result['jax']['peak_rss_mb']} MB")
     else:
         result = bench_data(args)
     if args.json:

@@ -3,11 +3,12 @@
 `bench predict`: a random chromosome of `--chrom-length` bp is written to a
 temporary FASTA and tiled as `predict genome` tiles it (windows whose output
 bins abut): windows/s and bp/s.
-`bench variants`: random SNVs on that chromosome, scored as `variants score`
-scores them (REF and ALT windows in one batch, statistics on the host): variants/s.
+`bench variants`: a VCF of random SNVs on that chromosome, scored by `variants score`'s
+own loop (VCF streamed, windows built on worker threads, statistics on the device):
+variants/s, the share of the time spent waiting for host windows, peak RSS; torch_ref
+predicts the same windows (built inline) with the same sums.
 
-Both frameworks get the same batches (built on worker threads for `predict`, inline
-for `variants`); the first batch of each is timed apart (compilation, allocation),
+Both frameworks get the same batches; the first batch of each is timed apart (compilation, allocation),
 the rest give the rates. The outputs are compared, so both did the same work.
 """
 
@@ -105,42 +106,58 @@ def bench_predict(preset: str = "basenji2-double-prime", chrom_length: int = 1_0
             "max_abs_diff_over_max": float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)), **_machine()}
 
 
+def _snv_vcf(path: str, genome: Genome, chrom_length: int, variants: int) -> None:
+    """A VCF of `variants` random SNVs on chrB (sorted; REF from the genome)."""
+    rng = np.random.default_rng(1)
+    with open(path, "w") as f:
+        f.write("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+        for pos in sorted(rng.integers(1, chrom_length, variants)):
+            ref = "ACGT"[int(genome.fetch("chrB", int(pos) - 1, int(pos))[0])]
+            f.write(f"chrB\t{pos}\tv{pos}\t{ref}\t{'ACGT'[('ACGT'.index(ref) + 1) % 4]}\t.\t.\t.\n")
+
+
 def bench_variants(preset: str = "basenji2-double-prime", variants: int = 64, batch_size: int = 4,
                    seq_length: int | None = None, tracks: int = 5313, threads: int | None = None) -> dict:
-    from jax_basenji.variants.alleles import Prepared
-    from jax_basenji.variants.score import pair_batch, statistics
-    from jax_basenji.variants.vcf import Variant
+    """`variants score`'s own loop (VCF streamed, windows built on threads, statistics on the device) on
+    random SNVs, against torch_ref on the same windows with the same statistics."""
+    import resource
+
+    import torch
+
+    from jax_basenji.data.layout import index_to_one_hot
+    from jax_basenji.variants.score import pair_batch, score_variants
+    from jax_basenji.variants.vcf import variants as read_variants
 
     with tempfile.TemporaryDirectory() as tmp:
         length = seq_length or ModelConfig.preset(preset).seq_length
         chrom_length = 2 * length
         predictor, tmodel, genome, geo = _setup(preset, seq_length, tracks, chrom_length, tmp, threads)
-        rng = np.random.default_rng(1)
-        prepared = []
-        for pos in sorted(rng.integers(1, chrom_length, variants)):
-            ref = "ACGT"[int(genome.fetch("chrB", int(pos) - 1, int(pos))[0])]
-            prepared.append(Prepared(Variant(f"v{pos}", "chrB", int(pos), ref, "ACGT"[("ACGT".index(ref) + 1) % 4]),
-                                     False))
+        vcf = os.path.join(tmp, "snvs.vcf")
+        _snv_vcf(vcf, genome, chrom_length, variants)
+        timing: dict = {}
+        arrays, _ = score_variants(predictor, genome, vcf, range(variants), os.path.join(tmp, "partial"),
+                                   length=geo.length, columns=None, stats=("REF_SUM", "ALT_SUM"),
+                                   record={"head": "human"}, batch_size=batch_size, resume=False,
+                                   progress=False, timing=timing)
+        steady = timing["total_s"] - timing["first_batch_s"]
+        jax_row = {"first_batch_s": round(timing["first_batch_s"], 3), "steady_s": round(steady, 3),
+                   "variants_per_s": round((variants - batch_size) / steady, 3) if steady else None,
+                   "host_wait_share": round(timing["wait_s"] / steady, 4) if steady else None,
+                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+        a = np.concatenate([arrays["REF_SUM"], arrays["ALT_SUM"]])
+        stream = read_variants(vcf)
+        batches = ((k, [v for _, v in zip(range(batch_size), stream)]) for k in range(0, variants, batch_size))
 
-        def batches():
-            for first in range(0, len(prepared), batch_size):
-                yield first, pair_batch(genome, prepared, first, batch_size, geo.length)
+        def torch_sums(batch: list) -> np.ndarray:
+            windows, _ = pair_batch(genome, batch, batch_size, geo.length)
+            with torch.no_grad():
+                pred = tmodel(torch.from_numpy(index_to_one_hot(windows).astype(np.float32)), "human")
+            return torch.stack([pred[:len(batch)].sum(1), pred[batch_size:batch_size + len(batch)].sum(1)]).numpy()
 
-        def scored(forward):
-            def run(batch):  # the statistics `variants score` computes, REF and ALT sums kept to compare
-                pred = forward(batch)
-                s = statistics(pred[:batch_size], pred[batch_size:], ("SAD", "REF", "ALT"))
-                return np.concatenate([s["REF"], s["ALT"]])
-            return run
-
-        def items(first: int) -> int:
-            return min(batch_size, len(prepared) - first)
-
-        jax_row, jax_out = _timed(batches(), scored(predictor), items)
-        torch_row, torch_out = _timed(batches(), scored(_torch_forward(tmodel)), items)
-    for row in (jax_row, torch_row):
-        row["variants_per_s"] = row.pop("per_s")
-    a, b = np.concatenate(jax_out), np.concatenate(torch_out)
+        torch_row, torch_out = _timed(((k, b) for k, b in batches), torch_sums, lambda k: min(batch_size,
+                                                                                         variants - k))
+        b = np.concatenate([np.concatenate([o[0] for o in torch_out]), np.concatenate([o[1] for o in torch_out])])
+    torch_row["variants_per_s"] = torch_row.pop("per_s")
     return {"benchmark": "variants score", "preset": preset, "seq_length": geo.length, "tracks": tracks,
             "batch_size": batch_size, "variants": variants, "jax": jax_row, "torch_ref": torch_row,
             "jax_over_torch_time": round(jax_row["steady_s"] / torch_row["steady_s"], 3)

@@ -28,8 +28,14 @@ def items_done(partial: str, record: dict, resume: bool) -> int:
             state = json.load(f)
     except ValueError:
         raise InputError(f"{path} is damaged; remove {partial} to start afresh") from None
-    if {k: v for k, v in state.items() if k != "done"} != json.loads(json.dumps(record)):
-        raise InputError(f"{partial} holds a run with other settings; rerun those, or remove it to start afresh")
+    now = json.loads(json.dumps(record))
+    then = {k: v for k, v in state.items() if k != "done"}
+    changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+    if changed:
+        k = changed[0]
+        raise InputError(f"{partial} holds a run with other settings ({k}: {then.get(k)!r} then, {now.get(k)!r} "
+                         f"now{', and ' + ', '.join(changed[1:]) if changed[1:] else ''}); rerun those, or "
+                         f"remove it to start afresh")
     return int(state["done"])
 
 

@@ -1,7 +1,8 @@
-"""`variants score`: every statistic equals a direct computation from `predict` on REF/ALT windows built
-here from the FASTA text (SNVs, a multi-allelic record, an insertion, a deletion, a variant near a
-chromosome end, a REF mismatch that flips and one that is skipped), the swap invariant, resuming an
-interrupted run, and one-line errors."""
+"""`variants score` / `merge`: statistics equal a direct computation from `predict` on the same windows
+(their construction is checked against upstream basenji_sad.py in parity_tests/test_basenji_sad.py),
+a flipped VCF is scored in its own orientation, a mismatching deletion is skipped, float16 is clipped,
+the summary ranks by |SAD|, runs resume exactly and refuse changed settings, shards merge into the
+unsharded file, the VCF is streamed, and bad input gives one line."""
 
 import os
 
@@ -11,13 +12,23 @@ import pytest
 
 from jax_basenji.checkpoint import save_model
 from jax_basenji.config import ModelConfig
+from jax_basenji.data.genome import Genome
+from jax_basenji.data.layout import index_to_one_hot
 from jax_basenji.model import build_model
 from jax_basenji.predict import main as predict_main
-from tests.interrupt import interrupt_after_first_batch
+from jax_basenji.variants import score as score_module
 from jax_basenji.variants.__main__ import main as variants_main
+from jax_basenji.variants.alleles import window_pair
+from jax_basenji.variants.output import PERCENTILES, write_h5
+from jax_basenji.variants.vcf import variants
+from tests.interrupt import interrupt_after_first_batch
 
 L, TRACKS = 16_384, 4
 HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+
+
+def other(base, k=1):
+    return "ACGT"[("ACGT".index(base) + k) % 4]
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +40,6 @@ def world(tmp_path_factory):
         for name, seq in chroms.items():
             f.write(f">{name}\n{seq}\n")
     save_model(str(root / "ckpt"), build_model(ModelConfig.tiny(heads={"human": TRACKS}), seed=5))
-
-    def other(base, k=1):
-        return "ACGT"[("ACGT".index(base) + k) % 4]
-
     c1, c2 = chroms["chr1"], chroms["chr2"]
     rows = [
         ("chr1", 15_000, "snv", c1[14_999], other(c1[14_999])),
@@ -51,96 +58,120 @@ def world(tmp_path_factory):
             "vcf": str(root / "in.vcf"), "targets": str(root / "targets.txt")}
 
 
-def onehot(text):
-    codes = np.frombuffer(text.encode(), np.uint8)
-    return np.stack([codes == ord(b) for b in "ACGT"], axis=-1).astype(np.float32)
-
-
-def windows(chroms, chrom, pos, ref, alt):
-    """REF and ALT windows from text: first REF base at L // 2, N outside the chromosome, ALT keeping L."""
-    seq, start = chroms[chrom], pos - 1 - L // 2
-    base = lambda i: seq[i] if 0 <= i < len(seq) else "N"  # noqa: E731
-    ref_text = "".join(base(i) for i in range(start, start + L))
-    right = "".join(base(i) for i in range(pos - 1 + len(ref), pos - 1 + len(ref) + L))
-    alt_text = (ref_text[: L // 2] + alt + right)[:L]
-    assert ref_text[L // 2: L // 2 + len(ref)] == ref
-    return onehot(ref_text), onehot(alt_text)
-
-
-def direct_stats(world, tmp_path, variants, *flags):
-    pairs = [windows(world["chroms"], *v) for v in variants]
-    np.save(tmp_path / "x.npy", np.stack([w for pair in pairs for w in pair]))
-    assert predict_main(["--checkpoint", world["ckpt"], "--head", "human", "--input", str(tmp_path / "x.npy"),
-                         "--output", str(tmp_path / "y.npy"), "--overwrite", "--no-progress", *flags]) == 0
-    y = np.load(tmp_path / "y.npy").astype(np.float64)
-    ref, alt = y[0::2], y[1::2]
-    r, a = ref.sum(1), alt.sum(1)
-    return {"SAD": a - r, "REF": r, "ALT": a, "SAR": np.log2(a + 1) - np.log2(r + 1),
-            "D2": np.sqrt(((alt - ref) ** 2).sum(1))}
-
-
 def score(world, out, *flags, vcf=None, fasta=None):
     return variants_main(["score", "--checkpoint", world["ckpt"], "--head", "human", "--vcf", vcf or world["vcf"],
                           "--fasta", fasta or world["fasta"], "--output", str(out), "--no-progress", "--batch-size",
                           "3", *flags])
 
 
-def expected_variants(world):
-    """What is scored, as (chrom, pos, ref, alt): multi-allelic split, flip swapped, skip and <DEL> dropped."""
-    c1, c2 = world["chroms"]["chr1"], world["chroms"]["chr2"]
-    other = lambda b, k=1: "ACGT"[("ACGT".index(b) + k) % 4]  # noqa: E731
-    return [("chr1", 15_000, c1[14_999], other(c1[14_999])), ("chr1", 16_000, c1[15_999], other(c1[15_999])),
-            ("chr1", 16_000, c1[15_999], other(c1[15_999], 2)), ("chr1", 17_000, c1[16_999], c1[16_999] + "TTA"),
-            ("chr1", 18_000, c1[17_999:18_003], c1[17_999]), ("chr2", 9_990, c2[9_989], other(c2[9_989])),
-            ("chr1", 19_000, c1[18_999], other(c1[18_999]))]
+def direct_stats(world, tmp_path, *flags, vcf=None, fasta=None):
+    """Every statistic from `predict` on each scored variant's REF and ALT windows, in float64."""
+    genome = Genome(fasta or world["fasta"])
+    pairs = [p for p in (window_pair(genome, v, L) for v in variants(vcf or world["vcf"])) if p is not None]
+    np.save(tmp_path / "x.npy", index_to_one_hot(np.stack([w for ref, alt, _ in pairs for w in (ref, alt)])))
+    assert predict_main(["--checkpoint", world["ckpt"], "--head", "human", "--input", str(tmp_path / "x.npy"),
+                         "--output", str(tmp_path / "y.npy"), "--overwrite", "--no-progress", *flags]) == 0
+    y = np.load(tmp_path / "y.npy").astype(np.float64)
+    ref, alt = y[0::2], y[1::2]
+    r, a = ref.sum(1), alt.sum(1)
+    return {"SAD": a - r, "REF_SUM": r, "ALT_SUM": a, "SAR": np.log2(a + 1) - np.log2(r + 1),
+            "D2": np.sqrt(((alt - ref) ** 2).sum(1))}
+
+
+def fp32_sums(stats) -> float:
+    """Absolute tolerance of a statistic summed over bins: float32 rounding of the largest sum. The tiny
+    random model's SADs are near that size, so a relative tolerance on them would test rounding."""
+    return 2e-6 * np.abs(stats["REF_SUM"]).max()
 
 
 def test_statistics_equal_a_direct_computation(world, tmp_path, capsys):
-    assert score(world, tmp_path / "sad.h5", "--stats", "SAD", "REF", "ALT", "SAR", "D2", "--float32") == 0
+    assert score(world, tmp_path / "sad.h5", "--stats", "SAD", "REF_SUM", "ALT_SUM", "SAR", "D2", "--float32") == 0
     err = capsys.readouterr().err
-    assert "1 variant(s) skipped: neither REF nor ALT matches" in err and "1 symbolic" in err
-    want = direct_stats(world, tmp_path, expected_variants(world))
+    assert "1 variant(s) skipped: neither REF nor a same-length ALT matches" in err and "1 symbolic" in err
+    want = direct_stats(world, tmp_path)
+    c1 = world["chroms"]["chr1"]
     with h5py.File(tmp_path / "sad.h5") as h5:
-        assert [s.decode() for s in h5["snp"][:]] == ["snv", "multi", "multi", "chr1:17000:" + expected_variants(
-            world)[3][2] + ":" + expected_variants(world)[3][3], "del", "end", "flip"]
+        assert [s.decode() for s in h5["snp"][:]] == ["snv", "multi", "multi", f"chr1:17000:{c1[16_999]}:"
+                                                      f"{c1[16_999]}TTA", "del", "end", "flip"]
         assert list(h5["flipped"][:]) == [False] * 6 + [True]
-        assert [a.decode() for a in h5["ref_allele"][:]] == [v[2] for v in expected_variants(world)]
+        assert h5["ref_allele"][6].decode() == other(c1[18_999]) and h5["alt_allele"][6].decode() == c1[18_999]
+        assert h5["pos"].dtype == np.uint32 and list(h5["pos"][:3]) == [15_000, 16_000, 16_000]
         assert [t.decode() for t in h5["target_ids"][:]] == [f"t{i}" for i in range(TRACKS)]  # no targets.txt
-        for stat, values in want.items():
-            np.testing.assert_allclose(h5[stat][:], values, rtol=1e-5, atol=1e-5 * np.abs(values).max(),
-                                       err_msg=stat)
-    summary = (tmp_path / "sad.tsv").read_text().splitlines()
-    assert summary[0].split("\t")[:2] == ["snp", "chr"] and len(summary) == 8
+        for stat, values in want.items():  # the float32 rounding of the predictions, summed over bins
+            np.testing.assert_allclose(h5[stat][:], values, rtol=1e-5, atol=fp32_sums(want), err_msg=stat)
+            np.testing.assert_array_equal(h5[f"{stat}_pct"][:], np.percentile(
+                h5[stat][:], 100 * PERCENTILES, axis=0).T.astype(np.float32), err_msg=stat)
+        np.testing.assert_array_equal(h5["percentiles"][:], PERCENTILES)
     assert (tmp_path / "sad.png").stat().st_size > 5000
     assert not (tmp_path / "sad.h5.partial").exists()
+
+
+def test_summary_names_each_variants_largest_absolute_sad(world, tmp_path):
+    assert score(world, tmp_path / "sad.h5", "--float32") == 0
+    with h5py.File(tmp_path / "sad.h5") as h5:
+        sad = h5["SAD"][:]
+    rows = [line.split("\t") for line in (tmp_path / "sad.tsv").read_text().splitlines()]
+    assert rows[0] == ["snp", "chr", "pos", "ref_allele", "alt_allele", "flipped", "max_abs_sad_track", "sad"]
+    assert len(rows) == 1 + len(sad)
+    for row, values in zip(rows[1:], sad):
+        k = int(np.argmax(np.abs(values)))
+        assert row[6] == f"t{k}" and float(row[7]) == pytest.approx(values[k], rel=1e-5)
 
 
 def test_rc_shift_ensemble_and_track_filter(world, tmp_path):
     flags = ("--rc", "--shifts", "-1", "0", "1", "--targets-txt", world["targets"])
     assert score(world, tmp_path / "sad.h5", "--tracks", "DNASE", "--float32", *flags) == 0
-    want = direct_stats(world, tmp_path, expected_variants(world), *flags)["SAD"][:, 2:]
+    direct = direct_stats(world, tmp_path, *flags)
+    want = direct["SAD"][:, 2:]
     with h5py.File(tmp_path / "sad.h5") as h5:
-        np.testing.assert_allclose(h5["SAD"][:], want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+        np.testing.assert_allclose(h5["SAD"][:], want, rtol=1e-5, atol=fp32_sums(direct))
         assert h5["SAD"].dtype == np.float32 and h5["SAD"].shape == (7, 2)
 
 
-def test_swapping_ref_and_alt_on_the_alt_genome_negates_sad(world, tmp_path):
-    """The FASTA carrying the ALT base, and the VCF's alleles swapped: the same pair read the other way."""
+def test_a_flipped_vcf_is_scored_in_its_own_orientation(world, tmp_path):
+    """The genome carrying the ALT base: the window gets the VCF's REF back, so SAD, sign included, is the
+    one of the same VCF line on a genome that carries REF; the row says `flipped`."""
     c1 = world["chroms"]["chr1"]
-    alt = "ACGT"[("ACGT".index(c1[14_999]) + 1) % 4]
+    alt = other(c1[14_999])
     (tmp_path / "alt.fa").write_text(f">chr1\n{c1[:14_999] + alt + c1[15_000:]}\n>chr2\n{world['chroms']['chr2']}\n")
     (tmp_path / "one.vcf").write_text(HEADER + f"chr1\t15000\tsnp\t{c1[14_999]}\t{alt}\t.\t.\t.\n")
-    (tmp_path / "swapped.vcf").write_text(HEADER + f"chr1\t15000\tsnp\t{alt}\t{c1[14_999]}\t.\t.\t.\n")
     assert score(world, tmp_path / "a.h5", "--float32", vcf=str(tmp_path / "one.vcf")) == 0
-    assert score(world, tmp_path / "b.h5", "--float32", vcf=str(tmp_path / "swapped.vcf"),
+    assert score(world, tmp_path / "b.h5", "--float32", vcf=str(tmp_path / "one.vcf"),
                  fasta=str(tmp_path / "alt.fa")) == 0
     with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
-        np.testing.assert_allclose(b["SAD"][:], -a["SAD"][:], rtol=1e-5, atol=1e-6)
-        assert not b["flipped"][0]
+        np.testing.assert_array_equal(b["SAD"][:], a["SAD"][:])
+        assert not a["flipped"][0] and b["flipped"][0]
+        assert (b["ref_allele"][0].decode(), b["alt_allele"][0].decode()) == (c1[14_999], alt)
+
+
+def test_a_deletion_whose_ref_is_not_the_genomes_is_skipped_not_flipped(world, tmp_path, capsys):
+    """ACGT>A where the genome reads A + something else: not an insertion A>ACGT, a skipped row."""
+    c1 = world["chroms"]["chr1"]
+    ref = c1[14_999] + other(c1[15_000]) + c1[15_001:15_003]
+    (tmp_path / "del.vcf").write_text(HEADER + f"chr1\t15000\tdel\t{ref}\t{c1[14_999]}\t.\t.\t.\n"
+                                      f"chr1\t16000\tok\t{c1[15_999]}\t{other(c1[15_999])}\t.\t.\t.\n")
+    assert score(world, tmp_path / "d.h5", vcf=str(tmp_path / "del.vcf")) == 0
+    assert "1 variant(s) skipped" in capsys.readouterr().err
+    with h5py.File(tmp_path / "d.h5") as h5:
+        assert [s.decode() for s in h5["snp"][:]] == ["ok"]
+
+
+def test_float16_statistics_are_clipped_to_its_range(tmp_path):
+    big = np.array([[71_680.0, -1e6, 3.0]], np.float32)
+    chunk = {"snp": np.array([b"v"]), "chr": np.array([b"chr1"]), "pos": np.array([5], np.uint32),
+             "ref_allele": np.array([b"A"]), "alt_allele": np.array([b"C"]), "flipped": np.array([False]),
+             "SAD": big}
+    write_h5(str(tmp_path / "c.h5"), [chunk], rows=1, widths={"snp": 1, "chr": 4, "ref_allele": 1, "alt_allele": 1},
+             stats=["SAD"], target_ids=["a", "b", "c"], target_labels=["", "", ""], float32=False, settings={})
+    with h5py.File(tmp_path / "c.h5") as h5:
+        assert h5["SAD"].dtype == np.float16
+        assert h5["SAD"][0].tolist() == [65504.0, -65504.0, 3.0]
+        assert np.isfinite(h5["SAD_pct"][:]).all()
 
 
 def test_an_interrupted_run_resumes_to_the_same_file(world, tmp_path, monkeypatch):
     assert score(world, tmp_path / "straight.h5", "--stats", "SAD", "D2") == 0
+    monkeypatch.setattr(score_module, "RECORD_EVERY_S", 0.0)  # record after every batch
     interrupt_after_first_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         score(world, tmp_path / "resumed.h5", "--stats", "SAD", "D2")
@@ -154,11 +185,64 @@ def test_an_interrupted_run_resumes_to_the_same_file(world, tmp_path, monkeypatc
             np.testing.assert_array_equal(a[k][:], b[k][:], err_msg=k)
 
 
+@pytest.mark.parametrize("flags, setting", [
+    (("--rc",), "rc"), (("--shifts", "1", "0"), "shifts"), (("--tracks", "0", "1"), "columns"),
+    (("--n-value", "0.25"), "n_value"), (("--stats", "D2"), "stats")])
+def test_resume_refuses_a_run_with_other_settings(world, tmp_path, monkeypatch, capsys, flags, setting):
+    monkeypatch.setattr(score_module, "RECORD_EVERY_S", 0.0)
+    interrupt_after_first_batch(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        score(world, tmp_path / "o.h5")
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert score(world, tmp_path / "o.h5", "--resume", *flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"other settings ({setting}:" in err[0], err
+
+
+def test_progress_is_recorded_every_few_seconds_not_every_batch(world, tmp_path, monkeypatch):
+    calls = []
+    real = score_module.record_done
+    monkeypatch.setattr(score_module, "record_done", lambda *a: (calls.append(a[-1]), real(*a)))
+    assert score(world, tmp_path / "o.h5", "--batch-size", "1") == 0  # 8 batches in well under 10 s
+    assert calls == [8]
+
+
+def test_shards_merge_into_the_unsharded_file(world, tmp_path, capsys):
+    assert score(world, tmp_path / "all.h5", "--stats", "SAD", "D2") == 0
+    for k in (1, 2, 3):
+        assert score(world, tmp_path / f"s{k}.h5", "--stats", "SAD", "D2", "--shard", f"{k}/3") == 0
+    shards = [str(tmp_path / f"s{k}.h5") for k in (3, 1, 2)]  # any order
+    assert variants_main(["merge", "--output", str(tmp_path / "merged.h5"), *shards]) == 0
+    with h5py.File(tmp_path / "all.h5") as a, h5py.File(tmp_path / "merged.h5") as b:
+        assert set(a) == set(b)
+        for k in a:
+            np.testing.assert_array_equal(a[k][:], b[k][:], err_msg=k)
+    assert (tmp_path / "merged.tsv").read_text() == (tmp_path / "all.tsv").read_text()
+    capsys.readouterr()
+    assert variants_main(["merge", "--output", str(tmp_path / "m2.h5"), *shards[:2]]) == 2
+    assert "shards 1/3, 3/3 given; expected 1/3 ... 3/3" in capsys.readouterr().err
+    assert not (tmp_path / "m2.h5").exists()
+
+
+def test_the_vcf_is_streamed(tmp_path):
+    """Rows come one at a time: a damaged line is only met when reached (nothing holds the whole file)."""
+    (tmp_path / "v.vcf").write_text(HEADER + "chr1\t10\ta\tA\tC\t.\t.\t.\nchr1\t20\tb\tA\tG,T\t.\t.\t.\n"
+                                    "chr1\tnot-a-position\tc\tA\tC\t.\t.\t.\n")
+    stream = variants(str(tmp_path / "v.vcf"), start=1)
+    first = next(stream)
+    assert (first.id, first.alt, first.record_alts) == ("b", "G", ("G", "T"))
+    assert next(stream).alt == "T"
+    with pytest.raises(Exception, match="not a readable VCF"):
+        next(stream)
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(vcf="BAD"), "is not a readable VCF"),
     (dict(vcf="CHR9"), "chromosome 'chr9' is not in"),
     (dict(head="mouse"), "unknown head 'mouse'"),
     (dict(flags=("--tracks", "ATAC", "--targets-txt", "TARGETS")), "--tracks 'ATAC'"),
+    (dict(flags=("--shard", "4/3")), "--shard '4/3'"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(world, tmp_path, capsys, change, message):
     vcf = world["vcf"]

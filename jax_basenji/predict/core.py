@@ -74,6 +74,10 @@ class Ensemble:
     # model's encoding (all-zero rows, then the Predictor's n_value: 0 or 0.25).
     shifts: tuple[int, ...] = (0,)
     strand_pair: tuple[int, ...] | None = None  # track permutation for the reverse strand
+    # One-hot value of the positions a shift vacates. None: N in the model's encoding (N rows
+    # are filled after shifting). A number: N rows are filled first and the vacated positions
+    # get this value, as upstream basenji's EnsembleShift (0) does for its 0.25-coded windows.
+    shift_pad: float | None = None
 
     def __post_init__(self):
         if not self.shifts:
@@ -87,12 +91,13 @@ class Ensemble:
         return len(self.shifts) * (2 if self.rc else 1)
 
 
-def shift_batch(x: jax.Array, shift: int) -> jax.Array:
-    """`[batch, length, 4]` moved right by `shift` bp (left if negative), vacated positions N (zeros)."""
+def shift_batch(x: jax.Array, shift: int, value: float = 0.0) -> jax.Array:
+    """`[batch, length, 4]` moved right by `shift` bp (left if negative), vacated positions `value`
+    (0: N as all-zero rows)."""
     if shift == 0:
         return x
     pad = [(0, 0), (max(shift, 0), max(-shift, 0)), (0, 0)]
-    return jnp.pad(x, pad)[:, max(-shift, 0): max(-shift, 0) + x.shape[1]]
+    return jnp.pad(x, pad, constant_values=value)[:, max(-shift, 0): max(-shift, 0) + x.shape[1]]
 
 
 def ensemble_forward(model: Basenji2, x: jax.Array, head: str, ensemble: Ensemble,
@@ -100,10 +105,14 @@ def ensemble_forward(model: Basenji2, x: jax.Array, head: str, ensemble: Ensembl
     """Mean prediction `[batch, bins, tracks]` over `ensemble`'s shifts and strands, `x` `[batch, length, 4]`.
 
     `n_value`: the model's encoding of N, set on all-zero rows after shifting, so the
-    positions a shift vacates are N in that encoding too."""
+    positions a shift vacates are N in that encoding too (unless `ensemble.shift_pad` is set)."""
     total = 0.0
+    filled = None if ensemble.shift_pad is None else fill_n(x, n_value)
     for shift in ensemble.shifts:
-        xs = fill_n(shift_batch(x, shift), n_value)
+        if filled is None:
+            xs = fill_n(shift_batch(x, shift), n_value)
+        else:
+            xs = shift_batch(filled, shift, ensemble.shift_pad)
         total = total + model(xs, head)
         if ensemble.rc:
             y = model(xs[:, ::-1, ::-1], head)[:, ::-1]
@@ -121,6 +130,8 @@ class Predictor:
     the model expects at N (0.25 for the seed's models). A user's one-hot array is already
     encoded and is predicted as given (0). `layer` "final" or "trunk" returns that layer's
     activations `[B, bins, channels]` instead of the head's output (one pass, no ensemble).
+    A batch is `[B, L, 4]` one-hot, or `[B, L]` uint8 base indices (A0 C1 G2 T3, N 4), one-hot
+    coded on the device (a sixteenth of the float32 one-hot's transfer).
     """
 
     def __init__(self, model: Basenji2, head: str, ensemble: Ensemble = Ensemble(), n_value: float = 0.0,
@@ -140,20 +151,31 @@ class Predictor:
 
         def forward(state, x):
             model = nnx.merge(graphdef, state)
+            if x.ndim == 2:  # base indices; 4 (N) -> an all-zero row
+                x = jax.nn.one_hot(x, 4, dtype=jnp.float32)
             if layer != "head":
                 return model.embed(fill_n(x, n_value), layer=layer).astype(jnp.float32)
             return ensemble_forward(model, x, head, ensemble, n_value)
 
+        self._raw_forward = forward
         self._forward = jax.jit(forward)
+        self._reduced: dict = {}
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """`[B, L, 4]` -> `[B, bins, tracks]` float32 numpy."""
+    def __call__(self, batch: np.ndarray, reduce=None):
+        """`[B, L, 4]` (or `[B, L]` indices) -> `[B, bins, tracks]` float32 numpy; with `reduce`, a function
+        of the `[B, bins, tracks]` device array compiled into the same program, its result (numpy arrays)
+        instead: only what it returns leaves the device."""
         if max(abs(s) for s in self.ensemble.shifts) >= batch.shape[1]:
             raise InputError(f"--shifts {list(self.ensemble.shifts)} move the whole {batch.shape[1]} bp input out")
-        x = batch.astype(np.float32)
+        x = batch if batch.ndim == 2 else batch.astype(np.float32)
         if batch.shape[0] % self._mesh.devices.size == 0:
             x = jax.device_put(x, batch_sharded(self._mesh))
-        return np.asarray(self._forward(self._state, x))
+        if reduce is None:
+            return np.asarray(self._forward(self._state, x))
+        if reduce not in self._reduced:
+            forward = self._raw_forward
+            self._reduced[reduce] = jax.jit(lambda state, x: reduce(forward(state, x)))
+        return jax.tree.map(np.asarray, self._reduced[reduce](self._state, x))
 
     def padded(self, batch: np.ndarray, size: int) -> np.ndarray:
         """Predictions for the rows of `batch`, zero-padded to `size` rows so the compiled shape never changes."""
@@ -186,7 +208,8 @@ def ensemble_from_args(args: argparse.Namespace) -> Ensemble:
         if strand_pair is None:  # unstranded: the identity, which still checks the table fits the head
             strand_pair = np.arange(len(rows))
     return Ensemble(rc=args.rc, shifts=tuple(args.shifts),
-                    strand_pair=None if strand_pair is None else tuple(strand_pair))
+                    strand_pair=None if strand_pair is None else tuple(strand_pair),
+                    shift_pad=getattr(args, "shift_pad", None))
 
 
 def head_ensemble(ensemble: Ensemble, meta: dict, head: str, fallback: np.ndarray | None = None) -> Ensemble:

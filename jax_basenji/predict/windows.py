@@ -9,8 +9,10 @@ consecutive windows' output bins abut exactly.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -18,6 +20,7 @@ from jax_basenji.data.genome import Genome, centered
 from jax_basenji.data.layout import index_to_one_hot
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,16 +65,19 @@ def one_hot_window(genome: Genome, w: Window, length: int) -> np.ndarray:
     return index_to_one_hot(genome.fetch(w.chrom, w.start, w.start + length))
 
 
-def prefetched(build: Callable[[int], T], starts: Sequence[int], *, threads: int = 2,
-               ahead: int = 2) -> Iterator[tuple[int, T]]:
-    """(start, build(start)) in order, with up to `ahead` builds running in advance on `threads`
-    threads (pyfaidx reads and numpy copies release the GIL): inputs are made while the device computes."""
+def prefetched(build: Callable[[U], T], items: Iterable[U], *, threads: int = 2,
+               ahead: int = 2) -> Iterator[tuple[U, T]]:
+    """(item, build(item)) in order, with up to `ahead` builds running in advance on `threads`
+    threads (pyfaidx reads and numpy copies release the GIL): inputs are made while the device computes.
+    `items` may be a stream: it is read only `ahead` items in advance."""
+    items = iter(items)
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        pending = [pool.submit(build, s) for s in starts[:ahead]]
-        for i, first in enumerate(starts):
-            if i + ahead < len(starts):
-                pending.append(pool.submit(build, starts[i + ahead]))
-            yield first, pending.pop(0).result()
+        pending = deque((item, pool.submit(build, item)) for item in itertools.islice(items, ahead))
+        while pending:
+            item, future = pending.popleft()
+            for more in itertools.islice(items, 1):
+                pending.append((more, pool.submit(build, more)))
+            yield item, future.result()
 
 
 def window_batches(genome: Genome, windows: Sequence[Window], length: int, batch_size: int, *,

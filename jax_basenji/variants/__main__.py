@@ -1,11 +1,18 @@
-"""`python -m jax_basenji.variants score`: variant effect predictions (upstream basenji_sad.py's statistics).
+"""`python -m jax_basenji.variants score | merge`: variant effect predictions as upstream basenji_sad.py makes them.
 
   python -m jax_basenji.variants score --checkpoint CKPT --head human --vcf in.vcf[.gz] --fasta genome.fa \\
-      --output OUT.h5 [--targets-txt targets.txt] [--tracks ...] [--stats SAD REF ALT SAR D2] [--rc]
-      [--shifts -1 0 1] [--batch-size N] [--seq-length L] [--float32] [--resume]
+      --output OUT.h5 [--tracks ...] [--stats SAD D2 SAR REF_SUM ALT_SUM] [--rc] [--shifts 1 0 -1]
+      [--batch-size N] [--float32] [--resume] [--shard K/N]
+  python -m jax_basenji.variants merge --output OUT.h5 SHARD1.h5 ... SHARDN.h5
 
-Windows, allele conventions and statistics: jax_basenji/variants/{alleles,score}.py;
-outputs: jax_basenji/variants/output.py. A run killed mid-way continues with `--resume`.
+Windows as upstream builds them: the variant's first base at 0-based index L // 2 - 1,
+indels trimmed or N-padded centrally to L, a flipped VCF scored in its own orientation
+(jax_basenji/variants/alleles.py). N encoding: for checkpoints of the published
+Basenji2 (converted .h5/.pth and their fine-tunings) as upstream scores variants, N =
+0.25 in the windows and 0 where a --shifts shift vacates positions; for the seed's
+models, N in the checkpoint's own encoding everywhere. --n-value overrides the N value.
+A run killed mid-way continues with --resume; --shard K/N scores the K-th of N
+contiguous slices of the VCF's rows into its own file, and `merge` joins the N files.
 """
 
 from __future__ import annotations
@@ -15,100 +22,153 @@ import shutil
 import sys
 
 from jax_basenji.cli import Parser, one_line_errors
-from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
-from jax_basenji.predict.cli import load_head
 from jax_basenji.predict.core import add_ensemble_flags, add_precision_flag
 from jax_basenji.resume import resuming
 from jax_basenji.variants.score import STATS
 
 
+def shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard {text!r}: expected K/N, e.g. 2/8") from None
+    if not 1 <= k <= n:
+        raise InputError(f"--shard {text!r}: K must be between 1 and N")
+    return k, n
+
+
 def parse_args(argv):
     p = Parser(prog="python -m jax_basenji.variants", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("score", help="SAD/REF/ALT/SAR/D2 of every ALT allele of a VCF")
+    s = sub.add_parser("score", help="SAD/D2/SAR/REF_SUM/ALT_SUM of every ALT allele of a VCF")
     s.add_argument("--checkpoint", required=True, help="jax_basenji checkpoint directory")
     s.add_argument("--head", required=True, help="output head, e.g. human")
-    s.add_argument("--vcf", required=True, help="VCF, plain or bgzipped")
+    s.add_argument("--vcf", required=True, help="VCF, plain or bgzipped (streamed: any size)")
     s.add_argument("--fasta", required=True, help="genome FASTA the VCF refers to")
     s.add_argument("--output", required=True, help="HDF5 to write (OUT.tsv and OUT.png beside it)")
     s.add_argument("--targets-txt", help="targets.txt of the head: track names, assays, strand pairs for --rc")
     s.add_argument("--tracks", nargs="+", help="tracks to score: indices, identifiers or assays (default all)")
-    s.add_argument("--stats", nargs="+", choices=STATS, default=["SAD"], help="statistics to write")
+    s.add_argument("--stats", nargs="+", choices=STATS, default=["SAD"],
+                   help="statistics to write (jax_basenji/variants/score.py defines them)")
     s.add_argument("--batch-size", type=int, default=4, help="variants per forward pass (2x windows)")
     s.add_argument("--seq-length", type=int, help="window bp (default: the checkpoint's)")
     s.add_argument("--n-value", type=float, choices=[0.0, 0.25],
-                   help="one-hot value of N (default: the checkpoint's record, else 0)")
+                   help="one-hot value of N in the windows (default: 0.25 for the published Basenji2, as "
+                        "upstream; else the checkpoint's record)")
     s.add_argument("--float32", action="store_true", help="store statistics as float32 (default float16)")
+    s.add_argument("--shard", metavar="K/N",
+                   help="score only the K-th of N contiguous slices of the VCF's rows (join with `merge`)")
     s.add_argument("--resume", action="store_true", help="continue the unfinished run in OUTPUT.partial")
     s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     s.add_argument("--no-progress", action="store_true")
     add_ensemble_flags(s)
     add_precision_flag(s)
+    m = sub.add_parser("merge", help="join the files of `score --shard 1/N ... N/N` into one")
+    m.add_argument("--output", required=True, help="HDF5 to write (OUT.tsv and OUT.png beside it)")
+    m.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    m.add_argument("shards", nargs="+", help="the N shard files, any order")
     return p.parse_args(argv)
 
 
-def score(args) -> str:
-    from jax_basenji.variants.alleles import prepare
-    from jax_basenji.variants.output import plot_top, write_h5, write_summary
-    from jax_basenji.variants.score import score_variants
-    from jax_basenji.variants.vcf import read_vcf
-
-    stem = os.path.splitext(args.output)[0]
-    outputs = [args.output, stem + ".tsv", stem + ".png"]
-    if not (args.overwrite or resuming(args.output + ".partial", args.resume)) and any(
-            os.path.exists(p) for p in outputs):
+def outputs_of(path: str, overwrite: bool, resume: bool = False) -> list[str]:
+    """[OUT.h5, OUT.tsv, OUT.png]; InputError if one exists and neither --overwrite nor a --resume allows it."""
+    stem = os.path.splitext(path)[0]
+    outputs = [path, stem + ".tsv", stem + ".png"]
+    if not (overwrite or resuming(path + ".partial", resume)) and any(os.path.exists(p) for p in outputs):
         raise InputError(f"{next(p for p in outputs if os.path.exists(p))} already exists; pass --overwrite")
-    head = load_head(args)
-    predictor, model, columns = head.predictor, head.predictor.model, head.columns
-    ids, labels = head.names, head.descriptions
-    length = args.seq_length or model.cfg.seq_length
-    try:
-        model.cfg.output_bins(length)
-    except ValueError as e:  # an impossible length: one line, before any work
-        raise InputError(f"--seq-length {length}: {e}") from None
+    return outputs
+
+
+def conventions(args) -> dict:
+    """N value and shift padding of the windows: upstream's for the published architecture, else the
+    checkpoint's own encoding; and the checkpoint's fingerprint for the resume record."""
+    from jax_basenji import checkpoint
+    from jax_basenji.config import ModelConfig
+
+    meta = checkpoint.read_meta(args.checkpoint)
+    published = ModelConfig.from_dict(meta["model_config"]).variant == "basenji2"
+    n_value = args.n_value if args.n_value is not None else 0.25 if published else checkpoint.n_value_of(meta)
+    return {"n_value": n_value, "shift_pad": 0.0 if published else None, "model": meta.get("meta_crc32c")}
+
+
+def score(args) -> str:
+    """Score the VCF (or one --shard of it) and write OUT.h5, OUT.tsv, OUT.png; returns what was done."""
+    from jax_basenji.data.genome import Genome
+    from jax_basenji.predict.cli import load_head
+    from jax_basenji.variants.output import plot_top, write_h5, write_summary
+    from jax_basenji.variants.score import FLIPPED, SKIPPED, score_variants, scored_chunks
+    from jax_basenji.variants.vcf import scan
+
+    k, n = shard(args.shard) if args.shard else (1, 1)
+    outputs = outputs_of(args.output, args.overwrite, args.resume)
     genome = Genome(args.fasta)
-    variants, symbolic = read_vcf(args.vcf)
-    missing = sorted({v.chrom for v in variants if v.chrom not in genome})
+    found = scan(args.vcf)  # the whole VCF is checked before the model is loaded
+    missing = [c for c in found.chroms if c not in genome]
     if missing:
         raise InputError(f"{args.vcf}: chromosome {missing[0]!r} is not in {genome.path}")
-    prepared, mismatched = prepare(genome, variants)
-    if symbolic:
-        print(f"warning: {symbolic} symbolic or breakend ALT allele(s) skipped (no sequence to score)",
-              file=sys.stderr)
-    if mismatched:
-        print(f"warning: {len(mismatched)} variant(s) skipped: neither REF nor ALT matches {args.fasta} "
-              f"(first: {mismatched[0].id} {mismatched[0].chrom}:{mismatched[0].pos} {mismatched[0].ref}>"
-              f"{mismatched[0].alt})", file=sys.stderr)
-    if not prepared:
-        raise InputError(f"{args.vcf}: no variant to score")
+    rows = range(found.rows * (k - 1) // n, found.rows * k // n)
+    if not rows:
+        raise InputError(f"{args.vcf}: no variant to score" + (f" in shard {k}/{n}" if n > 1 else ""))
+    conv = conventions(args)
+    args.n_value, args.shift_pad = conv["n_value"], conv["shift_pad"]
+    head = load_head(args)
+    predictor, columns = head.predictor, head.columns
+    length = args.seq_length or predictor.model.cfg.seq_length
+    try:
+        predictor.model.cfg.output_bins(length)
+    except ValueError as e:  # an impossible length: one line, before any work
+        raise InputError(f"--seq-length {length}: {e}") from None
     st = os.stat(args.vcf)
-    record = {"checkpoint": os.path.abspath(args.checkpoint), "head": args.head, "length": length,
-              "vcf": [os.path.abspath(args.vcf), st.st_size, st.st_mtime_ns], "fasta": genome.path,
-              "columns": columns, "stats": list(args.stats), "rc": args.rc, "shifts": list(args.shifts),
-              "n_value": predictor.n_value, "precision": args.precision, "batch_size": args.batch_size}
+    record = {"checkpoint": os.path.abspath(args.checkpoint), "model": conv["model"], "head": args.head,
+              "length": length, "vcf": [os.path.abspath(args.vcf), st.st_size, st.st_mtime_ns],
+              "fasta": genome.path, "columns": columns, "stats": list(args.stats), "rc": args.rc,
+              "shifts": list(args.shifts), "strand_pair": predictor.ensemble.strand_pair,
+              "n_value": conv["n_value"], "shift_pad": conv["shift_pad"], "precision": args.precision,
+              "batch_size": args.batch_size, "shard": [k, n], "rows": [rows.start, rows.stop, found.rows]}
     partial = args.output + ".partial"
-    arrays = score_variants(predictor, genome, prepared, partial, length=length, columns=columns,
-                            stats=tuple(args.stats), record=record, batch_size=args.batch_size,
-                            resume=args.resume, progress=not args.no_progress)
-    kept_ids = ids if columns is None else [ids[c] for c in columns]
-    kept_labels = labels if columns is None else [labels[c] for c in columns]
-    write_h5(args.output, prepared, arrays, kept_ids, kept_labels, args.float32, True)  # refused above if needed
-    stat = "SAD" if "SAD" in arrays else args.stats[0]  # what the summary and the plot rank by
-    sad = arrays[stat]
-    write_summary(outputs[1], prepared, sad, stat, kept_ids)
-    plot_top(outputs[2], prepared, sad, stat, kept_ids)
-    del arrays, sad
+    arrays, status = score_variants(predictor, genome, args.vcf, rows, partial, length=length, columns=columns,
+                                    stats=tuple(args.stats), record=record, batch_size=args.batch_size,
+                                    resume=args.resume, progress=not args.no_progress)
+    skipped, flipped = int((status == SKIPPED).sum()), int((status == FLIPPED).sum())
+    if found.symbolic:
+        print(f"warning: {found.symbolic} symbolic or breakend ALT allele(s) skipped (no sequence to score)",
+              file=sys.stderr)
+    if skipped:
+        print(f"warning: {skipped} variant(s) skipped: neither REF nor a same-length ALT matches {args.fasta}",
+              file=sys.stderr)
+    if skipped == len(rows):
+        raise InputError(f"{args.vcf}: no variant's alleles match {args.fasta}")
+    ids = head.names if columns is None else [head.names[c] for c in columns]
+    labels = head.descriptions if columns is None else [head.descriptions[c] for c in columns]
+    write_h5(args.output, scored_chunks(args.vcf, rows, arrays, status), rows=len(rows) - skipped,
+             widths=found.widths, stats=list(args.stats), target_ids=ids, target_labels=labels,
+             float32=args.float32, settings=record)
+    stat = "SAD" if "SAD" in args.stats else args.stats[0]  # what the summary and the plot rank by
+    write_summary(outputs[1], args.output, stat)
+    plot_top(outputs[2], args.output, stat)
+    del arrays, status
     shutil.rmtree(partial)
-    flipped = sum(p.flipped for p in prepared)
-    return (f"scored {len(prepared)} variants ({flipped} flipped, {len(mismatched)} skipped) x {len(kept_ids)} "
+    return (f"scored {len(rows) - skipped} variants ({flipped} flipped, {skipped} skipped) x {len(ids)} "
             f"tracks: " + ", ".join(outputs))
+
+
+def merge(args) -> str:
+    from jax_basenji.variants.merge import merge_shards
+    from jax_basenji.variants.output import plot_top, write_summary
+
+    outputs = outputs_of(args.output, args.overwrite)
+    settings = merge_shards(args.shards, args.output)
+    stat = "SAD" if "SAD" in settings["stats"] else settings["stats"][0]
+    write_summary(outputs[1], args.output, stat)
+    plot_top(outputs[2], args.output, stat)
+    return f"merged {len(args.shards)} shards: " + ", ".join(outputs)
 
 
 @one_line_errors
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    print(score(args))
+    print(score(args) if args.command == "score" else merge(args))
     return 0
 
 

@@ -1,55 +1,57 @@
-"""Reference and alternative input windows of a variant.
+"""Reference and alternative input windows of a variant, built as upstream basenji builds them.
 
-The window has the model's input length L with the variant's first base at
-index L // 2: 0-based window start = POS - 1 - L // 2, N beyond the chromosome's
-ends. The ALT window keeps L and the variant position (baskerville's convention):
-an insertion pushes the right flank out (trimmed on the right), a deletion
-pulls more genome in from the right.
-
-REF must match the FASTA. When it does not but ALT does, the pair is scored
-swapped (REF <-> ALT) and reported as flipped; when neither matches, the
-variant is skipped (counted, never scored on a wrong sequence).
+calico/basenji's `basenji_sad.py` (`vcf.snp_seq1`, `vcf.dna_length_1hot`), whose
+scores users compare with, and baskerville's `SNPCluster.delimit` agree on:
+- The variant's first base sits at 0-based index L // 2 - 1 of the window (window
+  start = POS - L // 2, 1-based); N beyond the chromosome's ends.
+- The genome read is L bp, plus len(REF) - len(longest ALT of the record) when a
+  record deletes: the REF window is that read, and the ALT window the read with REF
+  replaced by ALT; each is brought to L by trimming its ends *centrally* (the extra
+  bp split between both ends, the odd one on the right) or N-padding them centrally
+  (the odd N on the right). So an indel keeps the variant near the centre of both.
+- Scores are in the VCF's orientation. When the genome carries one of the record's
+  ALT alleles where REF should be (a "flipped" VCF), the window is edited to carry
+  REF, so SAD = ALT - REF as written; upstream does the same. A flip is only taken
+  between alleles of the same length; any other mismatch (a deletion whose REF is
+  not the genome's, say) is skipped, never scored on a sequence that is not the genome.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from jax_basenji.data.genome import Genome, encode
-from jax_basenji.data.layout import index_to_one_hot
 from jax_basenji.variants.vcf import Variant
 
-
-@dataclasses.dataclass(frozen=True)
-class Prepared:
-    variant: Variant  # as scored: swapped when `flipped`
-    flipped: bool
+N_INDEX = 4  # base index of N
 
 
-def prepare(genome: Genome, variants: list[Variant]) -> tuple[list[Prepared], list[Variant]]:
-    """(variants to score, variants skipped because neither allele matches the FASTA)."""
-    scored, skipped = [], []
-    for v in variants:
-        here = genome.fetch(v.chrom, v.pos - 1, v.pos - 1 + len(v.ref))
-        if np.array_equal(here, encode(v.ref)):
-            scored.append(Prepared(v, False))
-            continue
-        there = genome.fetch(v.chrom, v.pos - 1, v.pos - 1 + len(v.alt))
-        if np.array_equal(there, encode(v.alt)):
-            scored.append(Prepared(v.swapped(), True))
-        else:
-            skipped.append(v)
-    return scored, skipped
+def central(seq: np.ndarray, length: int) -> np.ndarray:
+    """`[length]` base indices: `seq` trimmed or N-padded equally at both ends (dna_length_1hot's rule)."""
+    if len(seq) >= length:
+        trim = (len(seq) - length) // 2
+        return seq[trim:trim + length]
+    front = (length - len(seq)) // 2
+    out = np.full(length, N_INDEX, np.uint8)
+    out[front:front + len(seq)] = seq
+    return out
 
 
-def window_pair(genome: Genome, v: Variant, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """(`[length, 4]` REF window, `[length, 4]` ALT window), uint8 one-hot, N = all-zero rows."""
-    start = v.pos - 1 - length // 2
-    extra = max(0, len(v.ref) - len(v.alt))  # a deletion needs this much more genome on the right
+def window_pair(genome: Genome, v: Variant, length: int) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """(`[length]` REF window, `[length]` ALT window as uint8 base indices (N = 4), flipped), or None when
+    neither REF nor a same-length ALT of the record matches the genome (the variant is skipped)."""
+    left = length // 2 - 1
+    alts = v.record_alts or (v.alt,)
+    extra = max(0, len(v.ref) - max(map(len, alts)))  # a deleting record reads this much more genome
+    start = v.pos - 1 - left
     seq = genome.fetch(v.chrom, start, start + length + extra)
-    ref = seq[:length]
-    mid = length // 2
-    alt = np.concatenate([seq[:mid], encode(v.alt), seq[mid + len(v.ref):]])[:length]
-    return index_to_one_hot(ref), index_to_one_hot(alt)
+    ref = encode(v.ref)
+    flipped = False
+    if not np.array_equal(seq[left:left + len(ref)], ref):
+        if not any(len(a) == len(ref) and np.array_equal(seq[left:left + len(a)], encode(a)) for a in alts):
+            return None
+        # the genome carries an ALT: put the VCF's REF in its place (`seq` is a fresh array)
+        seq[left:left + len(ref)] = ref
+        flipped = True
+    alt = np.concatenate([seq[:left], encode(v.alt), seq[left + len(ref):]])
+    return central(seq, length), central(alt, length), flipped

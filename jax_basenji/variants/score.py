@@ -1,76 +1,156 @@
 """Variant effect statistics, computed batch by batch into a resumable partial directory.
 
-Per variant x track, from the predictions of the REF and ALT windows summed
-over the output bins (after the --rc/--shifts ensemble average):
-  SAD = sum(alt) - sum(ref)          REF = sum(ref)          ALT = sum(alt)
-  SAR = log2(sum(alt) + 1) - log2(sum(ref) + 1)
-  D2  = sqrt(sum over bins of (alt - ref)^2)
+Per variant x track, from the predictions of the REF and ALT windows (after the
+--rc/--shifts ensemble average), as upstream basenji_sad.py defines those it shares:
+  SAD     = sum over bins of (alt - ref)                      (upstream's SAD)
+  D2      = sqrt(sum over bins of (alt - ref)^2)               (upstream's D2)
+  SAR     = log2(sum(alt) + 1) - log2(sum(ref) + 1)            (older basenji's SAD ratio)
+  REF_SUM = sum(ref), ALT_SUM = sum(alt)                       (upstream's REF/ALT keep the bins)
 
-REF and ALT windows of a batch go through the model together (one jitted
-batch of 2 x batch windows, one compilation). Statistics go to memory-mapped
-arrays in OUT.partial/ and progress.json records the variants done after each
-flushed batch, so a kill costs at most one batch: `--resume` continues.
+A batch's REF and ALT windows go to the device as uint8 base indices in one jitted
+call, which also computes the statistics there (float32): only `[batch, tracks]`
+per statistic comes back. The VCF is streamed; windows are built on worker
+threads while the device computes. Statistics go to memory-mapped arrays in
+OUT.partial/ with a status per row (scored, flipped, skipped); every
+RECORD_EVERY_S seconds they are flushed and progress.json records the rows done,
+so a kill costs at most that much work: `--resume` continues.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
+from typing import Iterator
 
+import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from jax_basenji.errors import InputError
 from jax_basenji.predict.windows import prefetched
 from jax_basenji.resume import items_done, record_done
-from jax_basenji.variants.alleles import Prepared, window_pair
+from jax_basenji.variants.alleles import N_INDEX, window_pair
+from jax_basenji.variants.vcf import Variant, variants
 
-STATS = ("SAD", "REF", "ALT", "SAR", "D2")
+STATS = ("SAD", "SAR", "D2", "REF_SUM", "ALT_SUM")
+SCORED, FLIPPED, SKIPPED = 0, 1, 2  # a row's status: scored as the genome reads, scored with REF put back, not scored
+RECORD_EVERY_S = 10.0  # seconds between progress records (each flushes every array)
 
 
-def statistics(ref: np.ndarray, alt: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """{stat: `[variants, tracks]` float64} from `[variants, bins, tracks]` REF and ALT predictions."""
-    ref, alt = np.asarray(ref, np.float64), np.asarray(alt, np.float64)
-    r, a = ref.sum(axis=1), alt.sum(axis=1)
-    every = {"SAD": lambda: a - r, "REF": lambda: r, "ALT": lambda: a,
-             "SAR": lambda: np.log2(a + 1) - np.log2(r + 1),
-             "D2": lambda: np.sqrt(((alt - ref) ** 2).sum(axis=1))}
+def statistics(ref: jnp.ndarray, alt: jnp.ndarray, names: tuple[str, ...]) -> dict[str, jnp.ndarray]:
+    """{stat: `[variants, tracks]`} from `[variants, bins, tracks]` REF and ALT predictions. SAD sums the
+    per-bin differences and SAR is computed from it: no cancellation of two large float32 sums."""
+    r, a, sad = ref.sum(axis=1), alt.sum(axis=1), (alt - ref).sum(axis=1)
+    every = {"SAD": lambda: sad, "REF_SUM": lambda: r, "ALT_SUM": lambda: a,
+             "SAR": lambda: jnp.log1p(sad / (r + 1)) / np.log(2),  # = log2(a + 1) - log2(r + 1), no cancellation
+             "D2": lambda: jnp.sqrt(jnp.square(alt - ref).sum(axis=1))}
     return {s: every[s]() for s in names}
 
 
-def pair_batch(genome, prepared: list[Prepared], first: int, batch_size: int, length: int) -> np.ndarray:
-    """`[2 * batch_size, length, 4]` uint8: the REF windows of `prepared[first:first + batch_size]`, then
-    their ALT windows (zero rows pad a short last batch), so both go through one jitted batch."""
-    batch = np.zeros((2 * batch_size, length, 4), np.uint8)
-    for k, p in enumerate(prepared[first:first + batch_size]):
-        batch[k], batch[batch_size + k] = window_pair(genome, p.variant, length)
-    return batch
+def reducer(batch_size: int, columns: list[int] | None, names: tuple[str, ...]):
+    """The device-side part of a batch: `[2 * batch_size, bins, tracks]` predictions -> {stat: `[batch_size,
+    kept tracks]`}, REF windows first."""
+    cols = None if columns is None else np.asarray(columns)
+
+    def reduce(pred):
+        ref, alt = pred[:batch_size], pred[batch_size:]
+        if cols is not None:
+            ref, alt = ref[..., cols], alt[..., cols]
+        return statistics(ref, alt, names)
+
+    return reduce
 
 
-def score_variants(predictor, genome, prepared: list[Prepared], partial: str, *, length: int,
+def pair_batch(genome, batch: list[Variant], batch_size: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(`[2 * batch_size, length]` uint8 base indices: the REF windows of `batch`, then their ALT windows, N
+    in unused slots; `[len(batch)]` int8 status). A skipped variant leaves its slots N."""
+    windows = np.full((2 * batch_size, length), N_INDEX, np.uint8)
+    status = np.full(len(batch), SKIPPED, np.int8)
+    for k, v in enumerate(batch):
+        pair = window_pair(genome, v, length)
+        if pair is not None:
+            windows[k], windows[batch_size + k], flipped = pair
+            status[k] = FLIPPED if flipped else SCORED
+    return windows, status
+
+
+def _batched(stream: Iterator[Variant], first: int, size: int) -> Iterator[tuple[int, list[Variant]]]:
+    while batch := [v for _, v in zip(range(size), stream)]:
+        yield first, batch
+        first += len(batch)
+
+
+def score_variants(predictor, genome, vcf: str, rows: range, partial: str, *, length: int,
                    columns: list[int] | None, stats: tuple[str, ...], record: dict, batch_size: int,
-                   resume: bool, progress: bool = True) -> dict[str, np.ndarray]:
-    """Fill OUT.partial/{stat}.npy `[variants, tracks]` float32; returns them (memory-mapped)."""
+                   resume: bool, progress: bool = True,
+                   timing: dict | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Score VCF rows `rows` into OUT.partial/{stat}.npy `[rows, tracks]` float32 and status.npy `[rows]`
+    int8; returns them (memory-mapped). `timing`, if given, gets `first_batch_s` (compilation included),
+    `total_s` and `wait_s`: the time after the first batch spent waiting for windows from the host."""
     done = items_done(partial, record, resume)
     os.makedirs(partial, exist_ok=True)
     tracks = len(columns) if columns is not None else predictor.model.cfg.head_tracks[record["head"]]
-    arrays = {s: np.lib.format.open_memmap(os.path.join(partial, f"{s}.npy"), mode="r+" if done else "w+",
-                                           dtype=np.float32, shape=(len(prepared), tracks)) for s in stats}
+    mode = "r+" if done else "w+"
+    arrays = {s: np.lib.format.open_memmap(os.path.join(partial, f"{s}.npy"), mode=mode, dtype=np.float32,
+                                           shape=(len(rows), tracks)) for s in stats}
+    status = np.lib.format.open_memmap(os.path.join(partial, "status.npy"), mode=mode, dtype=np.int8,
+                                       shape=(len(rows),))
+    reduce = reducer(batch_size, columns, stats)
 
-    def build(first: int) -> np.ndarray:
-        return pair_batch(genome, prepared, first, batch_size, length)
+    def build(item: tuple[int, list[Variant]]) -> tuple[np.ndarray, np.ndarray]:
+        return pair_batch(genome, item[1], batch_size, length)
 
-    bar = tqdm(total=len(prepared), initial=done, unit="variant", disable=not progress, file=sys.stderr,
+    def checkpoint(upto: int) -> None:
+        for a in (*arrays.values(), status):
+            a.flush()
+        record_done(partial, record, upto)
+
+    stream = variants(vcf, rows.start + done, rows.stop)
+    bar = tqdm(total=len(rows), initial=done, unit="variant", disable=not progress, file=sys.stderr,
                desc="variants")
-    for first, batch in prefetched(build, range(done, len(prepared), batch_size)):
-        n = min(batch_size, len(prepared) - first)
-        pred = predictor(batch)
-        ref, alt = pred[:n], pred[batch_size:batch_size + n]
-        if columns is not None:
-            ref, alt = ref[..., columns], alt[..., columns]
-        for s, values in statistics(ref, alt, stats).items():
-            arrays[s][first:first + n] = values
-            arrays[s].flush()
-        record_done(partial, record, first + n)
+    start = last = time.monotonic()
+    upto, waited, first_batch = done, 0.0, None
+    batches = prefetched(build, _batched(stream, done, batch_size))
+    while True:
+        asked = time.monotonic()
+        item = next(batches, None)
+        if first_batch is not None:
+            waited += time.monotonic() - asked
+        if item is None:
+            break
+        (first, batch), (windows, flags) = item
+        n = len(batch)
+        status[first:first + n] = flags
+        if (flags != SKIPPED).any():
+            for s, values in predictor(windows, reduce=reduce).items():
+                arrays[s][first:first + n] = values[:n]
+        upto = first + n
         bar.update(n)
+        if first_batch is None:
+            first_batch = time.monotonic() - start
+        if time.monotonic() - last >= RECORD_EVERY_S:
+            checkpoint(upto)
+            last = time.monotonic()
+    checkpoint(upto)
     bar.close()
-    return arrays
+    if timing is not None:
+        timing.update(first_batch_s=first_batch or 0.0, total_s=time.monotonic() - start, wait_s=waited)
+    if upto != len(rows):  # the VCF changed under the run
+        raise InputError(f"{vcf} gave {upto} variant rows where its first reading gave {len(rows)}")
+    return arrays, status
+
+
+def scored_chunks(vcf: str, rows: range, arrays: dict[str, np.ndarray], status: np.ndarray,
+                  size: int = 4096) -> Iterator[dict[str, np.ndarray]]:
+    """The scored rows with their VCF fields, `size` VCF rows at a time (skipped rows left out), for
+    `output.write_h5`."""
+    stream = variants(vcf, rows.start, rows.stop)
+    for lo in range(0, len(rows), size):
+        flags = np.asarray(status[lo:lo + size])
+        keep = flags != SKIPPED
+        vs = [v for k, v in zip(keep, stream) if k]  # `keep` first: zip stops before reading past the chunk
+        yield {"snp": np.array([v.id for v in vs], "S"), "chr": np.array([v.chrom for v in vs], "S"),
+               "pos": np.array([v.pos for v in vs], np.uint32), "ref_allele": np.array([v.ref for v in vs], "S"),
+               "alt_allele": np.array([v.alt for v in vs], "S"), "flipped": flags[keep] == FLIPPED,
+               **{s: np.asarray(a[lo:lo + size])[keep] for s, a in arrays.items()}}
