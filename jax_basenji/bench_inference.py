@@ -58,7 +58,7 @@ def _setup(preset: str, seq_length: int | None, tracks: int, chrom_length: int, 
     model = build_model(cfg, seed=0)
     tmodel = build_torch_model(cfg)
     tmodel.load_state_dict(torch_state_from_arrays(model_arrays(model), cfg))
-    tmodel.eval()
+    tmodel.eval().to(_torch_device())
     if threads:
         torch.set_num_threads(threads)
     fasta = os.path.join(tmp, "bench.fa")
@@ -68,12 +68,21 @@ def _setup(preset: str, seq_length: int | None, tracks: int, chrom_length: int, 
     return Predictor(model, "human"), tmodel, Genome(fasta), geo
 
 
-def _torch_forward(tmodel):
+def _torch_device() -> str:
+    """torch_ref runs where JAX does: the GPU when there is one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _torch_forward(tmodel, reduce=lambda pred: pred):
+    """`[B, L, 4]` numpy -> numpy of `reduce(torch prediction)`, computed on torch's device."""
     import torch
 
     def forward(batch: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return tmodel(torch.from_numpy(batch.astype(np.float32)), "human").numpy()
+            x = torch.from_numpy(batch.astype(np.float32)).to(_torch_device())
+            return reduce(tmodel(x, "human")).cpu().numpy()
 
     return forward
 
@@ -148,11 +157,11 @@ def bench_variants(preset: str = "basenji2-double-prime", variants: int = 64, ba
         stream = read_variants(vcf)
         batches = ((k, [v for _, v in zip(range(batch_size), stream)]) for k in range(0, variants, batch_size))
 
+        sums = _torch_forward(tmodel, lambda pred: torch.stack([pred[:batch_size].sum(1), pred[batch_size:].sum(1)]))
+
         def torch_sums(batch: list) -> np.ndarray:
             windows, _ = pair_batch(genome, batch, batch_size, geo.length)
-            with torch.no_grad():
-                pred = tmodel(torch.from_numpy(index_to_one_hot(windows).astype(np.float32)), "human")
-            return torch.stack([pred[:len(batch)].sum(1), pred[batch_size:batch_size + len(batch)].sum(1)]).numpy()
+            return sums(index_to_one_hot(windows))[:, :len(batch)]
 
         torch_row, torch_out = _timed(((k, b) for k, b in batches), torch_sums, lambda k: min(batch_size,
                                                                                          variants - k))

@@ -4,7 +4,11 @@
 #   2. 200 bf16 training rounds of `python -m jax_basenji.train` at the real size, batch 8, from a
 #      synthetic store on local disk: seq/s and data_wait_fraction, the figure users will see;
 #   3. bench model, fp32 and bf16, batch 1 / 4 / 8 (and 16 if it fits): JAX vs torch_ref eager (and
-#      torch.compile at batch 8 bf16 and batch 4 fp32), forward and training step, TFLOP/s, MFU, memory.
+#      torch.compile at batch 8 bf16 and batch 4 fp32), forward and training step, TFLOP/s, MFU, memory;
+#   4. variant scoring (issue 22): the variant tests on the GPU (upstream basenji_sad.py parity included),
+#      then bench variants on the published Basenji2 (131,072 bp, 5,313 tracks), batch 4 and 16, JAX vs
+#      torch_ref on the same GPU: variants/s, host-window wait share, peak RSS.
+# GPU_CHECK_STEPS picks sections (default "parity train model variants").
 # Every result is JSON in OUT_DIR (plus the logs); a failing step is recorded and the next one runs.
 #
 #   scripts/gpu_check.sh OUT_DIR           on the GPU machine
@@ -20,14 +24,16 @@ export NVIDIA_TF32_OVERRIDE=0  # fp32 means fp32 on both sides: no TF32 in cuBLA
 if [ "$mode" = "--tiny" ]; then
     preset=tiny; model=tiny; seq=16384; model_runs="bf16:2:compile fp32:2 bf16:1"; device=cpu
     steps=4; train_batch=2; tracks=8; examples="train=8,valid=4,test=4"; bench_repeats=2; default_budget=1500
-    parity_limit=900
+    parity_limit=900; variant_preset=tiny; variant_count=41; variant_batches="4"
     export JAX_PLATFORMS=cpu
 else
     preset=basenji2-double-prime; model=basenji2-double-prime; seq=131072; device=gpu
     model_runs="bf16:8:compile fp32:4:compile bf16:4 bf16:1 fp32:1 fp32:8 bf16:16"  # precision:batch[:compile]
     steps=200; train_batch=8; tracks=5313; examples="train=64,valid=8,test=8"; bench_repeats=5; default_budget=480
-    parity_limit=180
+    parity_limit=180; variant_preset=basenji2; variant_count=1000; variant_batches="4 16"
 fi
+sections=" ${GPU_CHECK_STEPS:-parity train model variants} "
+want() { [[ $sections == *" $1 "* ]]; }
 status=0
 budget=${GPU_CHECK_BUDGET_S:-$default_budget}  # the script's seconds: later steps are skipped, and recorded so
 : >"$out/steps.jsonl"
@@ -47,11 +53,12 @@ step() {  # step NAME LIMIT_S COMMAND...: run, log, record its exit code and sec
 }
 
 # 1. Parity at fp32 on whatever device JAX sees (the GPU there).
-step parity "$parity_limit" python -m pytest -q -p no:randomly parity_tests/test_full_model.py parity_tests/test_blocks.py \
+want parity && step parity "$parity_limit" python -m pytest -q -p no:randomly parity_tests/test_full_model.py parity_tests/test_blocks.py \
     --junitxml "$out/parity.xml"
 
 # 2. End-to-end training from a synthetic store on local disk.
 data=$(mktemp -d)
+if want train; then
 step synth 240 python -m jax_basenji.data synth --output "$data/basenji" --species human --seq-length "$seq" \
     --tracks "human=$tracks" --examples "$examples" --no-progress
 step convert 240 python -m jax_basenji.data convert --input "$data/basenji" --output "$data/store" --no-progress
@@ -69,8 +76,10 @@ json.dump(summary, open(sys.argv[2], "w"), indent=1)
 print(f"training: {summary['seq_per_s']:.1f} seq/s, data_wait_fraction {summary['data_wait_fraction']:.3f}")
 EOF
 [ $? -eq 0 ] || status=1
+fi
 # 3. Model benchmarks, both frameworks in the same run.
 # Most telling first, so a spent budget skips the least: bf16 at the training batch, fp32 parity-grade.
+want model || model_runs=""
 for run in $model_runs; do
     precision=${run%%:*}; rest=${run#*:}; b=${rest%%:*}
     extra=()
@@ -80,6 +89,16 @@ for run in $model_runs; do
         --repeats "$bench_repeats" --json "$out/model_${precision}_b$b.json" "${extra[@]}"
 done
 
+# 4. Variant scoring: the tests on this device, then throughput at the real size.
+if want variants; then
+    step variant_tests 300 python -m pytest -q -p no:randomly parity_tests/test_basenji_sad.py tests/test_variants.py \
+        --junitxml "$out/variant_tests.xml"
+    for b in $variant_batches; do
+        step "variants_b$b" 300 python -m jax_basenji.bench variants --preset "$variant_preset" \
+            --seq-length "$seq" --tracks "$tracks" --variants "$variant_count" --batch-size "$b" \
+            --json "$out/variants_b$b.json"
+    done
+fi
 rm -rf "$data"
 python - "$out" <<'EOF'
 import json, platform, sys
