@@ -49,6 +49,7 @@ def test_variants_benchmark_scores_the_same_snvs_in_both_frameworks(tmp_path):
     result = json.loads(out.read_text())
     assert result["sums_max_abs_diff_over_max"] < 1e-4  # the REF and ALT sums: the same work
     assert result["jax"]["variants_per_s"] > 0 and result["torch_ref"]["variants_per_s"] > 0
+    assert 0 <= result["jax"]["host_wait_share"] < 1 and result["jax"]["peak_rss_mb"] > 100
 
 
 def test_data_benchmark_rows_count_the_bytes_copied(tmp_path):

@@ -16,6 +16,7 @@ from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import index_to_one_hot
 from jax_basenji.model import build_model
 from jax_basenji.predict import main as predict_main
+from jax_basenji.variants import output
 from jax_basenji.variants import score as score_module
 from jax_basenji.variants.__main__ import main as variants_main
 from jax_basenji.variants.alleles import window_pair
@@ -116,6 +117,29 @@ def test_summary_names_each_variants_largest_absolute_sad(world, tmp_path):
     for row, values in zip(rows[1:], sad):
         k = int(np.argmax(np.abs(values)))
         assert row[6] == f"t{k}" and float(row[7]) == pytest.approx(values[k], rel=1e-5)
+
+
+def test_outputs_are_written_and_read_in_row_chunks(world, tmp_path, monkeypatch):
+    """Chunks of 2 rows (so that no step holds every row) give the files chunks of 4,096 give."""
+    assert score(world, tmp_path / "one.h5", "--stats", "SAD", "D2") == 0
+    monkeypatch.setattr(output, "ROWS", 2)
+    assert score(world, tmp_path / "many.h5", "--stats", "SAD", "D2") == 0
+    with h5py.File(tmp_path / "one.h5") as a, h5py.File(tmp_path / "many.h5") as b:
+        assert set(a) == set(b)
+        for k in a:
+            np.testing.assert_array_equal(a[k][:], b[k][:], err_msg=k)
+    assert (tmp_path / "one.tsv").read_text() == (tmp_path / "many.tsv").read_text()
+
+
+def test_windows_go_to_the_device_as_base_indices(world, tmp_path, monkeypatch):
+    """`[2 x batch, L]` uint8 per call (a sixteenth of float32 one-hot), statistics computed with it."""
+    from jax_basenji.predict import core
+
+    seen, original = [], core.Predictor.__call__
+    monkeypatch.setattr(core.Predictor, "__call__", lambda self, batch, **kw: (
+        seen.append((batch.shape, batch.dtype, kw.get("reduce") is not None)), original(self, batch, **kw))[1])
+    assert score(world, tmp_path / "o.h5") == 0
+    assert seen and set(seen) == {((6, L), np.dtype(np.uint8), True)}
 
 
 def test_rc_shift_ensemble_and_track_filter(world, tmp_path):

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from jax_basenji.errors import InputError
 from jax_basenji.predict.windows import prefetched
 from jax_basenji.resume import items_done, record_done
+from jax_basenji.variants import output
 from jax_basenji.variants.alleles import N_INDEX, window_pair
 from jax_basenji.variants.vcf import Variant, variants
 
@@ -81,6 +82,32 @@ def _batched(stream: Iterator[Variant], first: int, size: int) -> Iterator[tuple
         first += len(batch)
 
 
+def _waiting(items: Iterator, timing: dict) -> Iterator:
+    """`items`, adding to timing["wait_s"] the time spent waiting for each one after the first (the
+    first batch's wait is part of start-up, timed with it)."""
+    timing["wait_s"], first = 0.0, True
+    while True:
+        asked = time.monotonic()
+        item = next(items, None)
+        if item is None:
+            return
+        if not first:
+            timing["wait_s"] += time.monotonic() - asked
+        first = False
+        yield item
+
+
+def _partial_arrays(partial: str, stats: tuple[str, ...], rows: int, tracks: int,
+                    fresh: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({stat: `[rows, tracks]` float32}, `[rows]` int8 status), memory-mapped in `partial`."""
+    def open_(name, dtype, shape):
+        return np.lib.format.open_memmap(os.path.join(partial, f"{name}.npy"), mode="w+" if fresh else "r+",
+                                         dtype=dtype, shape=shape)
+
+    os.makedirs(partial, exist_ok=True)
+    return ({s: open_(s, np.float32, (rows, tracks)) for s in stats}, open_("status", np.int8, (rows,)))
+
+
 def score_variants(predictor, genome, vcf: str, rows: range, partial: str, *, length: int,
                    columns: list[int] | None, stats: tuple[str, ...], record: dict, batch_size: int,
                    resume: bool, progress: bool = True,
@@ -89,13 +116,8 @@ def score_variants(predictor, genome, vcf: str, rows: range, partial: str, *, le
     int8; returns them (memory-mapped). `timing`, if given, gets `first_batch_s` (compilation included),
     `total_s` and `wait_s`: the time after the first batch spent waiting for windows from the host."""
     done = items_done(partial, record, resume)
-    os.makedirs(partial, exist_ok=True)
     tracks = len(columns) if columns is not None else predictor.model.cfg.head_tracks[record["head"]]
-    mode = "r+" if done else "w+"
-    arrays = {s: np.lib.format.open_memmap(os.path.join(partial, f"{s}.npy"), mode=mode, dtype=np.float32,
-                                           shape=(len(rows), tracks)) for s in stats}
-    status = np.lib.format.open_memmap(os.path.join(partial, "status.npy"), mode=mode, dtype=np.int8,
-                                       shape=(len(rows),))
+    arrays, status = _partial_arrays(partial, stats, len(rows), tracks, fresh=not done)
     reduce = reducer(batch_size, columns, stats)
 
     def build(item: tuple[int, list[Variant]]) -> tuple[np.ndarray, np.ndarray]:
@@ -106,45 +128,37 @@ def score_variants(predictor, genome, vcf: str, rows: range, partial: str, *, le
             a.flush()
         record_done(partial, record, upto)
 
+    timing = {} if timing is None else timing
     stream = variants(vcf, rows.start + done, rows.stop)
+    batches = _waiting(prefetched(build, _batched(stream, done, batch_size)), timing)
     bar = tqdm(total=len(rows), initial=done, unit="variant", disable=not progress, file=sys.stderr,
                desc="variants")
     start = last = time.monotonic()
-    upto, waited, first_batch = done, 0.0, None
-    batches = prefetched(build, _batched(stream, done, batch_size))
-    while True:
-        asked = time.monotonic()
-        item = next(batches, None)
-        if first_batch is not None:
-            waited += time.monotonic() - asked
-        if item is None:
-            break
-        (first, batch), (windows, flags) = item
-        n = len(batch)
-        status[first:first + n] = flags
+    upto = done
+    for (first, batch), (windows, flags) in batches:
+        status[first:first + len(batch)] = flags
         if (flags != SKIPPED).any():
             for s, values in predictor(windows, reduce=reduce).items():
-                arrays[s][first:first + n] = values[:n]
-        upto = first + n
-        bar.update(n)
-        if first_batch is None:
-            first_batch = time.monotonic() - start
+                arrays[s][first:first + len(batch)] = values[:len(batch)]
+        upto = first + len(batch)
+        bar.update(len(batch))
+        timing.setdefault("first_batch_s", time.monotonic() - start)
         if time.monotonic() - last >= RECORD_EVERY_S:
             checkpoint(upto)
             last = time.monotonic()
     checkpoint(upto)
     bar.close()
-    if timing is not None:
-        timing.update(first_batch_s=first_batch or 0.0, total_s=time.monotonic() - start, wait_s=waited)
+    timing["total_s"] = time.monotonic() - start
     if upto != len(rows):  # the VCF changed under the run
         raise InputError(f"{vcf} gave {upto} variant rows where its first reading gave {len(rows)}")
     return arrays, status
 
 
-def scored_chunks(vcf: str, rows: range, arrays: dict[str, np.ndarray], status: np.ndarray,
-                  size: int = 4096) -> Iterator[dict[str, np.ndarray]]:
-    """The scored rows with their VCF fields, `size` VCF rows at a time (skipped rows left out), for
-    `output.write_h5`."""
+def scored_chunks(vcf: str, rows: range, arrays: dict[str, np.ndarray],
+                  status: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
+    """The scored rows with their VCF fields, `output.ROWS` VCF rows at a time (skipped rows left out),
+    for `output.write_h5`."""
+    size = output.ROWS
     stream = variants(vcf, rows.start, rows.stop)
     for lo in range(0, len(rows), size):
         flags = np.asarray(status[lo:lo + size])
