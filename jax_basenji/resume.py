@@ -46,3 +46,11 @@ def record_done(partial: str, record: dict, done: int) -> None:
 def resuming(partial: str, resume: bool) -> bool:
     """A --resume of an unfinished run (it may rewrite outputs a kill left half-way)."""
     return resume and os.path.exists(os.path.join(partial, "progress.json"))
+
+
+def refuse_existing(outputs: list[str], partial: str, overwrite: bool, resume: bool) -> None:
+    """InputError naming the first of `outputs` that exists, unless --overwrite, or a --resume of the run
+    in `partial` (a killed run rewrites its own), allows replacing it."""
+    existing = [p for p in outputs if os.path.exists(p)]
+    if existing and not (overwrite or resuming(partial, resume)):
+        raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")

@@ -3,7 +3,8 @@
 Fixture (tests/fixtures/basenji_sad, written by scripts/make_sad_fixtures.py): upstream's SeqNN at
 `tiny-basenji2` widths with random weights saved by upstream itself, a genome with an N gap and
 chromosome ends, a VCF exercising upstream's window rules (SNVs at a chromosome start, an end and
-the gap, a flipped record, multi-allelic records, 1-4 bp insertions and deletions), and what the
+the gap, a flipped record, multi-allelic records, 1-4 bp insertions and deletions, indels whose read
+runs past a chromosome's end), and what the
 real script wrote: `sad.h5` plain and with `--rc --shifts 1,0,-1`, plus the one-hot windows it
 built and its float32 statistics before the float16 cast.
 
@@ -78,12 +79,13 @@ def test_windows_are_the_ones_upstream_builds():
 @pytest.mark.parametrize("run", RUNS)
 def test_sad_equals_upstreams(ckpt, tmp_path, run):
     """SAD and D2 of every variant and track: within float16 storage rounding plus fp32 of upstream's
-    sad.h5, and within 1e-4 of max|SAD| of its float32 values."""
+    sad.h5, and within 1e-4 of max|SAD| of its float32 values; REF_SUM, ALT_SUM and SAR within 1e-4 of
+    their largest value computed from upstream's own predictions."""
     out = tmp_path / "sad.h5"
-    for name, flags in (("sad.h5", ()), ("sad32.h5", ("--float32",))):
+    for name, flags in (("sad.h5", ()), ("sad32.h5", ("SAR", "REF_SUM", "ALT_SUM", "--float32"))):
         assert variants_main(["score", "--checkpoint", ckpt, "--head", "human", "--vcf", fixture("variants.vcf"),
-                              "--fasta", fixture("genome.fa"), "--output", str(tmp_path / name), "--stats", "SAD",
-                              "D2", "--no-progress", *RUNS[run], *flags]) == 0
+                              "--fasta", fixture("genome.fa"), "--output", str(tmp_path / name), "--no-progress",
+                              *RUNS[run], "--stats", "SAD", "D2", *flags]) == 0
     rows = first_alt_rows()
     io = np.load(fixture(f"upstream_{run}.npz"))
     with h5py.File(fixture(f"sad_{run}.h5")) as up, h5py.File(out) as ours, h5py.File(tmp_path / "sad32.h5") as o32:
@@ -102,3 +104,8 @@ def test_sad_equals_upstreams(ckpt, tmp_path, run):
             assert not bad.any(), f"{stat}: {bad.sum()} values off, first at {np.argwhere(bad)[0]}"
             err32 = np.abs(o32[stat][:][rows] - up32).max() / np.abs(up32).max()
             assert err32 <= 1e-4, f"{stat}: float32 max error {err32:.2e} of max|{stat}|"
+        # The statistics upstream does not write, from the predictions its model made.
+        r, a = io["ref_preds"].astype(np.float64).sum(1), io["alt_preds"].astype(np.float64).sum(1)
+        for stat, want in (("REF_SUM", r), ("ALT_SUM", a), ("SAR", np.log2(a + 1) - np.log2(r + 1))):
+            err = np.abs(o32[stat][:][rows] - want).max() / np.abs(want).max()
+            assert err <= 1e-4, f"{stat}: max error {err:.2e} of max|{stat}|"

@@ -28,7 +28,10 @@ What is written (all seeded):
                    alive) and moving statistics from training-mode calls
   genome.fa(.fai)  chr1 40,000 bp (N gap 24,751-25,250, lowercase 9,601-10,400),
                    chr2 20,000 bp
-  variants.vcf     18 records exercising snp_seq1's window rules (see VCF_PLAN)
+  variants.vcf     23 records exercising snp_seq1's window rules (VCF_PLAN, then
+                   RIGHT_END_PLAN: indels whose window runs past a chromosome's end,
+                   where snp_seq1 pads the read only to seq_end - seq_start, one base
+                   short of L + extra), written sorted by chromosome and position
   sad_plain.h5     basenji_sad.py -f genome.fa -o OUT --stats SAD,D2 params.json model.h5 variants.vcf
   sad_rc_shifts.h5 the same with --rc --shifts 1,0,-1
   upstream_plain.npz, upstream_rc_shifts.npz
@@ -116,6 +119,17 @@ VCF_PLAN = [
     ("chr2", 10_000, "snv_chr2_mid", "snv"),
     ("chr2", 19_950, "snv_near_chr2_end", "snv"),    # window runs 8,142 bp past the end: 'N' suffix
 ]
+# Indels whose window runs past the chromosome's right end (POS > length - 8,192): snp_seq1 pads
+# the read to seq_end - seq_start only, one base short of L + max(0, len(REF) - longest ALT), so
+# the REF/ALT lengths that dna_length_1hot trims or pads (and their parity) differ from mid-genome.
+# Alleles are drawn after VCF_PLAN's (its records keep theirs); make_vcf writes all sorted.
+RIGHT_END_PLAN = [
+    ("chr1", 39_500, "del2_near_chr1_end", "del2"),  # read 7,694 bp past the end
+    ("chr2", 18_500, "ins2_near_chr2_end", "ins2"),  # 6,692 bp
+    ("chr2", 19_000, "del2_near_chr2_end", "del2"),  # 7,194 bp (seq_end includes the 2 deleted bases)
+    ("chr2", 19_400, "del3_near_chr2_end", "del3"),  # 7,595 bp
+    ("chr2", 19_800, "ins4_near_chr2_end", "ins4"),  # 7,992 bp
+]
 X_CHECK_IDS = ["snv_lowercase", "snv_near_start", "snv_before_gap"]  # no N; N prefix; the N gap
 
 
@@ -147,7 +161,7 @@ def make_vcf(rng, genome, path):
         return "".join(rng.choice(list("ACGT"), n))
 
     lines = []
-    for chrom, pos, rid, kind in VCF_PLAN:
+    for chrom, pos, rid, kind in VCF_PLAN + RIGHT_END_PLAN:  # draw order
         g = genome[chrom][pos - 1:pos + 4]  # REF bases from POS
         assert "N" not in g, (chrom, pos)
         if kind == "snv":
@@ -165,7 +179,8 @@ def make_vcf(rng, genome, path):
         elif kind.startswith("del"):
             n = int(kind[3:])
             ref, alt = g[:n + 1], g[0]
-        lines.append(f"{chrom}\t{pos}\t{rid}\t{ref}\t{alt}\t.\tPASS\t.")
+        lines.append((list(CHR_LEN).index(chrom), pos, f"{chrom}\t{pos}\t{rid}\t{ref}\t{alt}\t.\tPASS\t."))
+    lines = [line for _, _, line in sorted(lines)]
     header = ["##fileformat=VCFv4.2"] + [f"##contig=<ID={c},length={n}>" for c, n in CHR_LEN.items()]
     header.append("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO")
     with open(path, "w") as f:

@@ -88,7 +88,7 @@ def fp32_sums(stats) -> float:
 def test_statistics_equal_a_direct_computation(world, tmp_path, capsys):
     assert score(world, tmp_path / "sad.h5", "--stats", "SAD", "REF_SUM", "ALT_SUM", "SAR", "D2", "--float32") == 0
     err = capsys.readouterr().err
-    assert "1 variant(s) skipped: neither REF nor a same-length ALT matches" in err and "1 symbolic" in err
+    assert "1 variant(s) skipped: neither REF nor a same-length ALT matches" in err and "1 ALT allele(s) without a sequence" in err
     want = direct_stats(world, tmp_path)
     c1 = world["chroms"]["chr1"]
     with h5py.File(tmp_path / "sad.h5") as h5:
@@ -107,6 +107,18 @@ def test_statistics_equal_a_direct_computation(world, tmp_path, capsys):
     assert not (tmp_path / "sad.h5.partial").exists()
 
 
+def test_float16_statistics_and_their_percentiles(world, tmp_path):
+    """Stored as upstream stores them: float16 values and percentiles of those float16 values."""
+    assert score(world, tmp_path / "a.h5", "--stats", "SAD", "D2", "--float32") == 0
+    assert score(world, tmp_path / "b.h5", "--stats", "SAD", "D2") == 0
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        for stat in ("SAD", "D2"):
+            assert b[stat].dtype == b[f"{stat}_pct"].dtype == np.float16
+            np.testing.assert_array_equal(b[stat][:], a[stat][:].astype(np.float16))
+            np.testing.assert_array_equal(b[f"{stat}_pct"][:], np.percentile(
+                b[stat][:], 100 * PERCENTILES, axis=0).T.astype(np.float16))
+
+
 def test_summary_names_each_variants_largest_absolute_sad(world, tmp_path):
     assert score(world, tmp_path / "sad.h5", "--float32") == 0
     with h5py.File(tmp_path / "sad.h5") as h5:
@@ -123,6 +135,7 @@ def test_outputs_are_written_and_read_in_row_chunks(world, tmp_path, monkeypatch
     """Chunks of 2 rows (so that no step holds every row) give the files chunks of 4,096 give."""
     assert score(world, tmp_path / "one.h5", "--stats", "SAD", "D2") == 0
     monkeypatch.setattr(output, "ROWS", 2)
+    monkeypatch.setattr(output, "PCT_BLOCK_BYTES", 7 * 2)  # percentiles of one track at a time
     assert score(world, tmp_path / "many.h5", "--stats", "SAD", "D2") == 0
     with h5py.File(tmp_path / "one.h5") as a, h5py.File(tmp_path / "many.h5") as b:
         assert set(a) == set(b)
@@ -202,11 +215,50 @@ def test_an_interrupted_run_resumes_to_the_same_file(world, tmp_path, monkeypatc
     monkeypatch.undo()
     assert not (tmp_path / "resumed.h5").exists() and (tmp_path / "resumed.h5.partial" / "progress.json").exists()
     assert score(world, tmp_path / "resumed.h5", "--stats", "SAD", "D2") == 2  # never restarted silently
+    calls = count_calls(monkeypatch)
     assert score(world, tmp_path / "resumed.h5", "--stats", "SAD", "D2", "--resume") == 0
+    assert calls == [3, 3]  # the first batch of 3 rows is not scored again: rows 3-5 and 6-7 (padded)
     with h5py.File(tmp_path / "straight.h5") as a, h5py.File(tmp_path / "resumed.h5") as b:
         assert set(a) == set(b)
         for k in a:
             np.testing.assert_array_equal(a[k][:], b[k][:], err_msg=k)
+
+
+def count_calls(monkeypatch) -> list[int]:
+    """The REF windows of each Predictor call, recorded as it happens."""
+    from jax_basenji.predict import core
+
+    calls, original = [], core.Predictor.__call__
+
+    def counted(self, batch, **kw):
+        calls.append(batch.shape[0] // 2)
+        return original(self, batch, **kw)
+
+    monkeypatch.setattr(core.Predictor, "__call__", counted)
+    return calls
+
+
+def test_the_scoring_loop_reads_the_vcf_as_it_goes(world, tmp_path, monkeypatch):
+    """When the first batch reaches the model, only the rows of the batches built ahead have been read."""
+    pulled, seen_at_first_call = [], []
+    real_variants = score_module.variants
+
+    def counting(*args):
+        for v in real_variants(*args):
+            pulled.append(v)
+            yield v
+
+    monkeypatch.setattr(score_module, "variants", counting)
+    from jax_basenji.predict import core
+    original = core.Predictor.__call__
+
+    def first_call(self, batch, **kw):
+        seen_at_first_call.append(len(pulled))
+        return original(self, batch, **kw)
+
+    monkeypatch.setattr(core.Predictor, "__call__", first_call)
+    assert score(world, tmp_path / "o.h5", "--batch-size", "1") == 0
+    assert seen_at_first_call[0] <= 3 < len(pulled) == 16  # 2 batches ahead + 1; all 8 rows twice (score, write)
 
 
 @pytest.mark.parametrize("flags, setting", [
@@ -247,6 +299,27 @@ def test_shards_merge_into_the_unsharded_file(world, tmp_path, capsys):
     assert variants_main(["merge", "--output", str(tmp_path / "m2.h5"), *shards[:2]]) == 2
     assert "shards 1/3, 3/3 given; expected 1/3 ... 3/3" in capsys.readouterr().err
     assert not (tmp_path / "m2.h5").exists()
+
+
+def test_merge_refuses_files_of_other_runs_and_takes_empty_shards(world, tmp_path, capsys):
+    for k in (1, 2):
+        assert score(world, tmp_path / f"s{k}.h5", "--shard", f"{k}/2") == 0
+    assert score(world, tmp_path / "rc.h5", "--shard", "2/2", "--rc") == 0
+    assert score(world, tmp_path / "e9.h5", "--shard", "9/9") == 0  # 8 rows in 9 shards: the 9th is empty
+    with h5py.File(tmp_path / "e9.h5") as h5:
+        assert h5["SAD"].shape == (0, TRACKS) and np.isnan(h5["SAD_pct"][:]).all()
+    capsys.readouterr()
+    (tmp_path / "text.h5").write_text("not HDF5")
+    with h5py.File(tmp_path / "other.h5", "w") as h5:
+        h5["SAD"] = np.zeros((1, 1))
+    s1 = str(tmp_path / "s1.h5")
+    for other, message in (("rc.h5", "was scored with other settings than"), ("text.h5", "is not a readable HDF5"),
+                           ("other.h5", "is not a `variants score --shard K/N` output"),
+                           ("e9.h5", "shards 1/2, 9/9 given")):
+        assert variants_main(["merge", "--output", str(tmp_path / "m.h5"), s1, str(tmp_path / other)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "m.h5").exists()
 
 
 def test_the_vcf_is_streamed(tmp_path):

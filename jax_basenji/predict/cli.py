@@ -97,14 +97,16 @@ class Head:
     columns: list[int] | None  # --tracks, None for all
 
 
-def load_head(args, layer: str = "head") -> Head:
-    """--checkpoint/--head/--precision/--n-value/--rc/--shifts/--targets-txt/--tracks -> `Head`."""
+def load_head(args, layer: str = "head", *, n_value: float | None = None, shift_pad: float | None = None) -> Head:
+    """--checkpoint/--head/--precision/--n-value/--rc/--shifts/--targets-txt/--tracks -> `Head`; `n_value`
+    (instead of --n-value) and `shift_pad` set a command's own N conventions (`Ensemble.shift_pad`)."""
     from jax_basenji.tracks import head_targets, select_tracks
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
-    predictor, meta = load_predictor(args.checkpoint, args.head, ensemble_from_args(args),
-                                     precision=args.precision, n_value=args.n_value, layer=layer)
+    predictor, meta = load_predictor(args.checkpoint, args.head, ensemble_from_args(args, shift_pad),
+                                     precision=args.precision, n_value=args.n_value if n_value is None else n_value,
+                                     layer=layer)
     targets = head_targets(meta, args.head, args.targets_txt)
     names, descriptions = track_names(predictor.model.cfg.head_tracks[args.head], targets)
     columns = select_tracks(names, args.tracks, targets) if args.tracks else None

@@ -12,8 +12,9 @@ is compiled once.
 
 Ensembles, as upstream basenji's `--rc --shifts`: the prediction is the mean
 over every listed shift (the sequence moved right by `s` bp, the vacated positions
-N in the model's encoding: all-zero rows, or the Predictor's `n_value`, e.g. 0.25 as
-upstream pads; the prediction is not shifted back) and, with `--rc`, over the reverse complement
+N in the model's encoding: all-zero rows, or the Predictor's `n_value`, e.g. 0.25 for
+the seed's models, unless `Ensemble.shift_pad` gives them a value of their own as
+upstream's variant scoring does; the prediction is not shifted back) and, with `--rc`, over the reverse complement
 of each (its prediction flipped back along the bins and, given a targets.txt
 with `strand_pair`, stranded tracks swapped with their pair).
 """
@@ -71,7 +72,7 @@ class Ensemble:
 
     rc: bool = False  # also predict the reverse complement, flipped back
     # bp the sequence is moved right (negative: left); vacated positions are N in the
-    # model's encoding (all-zero rows, then the Predictor's n_value: 0 or 0.25).
+    # model's encoding (all-zero rows, then the Predictor's n_value: 0 or 0.25), or shift_pad.
     shifts: tuple[int, ...] = (0,)
     strand_pair: tuple[int, ...] | None = None  # track permutation for the reverse strand
     # One-hot value of the positions a shift vacates. None: N in the model's encoding (N rows
@@ -197,7 +198,7 @@ class Predictor:
         bar.close()
 
 
-def ensemble_from_args(args: argparse.Namespace) -> Ensemble:
+def ensemble_from_args(args: argparse.Namespace, shift_pad: float | None = None) -> Ensemble:
     """`--rc`, `--shifts` and the strand pairs of `--targets-txt` (a store's come in `load_predictor`)."""
     strand_pair = None
     if getattr(args, "targets_txt", None):
@@ -209,7 +210,7 @@ def ensemble_from_args(args: argparse.Namespace) -> Ensemble:
             strand_pair = np.arange(len(rows))
     return Ensemble(rc=args.rc, shifts=tuple(args.shifts),
                     strand_pair=None if strand_pair is None else tuple(strand_pair),
-                    shift_pad=getattr(args, "shift_pad", None))
+                    shift_pad=shift_pad)
 
 
 def head_ensemble(ensemble: Ensemble, meta: dict, head: str, fallback: np.ndarray | None = None) -> Ensemble:

@@ -24,7 +24,7 @@ from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
 from jax_basenji.predict.bigwig import write_bedgraph, write_bigwig
 from jax_basenji.predict.windows import Geometry, tile, window_batches
-from jax_basenji.resume import items_done, record_done, resuming
+from jax_basenji.resume import items_done, record_done, refuse_existing
 
 
 def predict_genome(predictor, genome: Genome, chroms: list[str], out_dir: str, *, geo: Geometry,
@@ -39,9 +39,7 @@ def predict_genome(predictor, genome: Genome, chroms: list[str], out_dir: str, *
     outputs = [os.path.join(out_dir, f"{n}.{ext}") for n in names for ext in (("bw", "bedGraph") if bedgraph
                                                                                 else ("bw",))]
     partial = os.path.join(out_dir, ".partial")
-    existing = [p for p in outputs if os.path.exists(p)]
-    if existing and not (overwrite or resuming(partial, resume)):  # a killed run rewrites its own
-        raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    refuse_existing(outputs, partial, overwrite, resume)
     sizes = [(c, genome.chrom_length(c)) for c in chroms]
     windows = [w for c, n in sizes for w in tile(c, n, geo)]
     record = {"settings": settings, "chroms": sizes, "columns": columns, "windows": len(windows),

@@ -72,7 +72,7 @@ def prefetched(build: Callable[[U], T], items: Iterable[U], *, threads: int = 2,
     `items` may be a stream: it is read only `ahead` items in advance."""
     items = iter(items)
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        pending = deque((item, pool.submit(build, item)) for item in itertools.islice(items, ahead))
+        pending = deque((item, pool.submit(build, item)) for item in itertools.islice(items, max(1, ahead)))
         while pending:
             item, future = pending.popleft()
             for more in itertools.islice(items, 1):

@@ -1,7 +1,8 @@
 """Variant effect predictions: `python -m jax_basenji.variants score` (see __main__.py).
 
-  vcf.py      VCF records -> one variant per ALT allele (pysam)
-  alleles.py  REF/ALT input windows, REF checked against the FASTA (flip or skip)
-  score.py    SAD/REF/ALT/SAR/D2 batch by batch, resumable
-  output.py   sad.h5-compatible HDF5, a TSV summary and a PNG
+  vcf.py      VCF records -> one variant per ALT allele (pysam), streamed
+  alleles.py  REF/ALT input windows as upstream basenji_sad.py builds them (flip or skip)
+  score.py    SAD/D2/SAR/REF_SUM/ALT_SUM batch by batch on the device, resumable
+  output.py   sad.h5-compatible HDF5, a TSV summary and a PNG, in row chunks
+  merge.py    `variants merge`: --shard K/N files joined into one
 """

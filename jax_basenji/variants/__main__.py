@@ -24,7 +24,7 @@ import sys
 from jax_basenji.cli import Parser, one_line_errors
 from jax_basenji.errors import InputError
 from jax_basenji.predict.core import add_ensemble_flags, add_precision_flag
-from jax_basenji.resume import resuming
+from jax_basenji.resume import refuse_existing
 from jax_basenji.variants.score import STATS
 
 
@@ -75,8 +75,7 @@ def outputs_of(path: str, overwrite: bool, resume: bool = False) -> list[str]:
     """[OUT.h5, OUT.tsv, OUT.png]; InputError if one exists and neither --overwrite nor a --resume allows it."""
     stem = os.path.splitext(path)[0]
     outputs = [path, stem + ".tsv", stem + ".png"]
-    if not (overwrite or resuming(path + ".partial", resume)) and any(os.path.exists(p) for p in outputs):
-        raise InputError(f"{next(p for p in outputs if os.path.exists(p))} already exists; pass --overwrite")
+    refuse_existing(outputs, path + ".partial", overwrite, resume)
     return outputs
 
 
@@ -92,8 +91,30 @@ def conventions(args) -> dict:
     return {"n_value": n_value, "shift_pad": 0.0 if published else None, "model": meta.get("meta_crc32c")}
 
 
+def run_record(args, head, genome, length: int, conv: dict, shard: tuple[int, int], rows: range,
+               total: int) -> dict:
+    """What a resumed run must share with the run it continues (and `merge`, across shards)."""
+    st = os.stat(args.vcf)
+    return {"checkpoint": os.path.abspath(args.checkpoint), "model": conv["model"], "head": args.head,
+            "length": length, "vcf": [os.path.abspath(args.vcf), st.st_size, st.st_mtime_ns],
+            "fasta": genome.path, "columns": head.columns, "stats": list(args.stats), "rc": args.rc,
+            "shifts": list(args.shifts), "strand_pair": head.predictor.ensemble.strand_pair,
+            "n_value": conv["n_value"], "shift_pad": conv["shift_pad"], "precision": args.precision,
+            "batch_size": args.batch_size, "shard": list(shard), "rows": [rows.start, rows.stop, total]}
+
+
+def warn_skipped(symbolic: int, skipped: int, fasta: str) -> None:
+    if symbolic:
+        print(f"warning: {symbolic} ALT allele(s) without a sequence (symbolic, breakend, or REF/ALT not in "
+              f"ACGTN) skipped", file=sys.stderr)
+    if skipped:
+        print(f"warning: {skipped} variant(s) skipped: neither REF nor a same-length ALT matches {fasta}",
+              file=sys.stderr)
+
+
 def score(args) -> str:
-    """Score the VCF (or one --shard of it) and write OUT.h5, OUT.tsv, OUT.png; returns what was done."""
+    """Score the VCF (or one --shard of it) and write OUT.h5, OUT.tsv, OUT.png; returns what was done.
+    An empty shard writes files with no rows, so that `merge` finds every shard."""
     from jax_basenji.data.genome import Genome
     from jax_basenji.predict.cli import load_head
     from jax_basenji.variants.output import plot_top, write_h5, write_summary
@@ -108,48 +129,38 @@ def score(args) -> str:
     if missing:
         raise InputError(f"{args.vcf}: chromosome {missing[0]!r} is not in {genome.path}")
     rows = range(found.rows * (k - 1) // n, found.rows * k // n)
-    if not rows:
-        raise InputError(f"{args.vcf}: no variant to score" + (f" in shard {k}/{n}" if n > 1 else ""))
+    if not found.rows:
+        raise InputError(f"{args.vcf}: no variant to score")
     conv = conventions(args)
-    args.n_value, args.shift_pad = conv["n_value"], conv["shift_pad"]
-    head = load_head(args)
-    predictor, columns = head.predictor, head.columns
-    length = args.seq_length or predictor.model.cfg.seq_length
+    head = load_head(args, shift_pad=conv["shift_pad"], n_value=conv["n_value"])
+    length = args.seq_length or head.predictor.model.cfg.seq_length
     try:
-        predictor.model.cfg.output_bins(length)
+        head.predictor.model.cfg.output_bins(length)
     except ValueError as e:  # an impossible length: one line, before any work
         raise InputError(f"--seq-length {length}: {e}") from None
-    st = os.stat(args.vcf)
-    record = {"checkpoint": os.path.abspath(args.checkpoint), "model": conv["model"], "head": args.head,
-              "length": length, "vcf": [os.path.abspath(args.vcf), st.st_size, st.st_mtime_ns],
-              "fasta": genome.path, "columns": columns, "stats": list(args.stats), "rc": args.rc,
-              "shifts": list(args.shifts), "strand_pair": predictor.ensemble.strand_pair,
-              "n_value": conv["n_value"], "shift_pad": conv["shift_pad"], "precision": args.precision,
-              "batch_size": args.batch_size, "shard": [k, n], "rows": [rows.start, rows.stop, found.rows]}
+    record = run_record(args, head, genome, length, conv, (k, n), rows, found.rows)
     partial = args.output + ".partial"
-    arrays, status = score_variants(predictor, genome, args.vcf, rows, partial, length=length, columns=columns,
-                                    stats=tuple(args.stats), record=record, batch_size=args.batch_size,
-                                    resume=args.resume, progress=not args.no_progress)
+    arrays, status = score_variants(head.predictor, genome, args.vcf, rows, partial, length=length,
+                                    columns=head.columns, stats=tuple(args.stats), record=record,
+                                    batch_size=args.batch_size, resume=args.resume, progress=not args.no_progress)
     skipped, flipped = int((status == SKIPPED).sum()), int((status == FLIPPED).sum())
-    if found.symbolic:
-        print(f"warning: {found.symbolic} symbolic or breakend ALT allele(s) skipped (no sequence to score)",
-              file=sys.stderr)
-    if skipped:
-        print(f"warning: {skipped} variant(s) skipped: neither REF nor a same-length ALT matches {args.fasta}",
-              file=sys.stderr)
-    if skipped == len(rows):
+    warn_skipped(found.symbolic, skipped, args.fasta)
+    if skipped == found.rows:
+        shutil.rmtree(partial)
         raise InputError(f"{args.vcf}: no variant's alleles match {args.fasta}")
-    ids = head.names if columns is None else [head.names[c] for c in columns]
-    labels = head.descriptions if columns is None else [head.descriptions[c] for c in columns]
+    if os.stat(args.vcf).st_mtime_ns != record["vcf"][2]:
+        raise InputError(f"{args.vcf} changed while it was scored; rerun with --resume to score it again")
+    columns = head.columns if head.columns is not None else range(len(head.names))
     write_h5(args.output, scored_chunks(args.vcf, rows, arrays, status), rows=len(rows) - skipped,
-             widths=found.widths, stats=list(args.stats), target_ids=ids, target_labels=labels,
-             float32=args.float32, settings=record)
+             widths=found.widths, stats=list(args.stats), target_ids=[head.names[c] for c in columns],
+             target_labels=[head.descriptions[c] for c in columns], settings={**record, "float32": args.float32},
+             float32=args.float32)
     stat = "SAD" if "SAD" in args.stats else args.stats[0]  # what the summary and the plot rank by
     write_summary(outputs[1], args.output, stat)
     plot_top(outputs[2], args.output, stat)
     del arrays, status
     shutil.rmtree(partial)
-    return (f"scored {len(rows) - skipped} variants ({flipped} flipped, {skipped} skipped) x {len(ids)} "
+    return (f"scored {len(rows) - skipped} variants ({flipped} flipped, {skipped} skipped) x {len(columns)} "
             f"tracks: " + ", ".join(outputs))
 
 

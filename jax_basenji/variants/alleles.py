@@ -5,10 +5,12 @@ scores users compare with, and baskerville's `SNPCluster.delimit` agree on:
 - The variant's first base sits at 0-based index L // 2 - 1 of the window (window
   start = POS - L // 2, 1-based); N beyond the chromosome's ends.
 - The genome read is L bp, plus len(REF) - len(longest ALT of the record) when a
-  record deletes: the REF window is that read, and the ALT window the read with REF
-  replaced by ALT; each is brought to L by trimming its ends *centrally* (the extra
-  bp split between both ends, the odd one on the right) or N-padding them centrally
-  (the odd N on the right). So an indel keeps the variant near the centre of both.
+  record deletes, and one bp less when it runs past the chromosome's end (snp_seq1
+  N-pads such a read to one base short). The REF window is that read, the ALT window
+  the read with REF replaced by ALT; each is brought to L by trimming its ends
+  *centrally* (the extra bp split between both ends, the odd one on the right) or
+  N-padding them centrally (the odd N on the right). So an indel keeps the variant
+  near the centre of both.
 - Scores are in the VCF's orientation. When the genome carries one of the record's
   ALT alleles where REF should be (a "flipped" VCF), the window is edited to carry
   REF, so SAD = ALT - REF as written; upstream does the same. A flip is only taken
@@ -44,7 +46,10 @@ def window_pair(genome: Genome, v: Variant, length: int) -> tuple[np.ndarray, np
     alts = v.record_alts or (v.alt,)
     extra = max(0, len(v.ref) - max(map(len, alts)))  # a deleting record reads this much more genome
     start = v.pos - 1 - left
-    seq = genome.fetch(v.chrom, start, start + length + extra)
+    size = length + extra
+    if start + size > genome.chrom_length(v.chrom):  # upstream's read past the end is one base short
+        size -= 1
+    seq = genome.fetch(v.chrom, start, start + size)
     ref = encode(v.ref)
     flipped = False
     if not np.array_equal(seq[left:left + len(ref)], ref):

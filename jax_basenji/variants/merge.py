@@ -16,14 +16,28 @@ import numpy as np
 from jax_basenji.errors import InputError
 from jax_basenji.variants.output import STRINGS, read_chunks, write_h5
 
-PER_SHARD = ("shard", "rows", "batch_size")  # settings a shard may differ in
+# Settings a shard may differ in: its slice, its batch size, and where its host keeps the files
+# (the files themselves are compared by the model's checksum and the VCF's size and row count).
+PER_SHARD = ("shard", "rows", "batch_size", "checkpoint", "fasta", "vcf")
 
 
 def _settings(path: str, h5) -> dict:
+    """The run settings a shard file records; InputError for a file that is no shard of a run."""
     try:
-        return json.loads(h5.attrs["jax_basenji"])
-    except (KeyError, ValueError):
-        raise InputError(f"{path} is not a `variants score --shard` output (no jax_basenji settings)") from None
+        settings = json.loads(h5.attrs["jax_basenji"])
+        k, n = settings["shard"]
+        ok = 1 <= k <= n and len(settings["rows"]) == 3 and settings["stats"]
+    except (KeyError, ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise InputError(f"{path} is not a `variants score --shard K/N` output")
+    return settings
+
+
+def _identity(settings: dict) -> dict:
+    """What every shard of one run shares."""
+    same = {k: v for k, v in settings.items() if k not in PER_SHARD}
+    return {**same, "vcf_size": settings["vcf"][1], "vcf_rows": settings["rows"][2]}
 
 
 def merge_shards(paths: list[str], output: str) -> dict:
@@ -40,14 +54,14 @@ def merge_shards(paths: list[str], output: str) -> dict:
         settings = {p: _settings(p, h5) for p, h5 in files.items()}
         order = sorted(paths, key=lambda p: settings[p]["shard"][0])
         first = settings[order[0]]
-        common = {k: v for k, v in first.items() if k not in PER_SHARD}
+        common = _identity(first)
         n, total = first["shard"][1], first["rows"][2]
         given = [settings[p]["shard"] for p in order]
         if given != [[k, n] for k in range(1, n + 1)]:
             raise InputError(f"shards {', '.join(f'{k}/{m}' for k, m in given)} given; expected 1/{n} ... {n}/{n}, "
                              f"each once")
         for p in order[1:]:
-            other = {k: v for k, v in settings[p].items() if k not in PER_SHARD}
+            other = _identity(settings[p])
             changed = sorted(k for k in set(other) | set(common) if other.get(k) != common.get(k))
             if changed:
                 raise InputError(f"{p} was scored with other settings than {order[0]} ({', '.join(changed)})")
@@ -64,6 +78,6 @@ def merge_shards(paths: list[str], output: str) -> dict:
         write_h5(output, chunks(), rows=sum(len(files[p]["pos"]) for p in order), widths=widths, stats=stats,
                  target_ids=[t.decode() for t in h5["target_ids"][:]],
                  target_labels=[t.decode() for t in h5["target_labels"][:]],
-                 float32=h5[stats[0]].dtype == np.float32,
-                 settings={**common, "shard": None, "rows": [0, total, total], "merged": len(order)})
+                 float32=common["float32"], settings={**first, "shard": [1, 1], "rows": [0, total, total],
+                                                      "merged": len(order)})
     return common

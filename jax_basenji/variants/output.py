@@ -25,6 +25,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from jax_basenji.atomic import atomic_open, atomic_path
+from jax_basenji.errors import InputError
 from jax_basenji.metrics import pyplot, save_png
 
 PERCENTILES = np.concatenate([np.arange(0.001, 0.1, 0.001), np.arange(0.1, 0.9, 0.01), np.arange(0.9, 1, 0.001)])
@@ -58,7 +59,7 @@ def write_h5(path: str, chunks: Iterable[dict[str, np.ndarray]], *, rows: int, w
         dtype = np.float32 if float32 else np.float16
         for stat in stats:
             h5.create_dataset(stat, shape=(rows, tracks), dtype=dtype,
-                              chunks=(max(1, min(rows, ROWS)), max(1, min(tracks, 64))))
+                              chunks=(min(rows, ROWS), min(tracks, 64)) if rows and tracks else None)
         lo = 0
         for chunk in chunks:
             hi = lo + len(chunk["pos"])
@@ -67,8 +68,8 @@ def write_h5(path: str, chunks: Iterable[dict[str, np.ndarray]], *, rows: int, w
             for stat in stats:
                 h5[stat][lo:hi] = to_stored(chunk[stat], float32)
             lo = hi
-        if lo != rows:
-            raise RuntimeError(f"{path}: {lo} rows written, {rows} expected")
+        if lo != rows:  # the VCF changed between scoring and writing
+            raise InputError(f"{path}: {lo} rows to write where {rows} were scored; was the input changed?")
         write_percentiles(h5, stats)
         h5.attrs["jax_basenji"] = json.dumps(settings)
     return path
@@ -82,8 +83,9 @@ def write_percentiles(h5, stats: list[str]) -> None:
         data = h5[stat]
         rows, tracks = data.shape
         block = max(1, PCT_BLOCK_BYTES // max(1, rows * data.dtype.itemsize))
-        out = h5.create_dataset(f"{stat}_pct", shape=(tracks, len(PERCENTILES)), dtype=data.dtype)
-        for c in range(0, tracks, block):
+        out = h5.create_dataset(f"{stat}_pct", shape=(tracks, len(PERCENTILES)), dtype=data.dtype,
+                                fillvalue=np.nan)  # no rows (an empty shard): no percentiles
+        for c in range(0, tracks if rows else 0, block):
             values = data[:, c:c + block]
             out[c:c + values.shape[1]] = np.percentile(values, 100 * PERCENTILES, axis=0).T.astype(data.dtype)
 
@@ -107,25 +109,21 @@ def row_maxima(h5, stat: str) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(where) if where else empty.astype(int)), (np.concatenate(value) if value else empty)
 
 
-def _text(b: bytes) -> str:
-    return b.decode()
-
-
 def write_summary(path: str, h5_path: str, stat: str) -> str:
     """OUT.tsv: one row per variant, the track of its largest |`stat`| and that value (as stored)."""
     import h5py
 
     with h5py.File(h5_path, "r") as h5, atomic_open(path) as f:
-        ids = [_text(t) for t in h5["target_ids"][:]]
+        ids = [t.decode() for t in h5["target_ids"][:]]
         track, value = row_maxima(h5, stat)
         f.write("\t".join(["snp", "chr", "pos", "ref_allele", "alt_allele", "flipped",
                            f"max_abs_{stat.lower()}_track", stat.lower()]) + "\n")
         lo = 0
         for c in read_chunks(h5, (*STRINGS, "pos", "flipped")):
             for k in range(len(c["pos"])):
-                f.write(f"{_text(c['snp'][k])}\t{_text(c['chr'][k])}\t{c['pos'][k]}\t{_text(c['ref_allele'][k])}\t"
-                        f"{_text(c['alt_allele'][k])}\t{int(c['flipped'][k])}\t{ids[track[lo + k]]}\t"
-                        f"{value[lo + k]:.6g}\n")
+                snp, chrom, ref, alt = (c[name][k].decode() for name in STRINGS)
+                f.write(f"{snp}\t{chrom}\t{c['pos'][k]}\t{ref}\t{alt}\t{int(c['flipped'][k])}\t"
+                        f"{ids[track[lo + k]]}\t{value[lo + k]:.6g}\n")
             lo += len(c["pos"])
     return path
 
@@ -135,10 +133,10 @@ def plot_top(path: str, h5_path: str, stat: str, top: int = 20) -> str:
     import h5py
 
     with h5py.File(h5_path, "r") as h5:
-        ids = [_text(t) for t in h5["target_ids"][:]]
+        ids = [t.decode() for t in h5["target_ids"][:]]
         track, value = row_maxima(h5, stat)
         order = heapq.nlargest(top, range(len(value)), key=lambda k: abs(value[k]))[::-1]
-        names = [_text(h5["snp"][k]) for k in order]
+        names = [h5["snp"][k].decode() for k in order]
     shown = [float(value[k]) for k in order]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(order) + 1.2))
