@@ -134,7 +134,7 @@ def bench_variants(preset: str = "basenji2-double-prime", variants: int = 64, ba
     import torch
 
     from jax_basenji.data.layout import index_to_one_hot
-    from jax_basenji.variants.score import pair_batch, score_variants
+    from jax_basenji.variants.score import batched, pair_batch, score_variants
     from jax_basenji.variants.vcf import variants as read_variants
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,8 +154,7 @@ def bench_variants(preset: str = "basenji2-double-prime", variants: int = 64, ba
                    "host_wait_share": round(timing["wait_s"] / steady, 4) if steady else None,
                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
         a = np.concatenate([arrays["REF_SUM"], arrays["ALT_SUM"]])
-        stream = read_variants(vcf)
-        batches = ((k, [v for _, v in zip(range(batch_size), stream)]) for k in range(0, variants, batch_size))
+        batches = batched(read_variants(vcf), 0, batch_size)
 
         sums = _torch_forward(tmodel, lambda pred: torch.stack([pred[:batch_size].sum(1), pred[batch_size:].sum(1)]))
 
@@ -163,8 +162,7 @@ def bench_variants(preset: str = "basenji2-double-prime", variants: int = 64, ba
             windows, _ = pair_batch(genome, batch, batch_size, geo.length)
             return sums(index_to_one_hot(windows))[:, :len(batch)]
 
-        torch_row, torch_out = _timed(((k, b) for k, b in batches), torch_sums, lambda k: min(batch_size,
-                                                                                         variants - k))
+        torch_row, torch_out = _timed(batches, torch_sums, lambda k: min(batch_size, variants - k))
         b = np.concatenate([np.concatenate([o[0] for o in torch_out]), np.concatenate([o[1] for o in torch_out])])
     torch_row["variants_per_s"] = torch_row.pop("per_s")
     return {"benchmark": "variants score", "preset": preset, "seq_length": geo.length, "tracks": tracks,

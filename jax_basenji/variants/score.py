@@ -76,7 +76,8 @@ def pair_batch(genome, batch: list[Variant], batch_size: int, length: int) -> tu
     return windows, status
 
 
-def _batched(stream: Iterator[Variant], first: int, size: int) -> Iterator[tuple[int, list[Variant]]]:
+def batched(stream: Iterator[Variant], first: int, size: int) -> Iterator[tuple[int, list[Variant]]]:
+    """(row of the batch's first variant, up to `size` variants) from a stream whose first row is `first`."""
     while batch := [v for _, v in zip(range(size), stream)]:
         yield first, batch
         first += len(batch)
@@ -130,7 +131,7 @@ def score_variants(predictor, genome, vcf: str, rows: range, partial: str, *, le
 
     timing = {} if timing is None else timing
     stream = variants(vcf, rows.start + done, rows.stop)
-    batches = _waiting(prefetched(build, _batched(stream, done, batch_size)), timing)
+    batches = _waiting(prefetched(build, batched(stream, done, batch_size)), timing)
     bar = tqdm(total=len(rows), initial=done, unit="variant", disable=not progress, file=sys.stderr,
                desc="variants")
     start = last = time.monotonic()
