@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from jax_basenji import bench
@@ -23,11 +24,27 @@ def test_model_benchmark_smoke(tmp_path):
     assert set(result["rows"]) == {"torch_forward", "jax_forward", "torch_train", "jax_train"}
     for row in result["rows"].values():
         assert row["median_s"] > 0 and row["sequences_per_s"] > 0 and row["peak_rss_gb"] > 0
+        assert row["async_s"] > 0 and row["async_sequences_per_s"] > 0
     for key in ("forward_ratio", "train_step_ratio"):
         assert result[key] > 0
     # Both sides ran the same weights on the same input.
     assert result["forward_max_rel_diff"] < 1e-5
     assert result["rows"]["jax_train"]["compile_s"] > 0
+
+
+def test_model_benchmark_keeps_the_forward_weights_on_the_device():
+    """No host array among the forward's state: each call would copy the weights in again."""
+    import jax
+
+    from jax_basenji.bench_model import eval_state
+    from jax_basenji.checkpoint import model_arrays
+    from jax_basenji.model import build_model
+    from jax_basenji.sharding import make_mesh
+
+    model = build_model(ModelConfig.tiny(), seed=0)
+    host = jax.tree.map(np.asarray, model_arrays(model))
+    _, state = eval_state(model, host, make_mesh())
+    assert all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(state))
 
 
 def test_predict_benchmark_tiles_the_same_windows_in_both_frameworks(tmp_path):
