@@ -3,6 +3,9 @@
 Every output goes to a temporary file beside its destination (same directory, so the
 rename is atomic) and is renamed onto it only when complete; on any failure the
 temporary file is removed and whatever was at the destination before is untouched.
+The file's data is fsynced before the rename and the directory after it, so that after
+a power loss the name never points at data that did not reach the disk (a progress
+record never claims rows that were lost).
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once, at import: setting it later would race with writer threads
 
 
+def _fsync(path: str, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, overwrite: bool = True) -> Iterator[str]:
     """Yield a temporary path beside `path` (same extension, for writers that read it);
@@ -41,7 +52,9 @@ def atomic_path(path: str, overwrite: bool = True) -> Iterator[str]:
         yield tmp
         if os.path.isfile(tmp):  # mkstemp makes 0600 files: give the output the usual umask mode
             os.chmod(tmp, 0o666 & ~_UMASK)
+            _fsync(tmp, os.O_RDONLY)
         os.replace(tmp, path)
+        _fsync(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -26,6 +26,22 @@ def test_the_temporary_keeps_the_extension_and_lands_on_the_destination(tmp_path
     assert path.read_text() == "x" and os.listdir(tmp_path / "sub") == ["plot.png"]
 
 
+def test_data_reach_the_disk_before_the_name_and_the_name_after(tmp_path, monkeypatch):
+    """fsync of the file, then the rename, then fsync of its directory: after a power loss a
+    progress record cannot point at rows that were never written."""
+    from jax_basenji import atomic
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (events.append(("fsync", os.readlink(
+        f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (events.append(("rename", b)), real_replace(a, b))[1])
+    write_json(str(tmp_path / "progress.json"), {"done": 8})
+    assert [e[0] for e in events] == ["fsync", "rename", "fsync"]
+    assert os.path.basename(events[0][1]).startswith(".tmp-progress.json")
+    assert events[2][1] == str(tmp_path)
+
+
 def test_existing_outputs_are_refused_without_overwrite(tmp_path):
     path = tmp_path / "preds.npy"
     path.write_text("old")
