@@ -307,6 +307,21 @@ def test_evaluate_tss_windows_and_correlations(world, genes, tmp_path):
         assert os.path.getsize(os.path.join(out, png)) > 0
 
 
+def test_evaluate_tss_warns_once_of_genes_past_a_chromosome_end(world, tmp_path, capsys):
+    chrom = world["genome"].chromosomes()[0]
+    size = world["genome"].chrom_length(chrom)
+    genes = tmp_path / "genes.tsv"  # the last base is inside; the next one and one further out are not
+    genes.write_text("gene_id\tchrom\ttss\tstrand\n"
+                     f"last\t{chrom}\t{size - 1}\t+\nend\t{chrom}\t{size}\t+\nfar\t{chrom}\t{size + 5000}\t-\n")
+    out = tmp_path / "tss"
+    assert evaluate_main(["tss", "--checkpoint", world["pretrained"], "--fasta", world["fasta"], "--genes",
+                          str(genes), "--head", "mouse", "--output", str(out), "--no-progress"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert warnings == [f"warning: 2 gene(s) with a TSS outside their chromosome, predicted on N there (first: end "
+                        f"at {chrom}:{size}; {chrom} has {size} bp)"]
+    assert len((out / "tss_predictions.tsv").read_text().splitlines()) == 4  # predicted all the same
+
+
 def test_evaluate_tss_from_regions_and_ridge(world, genes, tmp_path):
     path, rows = genes
     out = str(tmp_path / "tss_regions")

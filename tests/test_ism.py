@@ -1,6 +1,7 @@
 """`evaluate ism`: each (position, base) score is the change of the mean prediction measured directly
-with `predict` on the mutated window; outputs, logos, and a region outside the genome."""
+with `predict` on the mutated window; outputs, logos, a region outside the genome, and attribution at N."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -45,6 +46,12 @@ def test_ism_scores_are_direct_prediction_differences(world, tmp_path):
     assert scores[2, "ACGT".index(seq[start + 2])] == 0  # the reference base itself
     lines = (tmp_path / "ism" / "ism.bedgraph").read_text().splitlines()
     assert lines[1].split("\t")[:3] == ["chr1", str(start), str(start + 1)] and len(lines) == 7
+    # per position the mean change over the 3 other bases
+    other = np.arange(4) != "ACGT".index(seq[start + 2])
+    assert float(lines[3].split("\t")[3]) == pytest.approx((mean[1:] - mean[0])[other].mean(), rel=1e-4, abs=1e-7)
+    for k, line in enumerate(lines[1:]):
+        other = np.arange(4) != "ACGT".index(seq[start + k])
+        assert float(line.split("\t")[3]) == pytest.approx(scores[k][other].mean(), rel=1e-5)
     assert (tmp_path / "ism" / "ism_logo.png").stat().st_size > 3000
 
 
@@ -58,3 +65,31 @@ def test_attribution_writes_a_logo_and_refuses_a_region_outside_the_genome(world
     assert "chr1 has 20000 bp; the region must lie inside it" in capsys.readouterr().err
     assert evaluate_main([*base, "--region", "chr1:0-17000"]) == 2  # longer than the input window
     assert "the model's input window holds 16384" in capsys.readouterr().err
+
+
+def test_attribution_fills_n_as_the_checkpoint_records(world, tmp_path):
+    """A model trained with N = 0.25 (a seed .pt's encoding) sees 0.25 at the N of the window, and the
+    input x gradient there is 0.25 x the gradient of each base."""
+    seq = world["seq"][:9_000] + "N" * 300 + world["seq"][9_300:]
+    (tmp_path / "n.fa").write_text(">chr1\n" + seq + "\n")
+    model = build_model(ModelConfig.tiny(heads={"human": 4}), seed=7)
+    save_model(str(tmp_path / "ckpt"), model, extra={"n_value": 0.25})
+    start, end = 9_100, 9_200  # N from 9,000 to 9,300, in the window's centre
+    assert evaluate_main(["attribution", "--checkpoint", str(tmp_path / "ckpt"), "--head", "human", "--fasta",
+                          str(tmp_path / "n.fa"), "--region", f"chr1:{start}-{end}", "--tracks", "1,2",
+                          "--bins", "center", "--output", str(tmp_path / "attr"), "--no-progress"]) == 0
+    got = np.load(tmp_path / "attr" / "attribution.npy")
+    w_start = (start + end) // 2 - L // 2
+    window = np.frombuffer(seq[w_start:w_start + L].encode(), np.uint8)
+    x = np.stack([window == ord(b) for b in "ACGT"], axis=-1).astype(np.float32)
+    x[window == ord("N")] = 0.25
+    model.eval()
+    b = model.cfg.output_bins(L) // 2
+
+    def mean_prediction(x):  # --bins center, --tracks 1,2
+        return model(x[None], "human")[0, b - 1:b + 2][:, [1, 2]].mean()
+
+    want = np.asarray(jax.jit(jax.grad(mean_prediction))(x) * x)
+    at_n = want[9_000 - w_start:9_300 - w_start]
+    assert (np.abs(at_n) > 1e-5 * np.abs(want).max()).mean() > 0.9  # N contributes, in every channel
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())

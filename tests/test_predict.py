@@ -47,11 +47,18 @@ def test_one_hot_dtypes_give_the_same_predictions(ckpt, tmp_path, dtype):
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), ref)
 
 
-def test_n_rows_and_other_valid_lengths(ckpt, tmp_path):
-    seqs = _seqs(1, length=20_480)
+@pytest.mark.parametrize("length, head, tracks", [(20_480, "mouse", 4), (8_192, "human", 8)])
+def test_other_valid_lengths_and_n_rows_match_the_model(ckpt, tmp_path, length, head, tracks):
+    """Inputs longer or shorter than the training length: every bin of the whole input (N rows as the
+    checkpoint's encoding, all-zero here) equals the model called directly."""
+    seqs = _seqs(2, length=length)
     seqs[0, 100:200] = 0  # N
-    assert _run(ckpt, tmp_path, seqs, head="mouse") == 0
-    assert np.load(tmp_path / "out.npy").shape == (1, 20_480 // 128 - 16, 4)
+    seqs[1, length // 2:length // 2 + 50] = 0
+    assert _run(ckpt, tmp_path, seqs, head=head) == 0
+    out = np.load(tmp_path / "out.npy")
+    assert out.shape == (2, length // 128 - 16, tracks)
+    model, _ = load_model(ckpt)
+    np.testing.assert_allclose(out, np.asarray(model(seqs.astype(np.float32), head)), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("seqs,head,message", [

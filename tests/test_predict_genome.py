@@ -88,6 +88,35 @@ def test_sum_site_length_tracks_and_float16(world, tmp_path):
         assert [t.decode() for t in h5["target_ids"][:]] == ["T2", "T3"]
 
 
+def test_an_odd_site_length_is_centred_on_the_bin_holding_the_region_centre(world, tmp_path):
+    """384 bp = 3 bins: the bin holding the region's centre and one bin each side (bins // 2 - 1 ..
+    bins // 2 + 1, as the seed's basenji_predict_bed.py and the TSS bins of `evaluate tss`)."""
+    assert regions(world, tmp_path, BED, "--site-length", "384") == 0
+    want = direct(world, tmp_path, [window(world["chroms"], c, (s + e) // 2 - L // 2) for c, s, e, _ in BED])
+    centre = world["bins"] // 2
+    with h5py.File(tmp_path / "out.h5") as h5:
+        np.testing.assert_allclose(h5["preds"][:], want[:, centre - 1:centre + 2], rtol=1e-5, atol=1e-6)
+        for (_, s, e, _), first in zip(BED, h5["bin_start"][:]):
+            assert first + POOL <= (s + e) // 2 < first + 2 * POOL  # the middle bin holds the centre
+
+
+def test_regions_past_a_chromosome_end_are_predicted_with_one_warning(world, tmp_path, capsys):
+    """Past the end the window is N (all N for a region wholly past it), as the model sees it; one
+    `warning:` line counts such regions and names the first."""
+    rows = [("chr1", 0, 1000, "inside"), ("chr2", 8_000, 9_500, "past_end"), ("chr2", 20_000, 21_000, "beyond")]
+    assert regions(world, tmp_path, rows) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, warnings
+    assert "2 region(s)" in warnings[0] and "past_end, chr2:8000-9500; chr2 is 9000 bp" in warnings[0], warnings[0]
+    beyond = window(world["chroms"], "chr2", 20_500 - L // 2)
+    assert not beyond.any()  # all N
+    want = direct(world, tmp_path, [window(world["chroms"], c, (s + e) // 2 - L // 2) for c, s, e, _ in rows])
+    with h5py.File(tmp_path / "out.h5") as h5:
+        np.testing.assert_allclose(h5["preds"][:], want, rtol=1e-5, atol=1e-6)
+    assert regions(world, tmp_path, rows[:1], name="inside.h5") == 0
+    assert "warning:" not in capsys.readouterr().err  # regions within their chromosomes: no warning
+
+
 def test_rc_and_shift_ensembles_match_predict(world, tmp_path):
     flags = ("--rc", "--shifts", "-1", "0", "1", "--targets-txt", world["targets"])
     assert regions(world, tmp_path, BED, *flags) == 0
@@ -171,6 +200,21 @@ def test_regions_bigwig_tracks_and_plot(world, tmp_path):
         got = [bw.values(c, bin0 + j * POOL, bin0 + (j + 1) * POOL)[0] for j in range(20)]
         np.testing.assert_allclose(got, want[k, first:first + 20, 1], rtol=1e-5, atol=1e-6)
     assert (tmp_path / "out_b.png").stat().st_size > 5000
+
+
+def test_a_bin_across_a_chromosome_start_is_written_from_0_with_its_own_value(world, tmp_path):
+    """A region at a chromosome's start: bins wholly before position 0 are not written, the bin across 0
+    is written from 0 to its end, and it and every later bin hold their own predictions."""
+    assert regions(world, tmp_path, [("chr1", 0, 1000, "start")], "--bigwig-tracks", "2") == 0
+    want = direct(world, tmp_path, [window(world["chroms"], "chr1", 500 - L // 2)])[0, :, 2]
+    bin0 = 500 - L // 2 + (L - world["bins"] * POOL) // 2  # the first bin's start: before the chromosome
+    kept = [j for j in range(world["bins"]) if bin0 + (j + 1) * POOL > 0]
+    assert bin0 + kept[0] * POOL < 0 < bin0 + (kept[0] + 1) * POOL  # a bin across the start
+    bw = pyBigWig.open(str(tmp_path / "t2.bw"))
+    got = bw.intervals("chr1")
+    bw.close()
+    assert [(s, e) for s, e, _ in got] == [(max(bin0 + j * POOL, 0), bin0 + (j + 1) * POOL) for j in kept]
+    np.testing.assert_allclose([v for _, _, v in got], want[kept], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("rows, flags, message", [

@@ -12,7 +12,7 @@ from jax_basenji.config import ModelConfig
 from jax_basenji.predict import main as predict_main
 from jax_basenji.train import main as train_main
 from jax_basenji.train import train
-from tests.train_helpers import make_store, small_run
+from tests.train_helpers import flat, make_store, small_run
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +26,11 @@ def _valid_rows(workdir):
 
 def test_model_best_is_the_best_logged_validation_and_predicts(store, tmp_path):
     """Six validations of both species; --select pearson_r --select-species mean picks the round
-    whose mean R over species is the highest in metrics.jsonl, and model_best is a model
+    whose mean R over species is the highest in metrics.jsonl, model_best holds that round's
+    weights (those a run of that many rounds ends with; not the last round's), and it is a model
     checkpoint that predict reads."""
-    summary = train(ModelConfig.tiny(), small_run(store, tmp_path / "run", steps=6, eval_every=1, lr=1e-2,
-                                                  select="pearson_r", select_species="mean"), progress=False)
+    config = dict(eval_every=1, lr=1e-2, select="pearson_r", select_species="mean")
+    summary = train(ModelConfig.tiny(), small_run(store, tmp_path / "run", steps=6, **config), progress=False)
     rows = _valid_rows(tmp_path / "run")
     by_round = {}
     for r in rows:
@@ -40,6 +41,14 @@ def test_model_best_is_the_best_logged_validation_and_predicts(store, tmp_path):
     assert meta["selection"]["round"] == best_round == summary["selection"]["round"]
     assert meta["selection"]["best"] == pytest.approx(np.mean(by_round[best_round]), rel=1e-12)
     assert meta["n_value"] == 0.0  # a fresh model trained on the store's encoding
+
+    assert best_round < 6  # else the last round's weights would pass as the best's
+    upto_best = train(ModelConfig.tiny(), small_run(store, tmp_path / "upto_best", steps=best_round, **config),
+                      progress=False)
+    best, want = flat(load_arrays(summary["model_best"])[0]), flat(load_arrays(upto_best["model"])[0])
+    assert best.keys() == want.keys()
+    for k in want:
+        np.testing.assert_array_equal(best[k], want[k], err_msg=k)
 
     x = np.eye(4, dtype=np.float32)[np.random.default_rng(0).integers(0, 4, (2, 16_384))]
     np.save(tmp_path / "x.npy", x)

@@ -17,6 +17,7 @@ import os
 import shlex
 import shutil
 
+import jax
 import numpy as np
 import pyBigWig
 import pytest
@@ -213,19 +214,118 @@ def test_tss_of_the_finetuned_head_pairs_rna_tracks_by_name(walk):
     assert any(f"RNA:{CELLS[0]} <- {CELLS[0]}" in err for cmd, _, err in walk["results"] if "tss_ft" in cmd)
 
 
+def ridge_inputs(walk, tss_dir):
+    """(`[genes, tracks]` predictions, `[genes, cells]` log(x+1) expression, train, test) of a TSS run."""
+    _, rows = tsv(path(walk, "runs", tss_dir, "tss_predictions.tsv"))
+    _, expr_rows = tsv(path(walk, "pseudobulk_rna.tsv"))
+    expr = {r[0]: [float(v) for v in r[1:]] for r in expr_rows}
+    pred = np.array([[float(v) for v in r[5:]] for r in rows])
+    y = np.log1p(np.array([expr[r[0]] for r in rows]))
+    return pred, y, np.array([r[4] in ("train", "valid") for r in rows]), np.array([r[4] == "test" for r in rows])
+
+
+def closed_form_ridge(x, y, train, alpha):
+    """(weights, intercept) of ridge with an unpenalised intercept on x standardised by the training rows."""
+    sd = x[train].std(0)
+    xs = (x - x[train].mean(0)) / np.where(sd > 0, sd, 1)
+    a, b = xs[train], y[train]
+    am, bm = a.mean(0), b.mean()
+    w = np.linalg.solve((a - am).T @ (a - am) + alpha * np.eye(a.shape[1]), (a - am).T @ (b - bm))
+    return xs, w, bm - am @ w
+
+
 def test_ridge_chains_from_the_gtf_tss(walk):
+    from sklearn.linear_model import RidgeCV
+
+    from jax_basenji.evaluate.ridge import CV_ALPHAS
+
     s = summary(walk, "runs/ridge", "ridge")
     subsets = [g[4] for g in walk["genes"]]
     assert (s["train_genes"], s["test_genes"]) == (subsets.count("train") + subsets.count("valid"),
                                                    subsets.count("test"))
-    cage = [r for r in read_targets_file(path(walk, "mouse", "targets.txt")) if r["description"].startswith("CAGE")]
+    cage = [i for i, r in enumerate(read_targets_file(path(walk, "mouse", "targets.txt")))
+            if r["description"].startswith("CAGE")]
     assert s["tracks"] == len(cage) > 0
+    # --alpha cv: per cell type sklearn's leave-one-out choice; the fit is ridge's closed form on
+    # log(x+1) of the CAGE predictions (the mouse head predicts no track as log(x+1)).
+    pred, y, train, test = ridge_inputs(walk, "tss")
+    x = np.log1p(pred[:, cage])
+    _, coefs = tsv(path(walk, "runs", "ridge", "ridge_coefficients.tsv"))
+    _, per_cell = tsv(path(walk, "runs", "ridge", "ridge_per_cell_type.tsv"))
+    assert [r[0] for r in coefs] == [r[0] for r in per_cell] == CELLS
+    for c, (coef, cell) in enumerate(zip(coefs, per_cell)):
+        xs, w, b = closed_form_ridge(x, y[:, c], train, float(coef[1]))
+        assert float(coef[1]) == pytest.approx(RidgeCV(alphas=CV_ALPHAS).fit(xs[train], y[train, c]).alpha_,
+                                               rel=1e-7)  # TSV: 8 significant digits
+        np.testing.assert_allclose([float(v) for v in coef[2:]], [b, *w], rtol=1e-4, atol=1e-6)
+        assert float(cell[1]) == pytest.approx(pearsonr(xs[test] @ w + b, y[test, c])[0], abs=1e-5)
 
 
-def test_attribution_and_ism_select_the_atac_tracks(walk):
+def test_ridge_takes_the_columns_a_log1p_head_predicts_as_they_are(walk):
+    # tss_tracks.txt says which columns `evaluate tss` wrote on the log(x+1) scale: the RNA ones,
+    # trained with --log1p rna. Ridge transforms only the others.
+    rows = read_targets_file(path(walk, "runs", "tss_ft", "tss_tracks.txt"))
+    assert [(r["label"], r["log1p"]) for r in rows] == [(f"{a}:{c}", flag) for a, flag in (("ATAC", "0"), ("RNA", "1"))
+                                                        for c in CELLS]
+    code, err = _main("jax_basenji.evaluate", [
+        "ridge", "--predictions", "runs/tss_ft/tss_predictions.tsv", "--expression", "pseudobulk_rna.tsv",
+        "--tracks", "ATAC", "RNA", "--output", "runs/ridge_ft"], walk["root"])
+    assert code == 0, err
+    assert summary(walk, "runs/ridge_ft", "ridge")["log_scale_tracks"] == [f"RNA:{c}" for c in CELLS]
+    pred, y, train, test = ridge_inputs(walk, "tss_ft")
+    x = np.concatenate([np.log1p(pred[:, :3]), pred[:, 3:]], axis=1)
+    _, coefs = tsv(path(walk, "runs", "ridge_ft", "ridge_coefficients.tsv"))
+    for c, coef in enumerate(coefs):  # --alpha 1 (the default)
+        _, w, b = closed_form_ridge(x, y[:, c], train, 1.0)
+        np.testing.assert_allclose([float(v) for v in coef[2:]], [b, *w], rtol=1e-4, atol=1e-6)
+
+
+def window_of(walk, region):
+    """(window start, `[SEQ, 4]` float32 one-hot with N = 0.25) of the input window centred on `region`."""
+    chrom, span = region.split(":")
+    start, end = map(int, span.split("-"))
+    w_start = (start + end) // 2 - SEQ // 2
+    x = index_to_one_hot(walk["genome"].fetch(chrom, w_start, w_start + SEQ)).astype(np.float32)
+    x[x.sum(-1) == 0] = 0.25  # N as the model was trained: fine-tuned from a seed .pt
+    return w_start, x
+
+
+def test_attribution_is_the_input_x_gradient_of_the_atac_tracks(walk):
     assert summary(walk, "runs/attr", "attribution")["tracks"] == 3
+    model, _ = checkpoint.load_model(path(walk, "runs", "ft", "model_best"))
+    _, x = window_of(walk, walk["sizes"][ATTR_REGION])
+    b = model.cfg.output_bins(SEQ) // 2  # --bins center: b - 1, b, b + 1
+
+    def mean_atac(x):
+        return model(x[None], "finetune")[0, b - 1:b + 2, :3].mean()  # --tracks ATAC: the head's first 3
+
+    want = np.asarray(jax.jit(jax.grad(mean_atac))(x) * x)
+    got = np.load(path(walk, "runs", "attr", "attribution.npy"))
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+
+
+def test_ism_is_the_change_of_the_atac_prediction(walk):
     s = summary(walk, "runs/ism", "ism")
-    assert s["tracks"] == 3 and np.load(path(walk, "runs", "ism", "ism.npy")).shape == (40, 4)
+    scores = np.load(path(walk, "runs", "ism", "ism.npy"))
+    assert s["tracks"] == 3 and scores.shape == (40, 4)
+    model, _ = checkpoint.load_model(path(walk, "runs", "ft", "model_best"))
+    region = walk["sizes"][ISM_REGION]
+    w_start, x = window_of(walk, region)
+    k = 7  # one position of the region, mutated to each base
+    i = int(region.split(":")[1].split("-")[0]) + k - w_start
+    batch = np.repeat(x[None], 5, axis=0)
+    batch[1:, i] = np.eye(4, dtype=np.float32)
+    pred = np.asarray(jax.jit(lambda x: model(x, "finetune"))(batch), np.float64)
+    b = pred.shape[1] // 2
+    mean = pred[:, b - 1:b + 2, :3].mean(axis=(1, 2))
+    change = mean[1:] - mean[0]
+    ref = int(np.argmax(x[i]))
+    assert x[i, ref] == 1 and scores[k, ref] == 0
+    # float32 predictions, batched otherwise: each within 1e-5 of its size, and so their differences
+    atol = 1e-5 * abs(mean[0])
+    np.testing.assert_allclose(scores[k], change, rtol=1e-4, atol=atol)
+    bedgraph = open(path(walk, "runs", "ism", "ism.bedgraph")).read().splitlines()
+    assert float(bedgraph[1 + k].split("\t")[3]) == pytest.approx(np.delete(change, ref).mean(), rel=1e-4, abs=atol)
 
 
 def _main(module, argv, cwd):

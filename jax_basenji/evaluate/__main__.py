@@ -101,7 +101,8 @@ def parse_args(argv):
     q.add_argument("--expression", required=True, help="gene x cell type TSV (gene_id, then cell types)")
     q.add_argument("--tracks", nargs="+", required=True, help="assay (e.g. CAGE), track names or indices")
     q.add_argument("--targets-txt", help="targets.txt of the predicted head, to select by assay (default: "
-                                         "tss_tracks.txt beside --predictions, written by evaluate tss)")
+                                         "tss_tracks.txt beside --predictions, written by evaluate tss, whose "
+                                         "log1p column marks the predictions already on the log(x+1) scale)")
     q.add_argument("--train-subsets", nargs="+", default=["train", "valid"])
     q.add_argument("--test-subset", default="test")
     q.add_argument("--alpha", default="1.0", help="ridge penalty, or 'cv' for leave-one-out CV per cell type")
@@ -165,10 +166,12 @@ def _run(args) -> dict:
     elif args.what == "ridge":
         from jax_basenji.evaluate.ridge import ridge_eval
 
+        targets, log_scale = _ridge_targets(args)
         result = ridge_eval(args.predictions, args.expression, args.tracks, args.output,
-                            targets=_ridge_targets(args), train_subsets=tuple(args.train_subsets),
+                            targets=targets, train_subsets=tuple(args.train_subsets),
                             test_subset=args.test_subset, alpha=_alpha(args.alpha),
-                            alpha_grid=[_alpha(a, "--alpha-grid", cv=False) for a in args.alpha_grid])
+                            alpha_grid=[_alpha(a, "--alpha-grid", cv=False) for a in args.alpha_grid],
+                            log_scale=log_scale)
     elif args.what == "ism":
         result = _ism(args, progress)
     else:
@@ -181,11 +184,23 @@ def _run(args) -> dict:
     return result
 
 
-def _ridge_targets(args) -> list[dict[str, str]] | None:
-    """--targets-txt, else the tss_tracks.txt that `evaluate tss` wrote beside its predictions."""
+def _ridge_targets(args):
+    """(tracks table, `[tracks]` bool of the columns on the log(x+1) scale already, or None).
+
+    The table: --targets-txt, else the tss_tracks.txt that `evaluate tss` wrote beside its
+    predictions. The log(x+1) columns: the table's `log1p` column, else that of the tss_tracks.txt
+    beside the predictions (a head's targets.txt does not say how `evaluate tss` predicted it).
+    """
+    from jax_basenji.evaluate.tss import log_scale_columns
+
     beside = os.path.join(os.path.dirname(os.path.abspath(args.predictions)), "tss_tracks.txt")
-    path = args.targets_txt or (beside if os.path.exists(beside) else None)
-    return read_targets_file(path) if path else None
+    beside = beside if os.path.exists(beside) else None
+    path = args.targets_txt or beside
+    targets = read_targets_file(path) if path else None
+    log_scale = log_scale_columns(targets, path)
+    if log_scale is None and beside and path != beside:
+        log_scale = log_scale_columns(read_targets_file(beside), beside)
+    return targets, log_scale
 
 
 def _ism(args, progress: bool) -> dict:

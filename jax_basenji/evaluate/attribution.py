@@ -2,7 +2,8 @@
 
 The window of the model's input length is centred on the region; the score
 of a position is sum over bases of one_hot * d(mean prediction)/d(one_hot),
-i.e. the gradient at the base present (0 at N). Written as `[L, 4]` .npy,
+i.e. the gradient at the base present (at N, 0.25 x each base's gradient where
+the model encodes N as 0.25, else 0). Written as `[L, 4]` .npy,
 a bedGraph of per-position scores, and a PNG.
 """
 

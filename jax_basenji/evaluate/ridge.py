@@ -1,6 +1,7 @@
 """Ridge regression from CAGE predictions at TSS to cell-type expression (the seed's notebook).
 
-X: the selected tracks of a TSS matrix (`evaluate tss`), log(x+1), each
+X: the selected tracks of a TSS matrix (`evaluate tss`) on the log(x+1) scale (transformed,
+except the columns predicted on that scale already: `log1p` 1 in tss_tracks.txt), each
 standardised with the *training* genes' mean and std. Y: log(x+1) expression
 per cell type. One `sklearn.linear_model.Ridge` per cell type, fitted on the
 genes of the training subsets, scored on the test genes: Pearson R per cell
@@ -23,7 +24,7 @@ from sklearn.linear_model import Ridge, RidgeCV
 from jax_basenji.cli import InputError
 from jax_basenji.evaluate.common import (histogram, log1p_clipped, nanmean, pearson_columns, scatter, standardize,
                                          write_tsv)
-from jax_basenji.evaluate.tss import read_expression, read_matrix, subsets_of
+from jax_basenji.evaluate.tss import predictions_log1p, read_expression, read_matrix, subsets_of
 from jax_basenji.metrics import pyplot, save_png
 from jax_basenji.tracks import select_tracks
 
@@ -76,9 +77,15 @@ def alpha_sweep(xs, y, train, test, grid: list[float], output: str) -> list[dict
 def ridge_eval(matrix_path: str, expression_path: str, tracks: list[str], output: str, *,
                targets: list[dict[str, str]] | None = None, train_subsets=("train", "valid"),
                test_subset: str = "test", alpha: float | None = 1.0,
-               alpha_grid: list[float] = (0.0, 0.5, 1.0, 2.0, 3.0)) -> dict:
-    """Fit and score; `alpha=None` picks it per cell type by leave-one-out CV. Writes TSVs and PNGs."""
+               alpha_grid: list[float] = (0.0, 0.5, 1.0, 2.0, 3.0), log_scale: np.ndarray | None = None) -> dict:
+    """Fit and score; `alpha=None` picks it per cell type by leave-one-out CV. Writes TSVs and PNGs.
+
+    `log_scale`: `[columns of the matrix]` bool, those on the log(x+1) scale already (taken as they are).
+    """
     genes, pred, names = read_matrix(matrix_path)
+    if log_scale is not None and len(log_scale) != len(names):
+        raise InputError(f"{matrix_path} has {len(names)} track columns; its tracks table marks {len(log_scale)} "
+                         f"as log1p or not")
     cols = select_tracks(names, tracks, targets)
     gene_row, expr, cell_types = read_expression(expression_path)
     keep = [i for i, g in enumerate(genes) if g.gene_id in gene_row]
@@ -91,7 +98,7 @@ def ridge_eval(matrix_path: str, expression_path: str, tracks: list[str], output
         if not any(s in present for s in wanted):
             raise InputError(f"unknown subset {' / '.join(map(repr, wanted))}: the genes of {matrix_path} found in "
                              f"{expression_path} are in {', '.join(present) or 'no subset'}")
-    x = log1p_clipped(pred[keep][:, cols])
+    x = predictions_log1p(pred[keep], log_scale)[:, cols]
     y = log1p_clipped(expr[[gene_row[g.gene_id] for g in genes]])
     train = np.array([g.subset in train_subsets for g in genes])
     test = np.array([g.subset == test_subset for g in genes])
@@ -118,7 +125,8 @@ def ridge_eval(matrix_path: str, expression_path: str, tracks: list[str], output
     scatter(y_hat, y_test, os.path.join(output, "ridge_scatter.png"), "ridge prediction, log(x+1)",
             "measured, log(x+1)", "test genes x cell types")
     sweep = alpha_sweep(xs, y, train, test, list(alpha_grid), output)
+    as_is = [] if log_scale is None else [names[i] for i in cols if log_scale[i]]
     return {"alpha": "cv" if alpha is None else alpha, "train_genes": int(train.sum()),
-            "test_genes": int(test.sum()), "tracks": len(cols),
+            "test_genes": int(test.sum()), "tracks": len(cols), "log_scale_tracks": as_is,
             "cell_types": len(cell_types), "per_cell_type_r": nanmean(per_cell), "per_gene_r": nanmean(per_gene),
             "alpha_sweep": sweep}

@@ -26,6 +26,7 @@ import dataclasses
 import os
 import re
 import sys
+import warnings
 
 import numpy as np
 from tqdm import tqdm
@@ -39,6 +40,8 @@ from jax_basenji.evaluate.common import (center_bins, check_width, histogram, lo
 
 GENE_COLUMNS = ("gene_id", "chrom", "tss", "strand")
 SUBSET_ORDER = ("train", "valid", "test")  # reported first, in this order; other names follow sorted
+# tss_tracks.txt's column saying which prediction columns are on the log(x+1) scale already (1) or not (0)
+LOG1P_COLUMN = "log1p"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,10 +110,14 @@ def predict_tss(predictor, genes: list[Gene], fasta: str, *, width: int = 3, bat
     genome = Genome(fasta)
     length = predictor.model.cfg.seq_length
     try:
-        for chrom in sorted({g.chrom for g in genes}):
-            genome.chrom_length(chrom)
+        sizes = {chrom: genome.chrom_length(chrom) for chrom in sorted({g.chrom for g in genes})}
     except DataError as e:
         raise InputError(str(e)) from None
+    outside = [g for g in genes if not 0 <= g.tss < sizes[g.chrom]]
+    if outside:  # another assembly's genes, say: predicted all the same, on N around the TSS
+        g = outside[0]
+        warnings.warn(f"{len(outside)} gene(s) with a TSS outside their chromosome, predicted on N there (first: "
+                      f"{g.gene_id} at {g.chrom}:{g.tss}; {g.chrom} has {sizes[g.chrom]} bp)", stacklevel=2)
     centre = center_bins(predictor.model.cfg.output_bins(length), width)
     windows = np.zeros((batch_size, length, 4), np.float32)
     out = []
@@ -186,6 +193,17 @@ def read_matrix(path: str) -> tuple[list[Gene], np.ndarray, list[str]]:
     header, rows = read_tsv(path, ("gene_id", "chrom", "tss", "strand", "subset"))
     genes = [Gene(r[0], r[1], int(r[2]), r[3], r[4]) for r in rows]
     return genes, np.array([[float(v) for v in r[5:]] for r in rows]).reshape(len(rows), -1), header[5:]
+
+
+def log_scale_columns(rows: list[dict[str, str]] | None, path: str) -> np.ndarray | None:
+    """`[tracks]` bool of a tss_tracks.txt's `log1p` column: the prediction columns on the log(x+1) scale
+    already (a head trained with --log1p); None for a table without the column."""
+    if not rows or LOG1P_COLUMN not in rows[0]:
+        return None
+    bad = [r[LOG1P_COLUMN] for r in rows if r[LOG1P_COLUMN] not in ("0", "1")]
+    if bad:
+        raise InputError(f"{path}: the {LOG1P_COLUMN} column holds {bad[0]!r}; expected 0 or 1")
+    return np.array([r[LOG1P_COLUMN] == "1" for r in rows])
 
 
 def read_expression(path: str) -> tuple[dict[str, int], np.ndarray, list[str]]:

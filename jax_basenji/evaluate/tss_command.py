@@ -69,8 +69,10 @@ def run_tss(args, progress: bool) -> dict:
                                progress=progress)
         measured = None
     tss.write_matrix(os.path.join(args.output, "tss_predictions.tsv"), genes, pred, cols.labels)
-    # The columns' table: `evaluate ridge` selects tracks by assay from it.
-    write_targets_file(os.path.join(args.output, "tss_tracks.txt"), table)
+    # The columns' table: `evaluate ridge` selects tracks by assay from it, and takes the columns
+    # marked log1p 1 (predicted on the log(x+1) scale) as they are.
+    write_targets_file(os.path.join(args.output, "tss_tracks.txt"),
+                       [{**t, tss.LOG1P_COLUMN: int(m)} for t, m in zip(table, cols.pred_log)])
     result.update(genes=len(genes), tracks=n_tracks, log1p_assays=assays_of(table, cols.pred_log))
     if expression:
         result.update(_correlate_expression(expression, genes, pred, cols, args))

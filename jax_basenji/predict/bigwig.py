@@ -1,9 +1,9 @@
 """Predictions as browser tracks: bigWig (pyBigWig) and bedGraph at the model's bin resolution.
 
-Each output bin is one entry of `pool` bp; bins before a chromosome's start are
-dropped and the last bin is clipped to the chromosome's end (a bigWig cannot
-hold positions outside its chromosomes). Files are written under temporary
-names and renamed when complete.
+Each output bin is one entry of `pool` bp; bins wholly before a chromosome's start
+or past its end are dropped, and the bins across them are clipped to the
+chromosome (a bigWig cannot hold positions outside its chromosomes). Files are
+written under temporary names and renamed when complete.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def _setup(args) -> tuple[Predictor, Genome, Geometry, list[str], list[str], lis
 def run_regions(args) -> str:
     from jax_basenji.tracks import select_tracks
     from jax_basenji.predict.regions import (bigwig_entries, check_chromosomes, predict_regions, read_regions,
-                                             regions_to_bigwigs, site_bins)
+                                             regions_to_bigwigs, site_bins, warn_past_end)
     from jax_basenji.predict.windows import centred_window
 
     # Every option is checked before the prediction: a refused run writes nothing.
@@ -155,6 +155,7 @@ def run_regions(args) -> str:
     if args.embed:
         width = predictor.model.cfg.final_channels if args.embed == "final" else predictor.model.cfg.tower_channels[-1]
         ids = labels = [f"{args.embed}_{c}" for c in range(width)]
+    warn_past_end(regions, genome, args.bed)
     shape = predict_regions(predictor, genome, regions, args.output, geo=geo, columns=columns,
                             target_ids=ids if columns is None else [ids[c] for c in columns],
                             target_labels=labels if columns is None else [labels[c] for c in columns],

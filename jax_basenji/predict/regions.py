@@ -57,15 +57,28 @@ def check_chromosomes(regions: list[BedRegion], genome: Genome, bed_path: str) -
         raise InputError(f"{bed_path}: chromosome {missing[0]!r} is not in {genome.path}")
 
 
+def warn_past_end(regions: list[BedRegion], genome: Genome, bed_path: str) -> None:
+    """One `warning:` line on stderr if regions run past their chromosome's end (predicted with N
+    there, all N for a region wholly past it): a BED of another assembly, most likely."""
+    past = [r for r in regions if r.end > genome.chrom_length(r.chrom)]
+    if past:
+        r = past[0]
+        print(f"warning: {len(past)} region(s) of {bed_path} run past their chromosome's end and are predicted "
+              f"with N there (first: {r.name}, {r.chrom}:{r.start}-{r.end}; {r.chrom} is "
+              f"{genome.chrom_length(r.chrom)} bp)", file=sys.stderr)
+
+
 def site_bins(geo: Geometry, site_length: int | None) -> slice:
-    """The central output bins covering `site_length` bp (all bins if None)."""
+    """The central output bins covering `site_length` bp (all bins if None): `n` bins from
+    bins // 2 - n // 2, so an odd `n` is centred on bin bins // 2 (the bin holding the window's
+    centre, as for a TSS) and an even `n` splits evenly around it (upstream's `basenji_predict_bed.py`)."""
     if site_length is None:
         return slice(0, geo.bins)
     if site_length <= 0 or site_length % geo.pool or site_length > geo.stride:
         raise InputError(f"--site-length {site_length} must be a positive multiple of {geo.pool} bp, at most "
                          f"the {geo.stride} bp of the output bins")
     n = site_length // geo.pool
-    first = (geo.bins - n) // 2
+    first = geo.bins // 2 - n // 2
     return slice(first, first + n)
 
 
