@@ -50,7 +50,8 @@ def parse_args(argv):
     s.add_argument("--targets-txt", help="targets.txt of the head: track names, assays, strand pairs for --rc")
     s.add_argument("--tracks", nargs="+", help="tracks to score: indices, identifiers or assays (default all)")
     s.add_argument("--stats", nargs="+", choices=STATS, default=["SAD"],
-                   help="statistics to write (jax_basenji/variants/score.py defines them)")
+                   help="statistics to write: SAD = sum over bins of (alt - ref), D2 = sqrt(sum of (alt - ref)^2) "
+                        "(both upstream's), SAR = log2(sum alt + 1) - log2(sum ref + 1), REF_SUM, ALT_SUM")
     s.add_argument("--batch-size", type=int, default=4, help="variants per forward pass (2x windows)")
     s.add_argument("--seq-length", type=int, help="window bp (default: the checkpoint's)")
     s.add_argument("--n-value", type=float, choices=[0.0, 0.25],
@@ -125,7 +126,7 @@ def score(args) -> str:
     outputs = outputs_of(args.output, args.overwrite, args.resume)
     genome = Genome(args.fasta)
     found = scan(args.vcf)  # the whole VCF is checked before the model is loaded
-    missing = [c for c in found.chroms if c not in genome]
+    missing = sorted(c for c in found.chroms if c not in genome)
     if missing:
         raise InputError(f"{args.vcf}: chromosome {missing[0]!r} is not in {genome.path}")
     rows = range(found.rows * (k - 1) // n, found.rows * k // n)

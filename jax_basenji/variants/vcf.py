@@ -37,7 +37,7 @@ class VcfScan:
 
     rows: int = 0  # sequence ALT alleles: the rows `variants` yields
     symbolic: int = 0  # ALT alleles skipped as non-sequence
-    chroms: dict[str, int] = dataclasses.field(default_factory=dict)  # chromosome -> first row on it
+    chroms: set[str] = dataclasses.field(default_factory=set)  # chromosomes with a row
     widths: dict[str, int] = dataclasses.field(
         default_factory=lambda: {"snp": 1, "chr": 1, "ref_allele": 1, "alt_allele": 1})
 
@@ -80,7 +80,7 @@ def scan(path: str) -> VcfScan:
         found.symbolic += symbolic
         if not alts:
             continue
-        found.chroms.setdefault(rec.chrom, found.rows)
+        found.chroms.add(rec.chrom)
         found.rows += len(alts)
         vid = len(rec.id.split(";")[0]) if rec.id else len(f"{rec.chrom}:{rec.pos}:{ref}:") + max(map(len, alts))
         w["snp"], w["chr"] = max(w["snp"], vid), max(w["chr"], len(rec.chrom))
