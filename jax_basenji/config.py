@@ -191,6 +191,18 @@ class ModelConfig:
         """bp per output bin: one max-pool of 2 in the stem and in each tower block."""
         return 2 ** (1 + self.tower_layers)
 
+    @property
+    def tower_reach(self) -> int:
+        """bp the conv tower's output bin reads beyond its own bin on each side (259 for Basenji2).
+
+        Walking back from one output bin: a max-pool of 2 doubles the span, a "same" conv of
+        kernel k at a level of 2**i bp per position widens each side by (k - 1) // 2 * 2**i bp."""
+        reach, level = (self.stem_kernel - 1) // 2, 1  # the stem conv reads the bp themselves
+        for _ in range(self.tower_layers):
+            level *= 2  # the pooling before this block
+            reach += (self.tower_kernel - 1) // 2 * level
+        return reach
+
     def output_bins(self, seq_length: int) -> int:
         """Number of output bins for an input of `seq_length` bp (896 for 131,072)."""
         if seq_length <= 0 or seq_length % self.bin_size:

@@ -212,9 +212,8 @@ class Basenji2(nnx.Module):
         self.heads = nnx.Dict({name: Head(cfg.final_channels, tracks, cfg, rngs)
                                for name, tracks in cfg.heads})
 
-    def embed(self, sequence: jax.Array, rngs: nnx.Rngs | None = None, layer: str = "final") -> jax.Array:
-        """Trunk + final block: `[batch, length, 4]` -> `[batch, bins, final_channels]`; `layer="trunk"`
-        stops after the cropped dilated tower: `[batch, bins, tower_channels[-1]]`."""
+    def _runner(self, rngs: nnx.Rngs | None):
+        """run(block, x, dropout=False): one block, under remat when the config asks for it."""
         if self.cfg.remat:  # each block's activations are recomputed in the backward pass
             # One dropout key per block with dropout, drawn before any block runs.
             keys = iter([None if rngs is None else rngs.dropout() for _ in range(len(self.dilated) + 1)])
@@ -224,15 +223,38 @@ class Basenji2(nnx.Module):
         else:
             def run(block, x, dropout=False):
                 return block(x, rngs) if dropout else block(x)
+        return run
 
+    def embed(self, sequence: jax.Array, rngs: nnx.Rngs | None = None, layer: str = "final") -> jax.Array:
+        """Trunk + final block: `[batch, length, 4]` -> `[batch, bins, final_channels]`; `layer="trunk"`
+        stops after the cropped dilated tower: `[batch, bins, tower_channels[-1]]`."""
+        run = self._runner(rngs)
+        return self.dilated_tower(self.conv_tower(sequence, run), run, layer)
+
+    def conv_tower(self, sequence: jax.Array, run=None) -> jax.Array:
+        """Stem + conv tower: `[batch, length, 4]` -> `[batch, length // bin_size, tower_channels[-1]]`.
+
+        Local: bin j reads only bp [bin_size * j - r, bin_size * (j + 1) - 1 + r] of the input,
+        r = `cfg.tower_reach` (what incremental variant scoring relies on)."""
+        run = run or self._runner(None)
         x = run(self.stem, sequence.astype(self.cfg.dtype))
         for block in self.tower:
             x = run(block, x)
+        return x
+
+    def dilated_tower(self, x: jax.Array, run=None, layer: str = "final") -> jax.Array:
+        """Dilated residual stack, crop, final block: `[batch, length // bin_size, tower_channels[-1]]` ->
+        `[batch, bins, final_channels]` (`layer="trunk"`: before the final block)."""
+        run = run or self._runner(None)
         for block in self.dilated:
             x = run(block, x, dropout=True)
         crop = self.cfg.crop_bins
         x = x[:, crop: x.shape[1] - crop]
         return x if layer == "trunk" else run(self.final, x, dropout=True)
+
+    def from_tower(self, x: jax.Array, head: str) -> jax.Array:
+        """A head's output from the conv tower's: `[batch, length // bin_size, C]` -> `[batch, bins, tracks]`."""
+        return self.heads[head](self.dilated_tower(x))
 
     def __call__(self, sequence: jax.Array, head: str = "human",
                  rngs: nnx.Rngs | None = None) -> jax.Array:

@@ -22,7 +22,7 @@ from jax_basenji.variants.__main__ import main as variants_main
 from jax_basenji.variants.alleles import window_pair
 from jax_basenji.variants.output import PERCENTILES, write_h5
 from jax_basenji.variants.vcf import variants
-from tests.interrupt import interrupt_after_first_batch
+from tests.interrupt import interrupt_after_first_record, planned_groups
 
 L, TRACKS = 16_384, 4
 HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
@@ -208,34 +208,21 @@ def test_float16_statistics_are_clipped_to_its_range(tmp_path):
 
 def test_an_interrupted_run_resumes_to_the_same_file(world, tmp_path, monkeypatch):
     assert score(world, tmp_path / "straight.h5", "--stats", "SAD", "D2") == 0
-    monkeypatch.setattr(score_module, "RECORD_EVERY_S", 0.0)  # record after every batch
-    interrupt_after_first_batch(monkeypatch)
+    monkeypatch.setattr(score_module, "RECORD_EVERY_S", 0.0)  # record after every group
+    interrupt_after_first_record(monkeypatch, score_module)
     with pytest.raises(KeyboardInterrupt):
         score(world, tmp_path / "resumed.h5", "--stats", "SAD", "D2")
     monkeypatch.undo()
     assert not (tmp_path / "resumed.h5").exists() and (tmp_path / "resumed.h5.partial" / "progress.json").exists()
     assert score(world, tmp_path / "resumed.h5", "--stats", "SAD", "D2") == 2  # never restarted silently
-    calls = count_calls(monkeypatch)
+    firsts = planned_groups(monkeypatch)
     assert score(world, tmp_path / "resumed.h5", "--stats", "SAD", "D2", "--resume") == 0
-    assert calls == [3, 3]  # the first batch of 3 rows is not scored again: rows 3-5 and 6-7 (padded)
+    # the first group (3 positions: snv, multi x 2, insertion) is not scored again
+    assert firsts == [4, 7]
     with h5py.File(tmp_path / "straight.h5") as a, h5py.File(tmp_path / "resumed.h5") as b:
         assert set(a) == set(b)
         for k in a:
             np.testing.assert_array_equal(a[k][:], b[k][:], err_msg=k)
-
-
-def count_calls(monkeypatch) -> list[int]:
-    """The REF windows of each Predictor call, recorded as it happens."""
-    from jax_basenji.predict import core
-
-    calls, original = [], core.Predictor.__call__
-
-    def counted(self, batch, **kw):
-        calls.append(batch.shape[0] // 2)
-        return original(self, batch, **kw)
-
-    monkeypatch.setattr(core.Predictor, "__call__", counted)
-    return calls
 
 
 def test_the_scoring_loop_reads_the_vcf_as_it_goes(world, tmp_path, monkeypatch):
@@ -257,13 +244,15 @@ def test_the_scoring_loop_reads_the_vcf_as_it_goes(world, tmp_path, monkeypatch)
         return original(self, batch, **kw)
 
     monkeypatch.setattr(core.Predictor, "__call__", first_call)
-    assert score(world, tmp_path / "o.h5", "--batch-size", "1") == 0
-    assert seen_at_first_call[0] <= 3 < len(pulled) == 16  # 2 batches ahead + 1; all 8 rows twice (score, write)
+    assert score(world, tmp_path / "o.h5", "--batch-size", "1", "--no-incremental") == 0
+    # 3 one-position groups built ahead (snv, multi x 2, insertion) and the row that ends the third;
+    # all 8 rows twice (score, write)
+    assert seen_at_first_call[0] <= 5 < len(pulled) == 16
 
 
 def test_resume_refuses_a_run_with_other_settings_naming_the_setting(world, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(score_module, "RECORD_EVERY_S", 0.0)
-    interrupt_after_first_batch(monkeypatch)
+    interrupt_after_first_record(monkeypatch, score_module)
     with pytest.raises(KeyboardInterrupt):
         score(world, tmp_path / "o.h5")
     monkeypatch.undo()

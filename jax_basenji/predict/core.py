@@ -91,6 +91,10 @@ class Ensemble:
     def size(self) -> int:
         return len(self.shifts) * (2 if self.rc else 1)
 
+    def members(self) -> list[tuple[int, bool]]:
+        """(shift, rc) of each member, in the order `ensemble_members` yields them."""
+        return [(s, rc) for s in self.shifts for rc in ((False, True) if self.rc else (False,))]
+
 
 def shift_batch(x: jax.Array, shift: int, value: float = 0.0) -> jax.Array:
     """`[batch, length, 4]` moved right by `shift` bp (left if negative), vacated positions `value`
@@ -101,25 +105,35 @@ def shift_batch(x: jax.Array, shift: int, value: float = 0.0) -> jax.Array:
     return jnp.pad(x, pad, constant_values=value)[:, max(-shift, 0): max(-shift, 0) + x.shape[1]]
 
 
-def ensemble_forward(model: Basenji2, x: jax.Array, head: str, ensemble: Ensemble,
-                     n_value: float = 0.0) -> jax.Array:
-    """Mean prediction `[batch, bins, tracks]` over `ensemble`'s shifts and strands, `x` `[batch, length, 4]`.
+def ensemble_members(x: jax.Array, ensemble: Ensemble, n_value: float = 0.0) -> Iterator[tuple[int, bool, jax.Array]]:
+    """(shift, rc, model input `[batch, length, 4]`) for each member of `ensemble`, `x` `[batch, length, 4]`.
 
     `n_value`: the model's encoding of N, set on all-zero rows after shifting, so the
     positions a shift vacates are N in that encoding too (unless `ensemble.shift_pad` is set)."""
-    total = 0.0
     filled = None if ensemble.shift_pad is None else fill_n(x, n_value)
-    for shift in ensemble.shifts:
-        if filled is None:
-            xs = fill_n(shift_batch(x, shift), n_value)
-        else:
-            xs = shift_batch(filled, shift, ensemble.shift_pad)
-        total = total + model(xs, head)
-        if ensemble.rc:
-            y = model(xs[:, ::-1, ::-1], head)[:, ::-1]
-            if ensemble.strand_pair is not None:
-                y = y[..., np.asarray(ensemble.strand_pair)]
-            total = total + y
+    for shift, rc in ensemble.members():
+        if not rc:
+            if filled is None:
+                xs = fill_n(shift_batch(x, shift), n_value)
+            else:
+                xs = shift_batch(filled, shift, ensemble.shift_pad)
+        yield shift, rc, xs[:, ::-1, ::-1] if rc else xs
+
+
+def member_output(y: jax.Array, rc: bool, ensemble: Ensemble) -> jax.Array:
+    """A member's prediction `[batch, bins, tracks]` in the forward strand's bins and tracks."""
+    if not rc:
+        return y
+    y = y[:, ::-1]
+    return y if ensemble.strand_pair is None else y[..., np.asarray(ensemble.strand_pair)]
+
+
+def ensemble_forward(model: Basenji2, x: jax.Array, head: str, ensemble: Ensemble,
+                     n_value: float = 0.0) -> jax.Array:
+    """Mean prediction `[batch, bins, tracks]` over `ensemble`'s shifts and strands, `x` `[batch, length, 4]`."""
+    total = 0.0
+    for _, rc, xs in ensemble_members(x, ensemble, n_value):
+        total = total + member_output(model(xs, head), rc, ensemble)
     return total / ensemble.size
 
 
@@ -145,10 +159,10 @@ class Predictor:
         if layer != "head" and ensemble.size > 1:
             raise InputError("--embed gives one pass's activations: --rc and --shifts average head outputs only")
         model.eval()
-        self.model, self.ensemble, self.n_value = model, ensemble, n_value
+        self.model, self.head, self.ensemble, self.n_value = model, head, ensemble, n_value
         graphdef, state = nnx.split(model)
-        self._mesh = local_mesh()
-        self._state = jax.device_put(state, replicated(self._mesh))
+        self.mesh = local_mesh()
+        self.state = jax.device_put(state, replicated(self.mesh))
 
         def forward(state, x):
             model = nnx.merge(graphdef, state)
@@ -158,6 +172,7 @@ class Predictor:
                 return model.embed(fill_n(x, n_value), layer=layer).astype(jnp.float32)
             return ensemble_forward(model, x, head, ensemble, n_value)
 
+        self.graphdef = graphdef  # with `state`, the model as a pure function (variants.incremental)
         self._raw_forward = forward
         self._forward = jax.jit(forward)
         self._reduced: dict = {}
@@ -169,14 +184,14 @@ class Predictor:
         if max(abs(s) for s in self.ensemble.shifts) >= batch.shape[1]:
             raise InputError(f"--shifts {list(self.ensemble.shifts)} move the whole {batch.shape[1]} bp input out")
         x = batch if batch.ndim == 2 else batch.astype(np.float32)
-        if batch.shape[0] % self._mesh.devices.size == 0:
-            x = jax.device_put(x, batch_sharded(self._mesh))
+        if batch.shape[0] % self.mesh.devices.size == 0:
+            x = jax.device_put(x, batch_sharded(self.mesh))
         if reduce is None:
-            return np.asarray(self._forward(self._state, x))
+            return np.asarray(self._forward(self.state, x))
         if reduce not in self._reduced:
             forward = self._raw_forward
             self._reduced[reduce] = jax.jit(lambda state, x: reduce(forward(state, x)))
-        return jax.tree.map(np.asarray, self._reduced[reduce](self._state, x))
+        return jax.tree.map(np.asarray, self._reduced[reduce](self.state, x))
 
     def padded(self, batch: np.ndarray, size: int) -> np.ndarray:
         """Predictions for the rows of `batch`, zero-padded to `size` rows so the compiled shape never changes."""

@@ -52,7 +52,16 @@ def parse_args(argv):
     s.add_argument("--stats", nargs="+", choices=STATS, default=["SAD"],
                    help="statistics to write: SAD = sum over bins of (alt - ref), D2 = sqrt(sum of (alt - ref)^2) "
                         "(both upstream's), SAR = log2(sum alt + 1) - log2(sum ref + 1), REF_SUM, ALT_SUM")
-    s.add_argument("--batch-size", type=int, default=4, help="variants per forward pass (2x windows)")
+    s.add_argument("--batch-size", type=int, default=4,
+                   help="windows per forward pass: REF windows, then as many ALT edits per pass (the full "
+                        "path: REF and ALT windows of this many variants)")
+    s.add_argument("--cluster-pct", type=float, default=0.0, metavar="P",
+                   help="variants of a sorted VCF within P x window length bp of a cluster's first share one "
+                        "window centred on the cluster (baskerville's cluster_snps; REF predicted once per "
+                        "cluster); default 0: each position its own centred window, as basenji_sad.py")
+    s.add_argument("--no-incremental", action="store_true",
+                   help="score SNVs/MNVs through the whole model; by default their ALT recomputes the conv "
+                        "tower only on the slice the allele reaches (exact: equal to fp32 rounding)")
     s.add_argument("--seq-length", type=int, help="window bp (default: the checkpoint's)")
     s.add_argument("--n-value", type=float, choices=[0.0, 0.25],
                    help="one-hot value of N in the windows (default: 0.25 for the published Basenji2, as "
@@ -101,7 +110,8 @@ def run_record(args, head, genome, length: int, conv: dict, shard: tuple[int, in
             "fasta": genome.path, "columns": head.columns, "stats": list(args.stats), "rc": args.rc,
             "shifts": list(args.shifts), "strand_pair": head.predictor.ensemble.strand_pair,
             "n_value": conv["n_value"], "shift_pad": conv["shift_pad"], "precision": args.precision,
-            "batch_size": args.batch_size, "shard": list(shard), "rows": [rows.start, rows.stop, total]}
+            "batch_size": args.batch_size, "cluster_pct": args.cluster_pct, "incremental": not args.no_incremental,
+            "shard": list(shard), "rows": [rows.start, rows.stop, total]}
 
 
 def warn_skipped(symbolic: int, skipped: int, fasta: str) -> None:
@@ -132,6 +142,8 @@ def score(args) -> str:
     rows = range(found.rows * (k - 1) // n, found.rows * k // n)
     if not found.rows:
         raise InputError(f"{args.vcf}: no variant to score")
+    if not 0 <= args.cluster_pct < 1:
+        raise InputError(f"--cluster-pct {args.cluster_pct}: expected a fraction of the window, 0 <= P < 1")
     conv = conventions(args)
     head = load_head(args, shift_pad=conv["shift_pad"], n_value=conv["n_value"])
     length = args.seq_length or head.predictor.model.cfg.seq_length
@@ -143,7 +155,9 @@ def score(args) -> str:
     partial = args.output + ".partial"
     arrays, status = score_variants(head.predictor, genome, args.vcf, rows, partial, length=length,
                                     columns=head.columns, stats=tuple(args.stats), record=record,
-                                    batch_size=args.batch_size, resume=args.resume, progress=not args.no_progress)
+                                    batch_size=args.batch_size, resume=args.resume,
+                                    cluster_distance=int(length * args.cluster_pct),
+                                    incremental=not args.no_incremental, progress=not args.no_progress)
     skipped, flipped = int((status == SKIPPED).sum()), int((status == FLIPPED).sum())
     warn_skipped(found.symbolic, skipped, args.fasta)
     if skipped == found.rows:

@@ -18,6 +18,7 @@ so a kill costs at most that much work: `--resume` continues.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -30,12 +31,13 @@ from tqdm import tqdm
 from jax_basenji.errors import InputError
 from jax_basenji.predict.windows import prefetched
 from jax_basenji.resume import items_done, record_done
-from jax_basenji.variants import output
+from jax_basenji.variants import output, plan
 from jax_basenji.variants.alleles import N_INDEX, window_pair
+from jax_basenji.variants.incremental import MAX_EDIT, IncrementalScorer
+from jax_basenji.variants.plan import FLIPPED, SCORED, SKIPPED
 from jax_basenji.variants.vcf import Variant, variants
 
 STATS = ("SAD", "SAR", "D2", "REF_SUM", "ALT_SUM")
-SCORED, FLIPPED, SKIPPED = 0, 1, 2  # a row's status: scored as the genome reads, scored with REF put back, not scored
 RECORD_EVERY_S = 10.0  # seconds between progress records (each flushes every array)
 
 
@@ -65,7 +67,8 @@ def reducer(batch_size: int, columns: list[int] | None, names: tuple[str, ...]):
 
 def pair_batch(genome, batch: list[Variant], batch_size: int, length: int) -> tuple[np.ndarray, np.ndarray]:
     """(`[2 * batch_size, length]` uint8 base indices: the REF windows of `batch`, then their ALT windows, N
-    in unused slots; `[len(batch)]` int8 status). A skipped variant leaves its slots N."""
+    in unused slots; `[len(batch)]` int8 status). A skipped variant leaves its slots N. (The full path's
+    windows for every variant: what torch_ref is benchmarked on.)"""
     windows = np.full((2 * batch_size, length), N_INDEX, np.uint8)
     status = np.full(len(batch), SKIPPED, np.int8)
     for k, v in enumerate(batch):
@@ -76,8 +79,8 @@ def pair_batch(genome, batch: list[Variant], batch_size: int, length: int) -> tu
     return windows, status
 
 
-def batched(stream: Iterator[Variant], first: int, size: int) -> Iterator[tuple[int, list[Variant]]]:
-    """(row of the batch's first variant, up to `size` variants) from a stream whose first row is `first`."""
+def batched(stream: Iterator, first: int, size: int) -> Iterator[tuple[int, list]]:
+    """(row of the batch's first item, up to `size` items) from a stream whose first row is `first`."""
     while batch := [v for _, v in zip(range(size), stream)]:
         yield first, batch
         first += len(batch)
@@ -109,20 +112,60 @@ def _partial_arrays(partial: str, stats: tuple[str, ...], rows: int, tracks: int
     return ({s: open_(s, np.float32, (rows, tracks)) for s in stats}, open_("status", np.int8, (rows,)))
 
 
+class GroupScorer:
+    """Statistics of a planned group's rows, `batch_size` windows or edits per device call:
+    {row of the group: {stat: `[kept tracks]`}} as `(rows, {stat: [rows, kept tracks]})` pieces."""
+
+    def __init__(self, predictor, length: int, columns: list[int] | None, stats: tuple[str, ...],
+                 batch_size: int, incremental: bool):
+        self.predictor, self.batch_size = predictor, batch_size
+        self.reduce = reducer(batch_size, columns, stats)
+        self.incremental = (IncrementalScorer(predictor, length, columns, functools.partial(statistics, names=stats))
+                            if incremental else None)
+
+    def __call__(self, group: plan.Group) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        size = self.batch_size
+        if group.edits and self.incremental is not None:
+            base = self.incremental.base(group.windows)
+            for _, edits in batched(iter(group.edits), 0, size):
+                pad = edits + [edits[0]] * (size - len(edits))
+                fields = {f: np.asarray([getattr(e, f) for e in pad]) for f in ("parent", "at", "bases", "lo", "hi", "swap")}
+                yield np.asarray([e.row for e in edits]), self.incremental.edits(base, **fields)
+        elif group.edits:  # the full path on the cluster windows, edits written in on the host
+            full = []
+            for e in group.edits:
+                window, changed = group.windows[e.parent], plan.edited(group.windows[e.parent], e)
+                full.append((e.row, changed, window) if e.swap else (e.row, window, changed))
+            yield from self._pairs(full, group.windows.shape[1])
+        yield from self._pairs(group.full, group.windows.shape[1])
+
+    def _pairs(self, pairs: list, length: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """The full path: each (row, REF window, ALT window) through the whole model, both in one batch."""
+        size = self.batch_size
+        for _, chunk in batched(iter(pairs), 0, size):
+            windows = np.full((2 * size, length), N_INDEX, np.uint8)
+            for k, (_, ref, alt) in enumerate(chunk):
+                windows[k], windows[size + k] = ref, alt
+            values = self.predictor(windows, reduce=self.reduce)
+            yield np.asarray([row for row, _, _ in chunk]), {s: v[:len(chunk)] for s, v in values.items()}
+
+
 def score_variants(predictor, genome, vcf: str, rows: range, partial: str, *, length: int,
                    columns: list[int] | None, stats: tuple[str, ...], record: dict, batch_size: int,
-                   resume: bool, progress: bool = True,
+                   resume: bool, cluster_distance: int = 0, incremental: bool = True, progress: bool = True,
                    timing: dict | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Score VCF rows `rows` into OUT.partial/{stat}.npy `[rows, tracks]` float32 and status.npy `[rows]`
-    int8; returns them (memory-mapped). `timing`, if given, gets `first_batch_s` (compilation included),
-    `total_s` and `wait_s`: the time after the first batch spent waiting for windows from the host."""
+    int8; returns them (memory-mapped). Rows within `cluster_distance` bp share a window (plan.clusters);
+    `incremental` scores edits of a window from its conv tower output (variants.incremental), else
+    through the whole model. `timing`, if given, gets `first_batch_s` (compilation included), `total_s`
+    and `wait_s`: the time after the first group spent waiting for windows from the host."""
     done = items_done(partial, record, resume)
     tracks = len(columns) if columns is not None else predictor.model.cfg.head_tracks[record["head"]]
     arrays, status = _partial_arrays(partial, stats, len(rows), tracks, fresh=not done)
-    reduce = reducer(batch_size, columns, stats)
+    scorer = GroupScorer(predictor, length, columns, stats, batch_size, incremental)
 
-    def build(item: tuple[int, list[Variant]]) -> tuple[np.ndarray, np.ndarray]:
-        return pair_batch(genome, item[1], batch_size, length)
+    def build(item: tuple[int, list]) -> plan.Group:
+        return plan.plan(genome, item[0], item[1], batch_size, length, MAX_EDIT)
 
     def checkpoint(upto: int) -> None:
         for a in (*arrays.values(), status):
@@ -131,18 +174,18 @@ def score_variants(predictor, genome, vcf: str, rows: range, partial: str, *, le
 
     timing = {} if timing is None else timing
     stream = variants(vcf, rows.start + done, rows.stop)
-    batches = _waiting(prefetched(build, batched(stream, done, batch_size)), timing)
+    groups = _waiting(prefetched(build, plan.groups(stream, done, cluster_distance, batch_size)), timing)
     bar = tqdm(total=len(rows), initial=done, unit="variant", disable=not progress, file=sys.stderr,
                desc="variants")
     start = last = time.monotonic()
     upto = done
-    for (first, batch), (windows, flags) in batches:
-        status[first:first + len(batch)] = flags
-        if (flags != SKIPPED).any():
-            for s, values in predictor(windows, reduce=reduce).items():
-                arrays[s][first:first + len(batch)] = values[:len(batch)]
-        upto = first + len(batch)
-        bar.update(len(batch))
+    for _, group in groups:
+        status[group.first:group.first + len(group.rows)] = group.status
+        for offsets, values in scorer(group):
+            for s, v in values.items():
+                arrays[s][group.first + offsets] = v[:len(offsets)]
+        upto = group.first + len(group.rows)
+        bar.update(len(group.rows))
         timing.setdefault("first_batch_s", time.monotonic() - start)
         if time.monotonic() - last >= RECORD_EVERY_S:
             checkpoint(upto)
