@@ -1,2 +1,19 @@
+import pytest
+
+
 def pytest_addoption(parser):
     parser.addoption("--long", action="store_true", help="more trials in the damaged-files battery")
+
+
+# Seconds each of the longest test files takes on 2 cores (measured; only their order matters). The
+# suite runs on 2 workers, each file on one (--dist loadfile) handed out in collection order: the
+# longest go first, so that no long file starts last and leaves the other worker idle.
+LONGEST = {"test_train.py": 280, "test_incremental.py": 200, "test_train_resume.py": 180,
+           "test_train_mode.py": 145, "test_train_multiprocess_cli.py": 95, "test_finetune_evaluate.py": 90,
+           "test_train_selection.py": 90, "test_blocks.py": 70, "test_published_workflow.py": 70,
+           "test_full_model.py": 65, "test_pipeline_device_augment.py": 62}
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which it keeps within each file
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: -LONGEST.get(item.path.name, 0))
