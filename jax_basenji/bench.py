@@ -130,7 +130,12 @@ def parse_args(argv):
     q = sub.add_parser("predict", help="genome tiling throughput, JAX vs torch_ref")
     q.add_argument("--chrom-length", type=int, default=1_000_000, help="bp of the random chromosome")
     v = sub.add_parser("variants", help="variant scoring throughput, JAX vs torch_ref")
-    v.add_argument("--variants", type=int, default=64, help="random SNVs to score")
+    v.add_argument("--variants", type=int, default=64, help="SNVs to score")
+    v.add_argument("--spacing", type=int, help="bp between consecutive SNVs (default: random positions)")
+    v.add_argument("--full-variants", type=int,
+                   help="the full paths (JAX, torch_ref) score only the first this many (default all)")
+    v.add_argument("--cluster-pct", type=float, default=0.0,
+                   help="the incremental row's --cluster-pct (the full path's windows stay one per variant)")
     for r in (q, v):
         r.add_argument("--preset", default="basenji2-double-prime")
         r.add_argument("--seq-length", type=int, help="input length in bp (default: the preset's)")
@@ -161,11 +166,14 @@ def main(argv=None) -> int:
         from jax_basenji.bench_inference import bench_variants
 
         result = bench_variants(preset=args.preset, variants=args.variants, batch_size=args.batch_size,
-                                seq_length=args.seq_length, tracks=args.tracks)
-        print(f"{result['variants']} SNVs: JAX {result['jax']['variants_per_s']} variants/s, torch_ref "
-              f"{result['torch_ref']['variants_per_s']} variants/s, JAX/torch time {result['jax_over_torch_time']}; "
-              f"JAX waited for host windows {result['jax']['host_wait_share']:.1%} of its time, peak RSS "
-              f"{result['jax']['peak_rss_mb']} MB")
+                                seq_length=args.seq_length, tracks=args.tracks, spacing=args.spacing,
+                                cluster_pct=args.cluster_pct, full_variants=args.full_variants)
+        full, inc = result["jax_full"], result["jax_incremental"]
+        print(f"{result['variants']} SNVs ({result['variants_per_window']} per window): JAX incremental "
+              f"{inc['variants_per_s']} variants/s, full path {full['variants_per_s']}, torch_ref "
+              f"{result['torch_ref']['variants_per_s']} (incremental/full {result['incremental_over_full_rate']}, "
+              f"GFLOP/variant {result['gflop_per_variant']}); host wait {inc['host_wait_share']:.1%}, peak RSS "
+              f"{inc['peak_rss_mb']} MB")
     else:
         result = bench_data(args)
     if args.json:

@@ -115,58 +115,104 @@ def bench_predict(preset: str = "basenji2-double-prime", chrom_length: int = 1_0
             "max_abs_diff_over_max": float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)), **_machine()}
 
 
-def _snv_vcf(path: str, genome: Genome, chrom_length: int, variants: int) -> None:
-    """A VCF of `variants` random SNVs on chrB (sorted; REF from the genome)."""
+def _snv_vcf(path: str, genome: Genome, chrom_length: int, variants: int, spacing: int | None = None,
+             margin: int = 0) -> None:
+    """A VCF of `variants` SNVs on chrB (sorted; REF from the genome): at random positions, or every
+    `spacing` bp from `margin` on."""
     rng = np.random.default_rng(1)
+    positions = (sorted(rng.integers(1, chrom_length, variants)) if spacing is None
+                 else margin + spacing * np.arange(variants))
     with open(path, "w") as f:
         f.write("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
-        for pos in sorted(rng.integers(1, chrom_length, variants)):
+        for pos in positions:
             ref = "ACGT"[int(genome.fetch("chrB", int(pos) - 1, int(pos))[0])]
             f.write(f"chrB\t{pos}\tv{pos}\t{ref}\t{'ACGT'[('ACGT'.index(ref) + 1) % 4]}\t.\t.\t.\n")
 
 
+def gflop(cfg: ModelConfig, length: int) -> dict[str, float]:
+    """Multiply-add FLOPs (x 2) of one window's forward pass, by part: the stem + conv tower, the rest
+    (dilated stack, final block, head), and the tower on one incremental slice (variants.incremental)."""
+    from jax_basenji.variants.incremental import SliceGeometry
+
+    def tower(bp: int) -> float:
+        widths = [4, cfg.stem_channels, *cfg.tower_channels]
+        kernels = [cfg.stem_kernel] + [cfg.tower_kernel] * cfg.tower_layers
+        return sum(2 * (bp >> i) * k * cin * cout for i, (k, cin, cout) in enumerate(zip(kernels, widths, widths[1:])))
+
+    bins, c, b = length // cfg.bin_size, cfg.trunk_channels, cfg.bottleneck_channels
+    out = cfg.output_bins(length)
+    rest = (2 * bins * (cfg.dilated_kernel * c * b + b * c) * cfg.dilated_layers
+            + 2 * out * (c * cfg.final_channels + cfg.final_channels * sum(t for _, t in cfg.heads)))
+    geo = SliceGeometry.of(cfg, length)
+    return {"tower": tower(length) / 1e9, "rest": rest / 1e9, "slice_tower": tower(geo.slice_bins * cfg.bin_size) / 1e9}
+
+
 def bench_variants(preset: str = "basenji2-double-prime", variants: int = 64, batch_size: int = 4,
-                   seq_length: int | None = None, tracks: int = 5313, threads: int | None = None) -> dict:
+                   seq_length: int | None = None, tracks: int = 5313, threads: int | None = None,
+                   spacing: int | None = None, cluster_pct: float = 0.0, full_variants: int | None = None) -> dict:
     """`variants score`'s own loop (VCF streamed, windows built on threads, statistics on the device) on
-    random SNVs, against torch_ref on the same windows with the same statistics."""
+    SNVs (random, or every `spacing` bp), through the whole model for REF and ALT (the full path) and
+    incrementally (with `cluster_pct`, clustered), against torch_ref's full path on the same windows.
+    The full paths (JAX, torch) score the first `full_variants` (default all): their rate does not depend
+    on the spacing, and they are the slow rows."""
     import resource
 
     import torch
 
     from jax_basenji.data.layout import index_to_one_hot
+    from jax_basenji.variants.plan import clusters
     from jax_basenji.variants.score import batched, pair_batch, score_variants
     from jax_basenji.variants.vcf import variants as read_variants
 
     with tempfile.TemporaryDirectory() as tmp:
         length = seq_length or ModelConfig.preset(preset).seq_length
-        chrom_length = 2 * length
+        chrom_length = 2 * length if spacing is None else spacing * variants + 2 * length
         predictor, tmodel, genome, geo = _setup(preset, seq_length, tracks, chrom_length, tmp, threads)
         vcf = os.path.join(tmp, "snvs.vcf")
-        _snv_vcf(vcf, genome, chrom_length, variants)
-        timing: dict = {}
-        arrays, _ = score_variants(predictor, genome, vcf, range(variants), os.path.join(tmp, "partial"),
-                                   length=geo.length, columns=None, stats=("REF_SUM", "ALT_SUM"),
-                                   record={"head": "human"}, batch_size=batch_size, resume=False,
-                                   progress=False, timing=timing)
-        steady = timing["total_s"] - timing["first_batch_s"]
-        jax_row = {"first_batch_s": round(timing["first_batch_s"], 3), "steady_s": round(steady, 3),
-                   "variants_per_s": round((variants - batch_size) / steady, 3) if steady else None,
-                   "host_wait_share": round(timing["wait_s"] / steady, 4) if steady else None,
-                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-        a = np.concatenate([arrays["REF_SUM"], arrays["ALT_SUM"]])
-        batches = batched(read_variants(vcf), 0, batch_size)
+        _snv_vcf(vcf, genome, chrom_length, variants, spacing, margin=length)
+        distance = int(geo.length * cluster_pct)
+        rows, sums = {}, {}
+        n_full = min(full_variants or variants, variants)
+        for name, incremental, dist, n in (("jax_full", False, 0, n_full), ("jax_incremental", True, distance, variants)):
+            timing: dict = {}
+            arrays, _ = score_variants(predictor, genome, vcf, range(n), os.path.join(tmp, name),
+                                       length=geo.length, columns=None, stats=("SAD", "REF_SUM"),
+                                       record={"head": "human"}, batch_size=batch_size, resume=False,
+                                       cluster_distance=dist, incremental=incremental, progress=False, timing=timing)
+            steady = timing["total_s"] - timing["first_batch_s"]
+            rows[name] = {"first_batch_s": round(timing["first_batch_s"], 3), "steady_s": round(steady, 3),
+                          "variants": n, "variants_in_first_group": timing["first_group_rows"],
+                          "variants_per_s": round((n - timing["first_group_rows"]) / steady, 3) if steady else None,
+                          "host_wait_share": round(timing["wait_s"] / steady, 4) if steady else None,
+                          "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            sums[name] = {s: np.asarray(a) for s, a in arrays.items()}
+        batches = batched(read_variants(vcf, 0, n_full), 0, batch_size)
+        ref_sums = _torch_forward(tmodel, lambda pred: pred[:batch_size].sum(1))
 
-        sums = _torch_forward(tmodel, lambda pred: torch.stack([pred[:batch_size].sum(1), pred[batch_size:].sum(1)]))
-
-        def torch_sums(batch: list) -> np.ndarray:
+        def torch_ref_sums(batch: list) -> np.ndarray:
             windows, _ = pair_batch(genome, batch, batch_size, geo.length)
-            return sums(index_to_one_hot(windows))[:, :len(batch)]
+            return ref_sums(index_to_one_hot(windows))[:len(batch)]
 
-        torch_row, torch_out = _timed(batches, torch_sums, lambda k: min(batch_size, variants - k))
-        b = np.concatenate([np.concatenate([o[0] for o in torch_out]), np.concatenate([o[1] for o in torch_out])])
+        torch_row, torch_out = _timed(batches, torch_ref_sums, lambda k: min(batch_size, n_full - k))
+        torch_sums = np.concatenate(torch_out)
+        per_cluster = variants / sum(1 for _ in clusters(read_variants(vcf), distance))
     torch_row["variants_per_s"] = torch_row.pop("per_s")
+    cfg = predictor.model.cfg
+    g = gflop(cfg, geo.length)
+    full, inc = rows["jax_full"]["variants_per_s"], rows["jax_incremental"]["variants_per_s"]
+    full_sums, inc_sums = sums["jax_full"], sums["jax_incremental"]
     return {"benchmark": "variants score", "preset": preset, "seq_length": geo.length, "tracks": tracks,
-            "batch_size": batch_size, "variants": variants, "jax": jax_row, "torch_ref": torch_row,
-            "jax_over_torch_time": round(jax_row["steady_s"] / torch_row["steady_s"], 3)
-            if torch_row["steady_s"] else None,
-            "sums_max_abs_diff_over_max": float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)), **_machine()}
+            "batch_size": batch_size, "variants": variants, "spacing_bp": spacing, "cluster_pct": cluster_pct,
+            "variants_per_window": round(per_cluster, 2), **rows, "torch_ref": torch_row,
+            "incremental_over_full_rate": round(inc / full, 3) if full and inc else None,
+            "jax_full_over_torch_time": round(torch_row["variants_per_s"] / full, 3) if full else None,
+            "gflop_per_variant": {"full": round(2 * (g["tower"] + g["rest"]), 2),
+                                  "incremental": round((g["tower"] + g["rest"]) / per_cluster + g["slice_tower"]
+                                                       + g["rest"], 2)},
+            # the same windows unclustered: SAD within fp32 rounding of the full path's
+            "sad_incremental_vs_full_max_diff_over_max_sad": float(
+                np.abs(inc_sums["SAD"][:n_full] - full_sums["SAD"]).max() / max(np.abs(full_sums["SAD"]).max(), 1e-30))
+            if distance == 0 else None,
+            "ref_sums_full_vs_torch_max_diff_over_max": float(
+                np.abs(full_sums["REF_SUM"] - torch_sums).max() / np.abs(torch_sums).max()),
+            **_machine()}

@@ -157,8 +157,9 @@ def score_variants(predictor, genome, vcf: str, rows: range, partial: str, *, le
     """Score VCF rows `rows` into OUT.partial/{stat}.npy `[rows, tracks]` float32 and status.npy `[rows]`
     int8; returns them (memory-mapped). Rows within `cluster_distance` bp share a window (plan.clusters);
     `incremental` scores edits of a window from its conv tower output (variants.incremental), else
-    through the whole model. `timing`, if given, gets `first_batch_s` (compilation included), `total_s`
-    and `wait_s`: the time after the first group spent waiting for windows from the host."""
+    through the whole model. `timing`, if given, gets `first_batch_s` (the first group, compilation
+    included) and its `first_group_rows`, `total_s`, and `wait_s`: the time after the first group
+    spent waiting for windows from the host."""
     done = items_done(partial, record, resume)
     tracks = len(columns) if columns is not None else predictor.model.cfg.head_tracks[record["head"]]
     arrays, status = _partial_arrays(partial, stats, len(rows), tracks, fresh=not done)
@@ -187,6 +188,7 @@ def score_variants(predictor, genome, vcf: str, rows: range, partial: str, *, le
         upto = group.first + len(group.rows)
         bar.update(len(group.rows))
         timing.setdefault("first_batch_s", time.monotonic() - start)
+        timing.setdefault("first_group_rows", len(group.rows))
         if time.monotonic() - last >= RECORD_EVERY_S:
             checkpoint(upto)
             last = time.monotonic()
