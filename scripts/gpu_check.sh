@@ -7,7 +7,8 @@
 #      torch.compile at batch 8 bf16 and batch 4 fp32), forward and training step, TFLOP/s, MFU, memory;
 #   4. variant scoring (issue 22): the variant tests on the GPU (upstream basenji_sad.py parity included),
 #      then bench variants on the published Basenji2 (131,072 bp, 5,313 tracks), batch 4 and 16, JAX vs
-#      torch_ref on the same GPU: variants/s, host-window wait share, peak RSS.
+#      torch_ref on the same GPU: variants/s, host-window wait share, peak RSS; incremental scoring
+#      (issue 26) on random, dense-clustered and sparse SNVs beside the full path.
 # GPU_CHECK_STEPS picks sections (default "parity train model variants").
 # Every result is JSON in OUT_DIR (plus the logs); a failing step is recorded and the next one runs.
 #
@@ -24,13 +25,14 @@ export NVIDIA_TF32_OVERRIDE=0  # fp32 means fp32 on both sides: no TF32 in cuBLA
 if [ "$mode" = "--tiny" ]; then
     preset=tiny; model=tiny; seq=16384; model_runs="bf16:2:compile fp32:2 bf16:1"; device=cpu
     steps=4; train_batch=2; tracks=8; examples="train=8,valid=4,test=4"; bench_repeats=2; default_budget=1500
-    parity_limit=900; variant_preset=tiny; variant_count=41; variant_batches="4"
+    parity_limit=900; variant_preset=tiny; variant_count=41; variant_batches="4"; dense_count=200; dense_batch=4
     export JAX_PLATFORMS=cpu
 else
     preset=basenji2-double-prime; model=basenji2-double-prime; seq=131072; device=gpu
     model_runs="bf16:8:compile fp32:4:compile bf16:4 bf16:1 fp32:1 fp32:8 bf16:16"  # precision:batch[:compile]
     steps=200; train_batch=8; tracks=5313; examples="train=64,valid=8,test=8"; bench_repeats=5; default_budget=480
-    parity_limit=180; variant_preset=basenji2; variant_count=1000; variant_batches="4 16"
+    parity_limit=180; variant_preset=basenji2; variant_count=1000; variant_batches="4 16"; dense_count=20000
+    dense_batch=16
 fi
 sections=" ${GPU_CHECK_STEPS:-parity train model variants} "
 want() { [[ $sections == *" $1 "* ]]; }
@@ -92,12 +94,19 @@ done
 # 4. Variant scoring: the tests on this device, then throughput at the real size.
 if want variants; then
     step variant_tests 300 python -m pytest -q -p no:randomly parity_tests/test_basenji_sad.py tests/test_variants.py \
-        --junitxml "$out/variant_tests.xml"
-    for b in $variant_batches; do
+        tests/test_incremental.py --junitxml "$out/variant_tests.xml"
+    for b in $variant_batches; do  # random SNVs: the full path and incremental (one window per SNV)
         step "variants_b$b" 300 python -m jax_basenji.bench variants --preset "$variant_preset" \
             --seq-length "$seq" --tracks "$tracks" --variants "$variant_count" --batch-size "$b" \
             --json "$out/variants_b$b.json"
     done
+    # issue 26: a dense VCF (1 SNV per 300 bp, clustered at P = 0.1) and a sparse one (1 per 100 kb)
+    step variants_dense 300 python -m jax_basenji.bench variants --preset "$variant_preset" --seq-length "$seq" \
+        --tracks "$tracks" --variants "$dense_count" --full-variants "$variant_count" --spacing 300 \
+        --cluster-pct 0.1 --batch-size "$dense_batch" --json "$out/variants_dense.json"
+    step variants_sparse 300 python -m jax_basenji.bench variants --preset "$variant_preset" --seq-length "$seq" \
+        --tracks "$tracks" --variants "$variant_count" --spacing 100000 --batch-size "$dense_batch" \
+        --json "$out/variants_sparse.json"
 fi
 rm -rf "$data"
 python - "$out" <<'EOF'

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Set-up, then the whole test suite (unit tests and torch<->JAX parity tests), in a random
 # order (pytest-randomly) on both cores (pytest-xdist; each file stays on one worker, so its
-# module fixtures are built once).
+# module fixtures are built once; tests/conftest.py hands out the longest files first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec "${PYTHON:-python3}" -m pytest -q -n 2 --dist loadfile tests parity_tests "$@"
+# One XLA compilation cache for the run: the same small programs (training runs in subprocesses,
+# repeated CLI calls) are compiled once, not once per process. A fresh directory per run keeps
+# runs independent; XLA flags, devices and versions are part of each entry's key.
+cache=$(mktemp -d)
+trap 'rm -rf "$cache"' EXIT
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$cache}"
+"${PYTHON:-python3}" -m pytest -q -n 2 --dist loadfile tests parity_tests "$@"

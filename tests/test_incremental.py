@@ -7,7 +7,7 @@
   equal those of the whole model on the edited window (1e-5 of max |SAD|) for the published model
   and Basenji2'' at full width and 131,072 bp, plain (and the published one with --rc --shifts 1 0 -1;
   tiny models of both kinds with it in `variants score`), for edits at the
-  centre, +-500 bp, 10 bp from both window ends, beside an N gap and in a window past a chromosome's
+  centre, -500 bp, 10 bp from both window ends, beside an N gap and in a window past a chromosome's
   end. A slice off the 128 bp pooling grid, or one that takes N padding instead of the neighbouring
   sequence, fails these comparisons (each was planted and seen to fail).
 - `variants score` gives the same file with and without --no-incremental, clustered or not.
@@ -91,9 +91,8 @@ def edit_case(length, rng):
     b[length - 3_000:] = 4
     mid = length // 2 - 1
     edits = []
-    for parent, pos, n, swap in ((0, mid, 1, False), (0, mid + 500, 1, False), (0, mid - 500, 3, True),
-                                 (0, 10, 1, False), (0, length - 11, 1, False), (0, gap - 1, 1, False),
-                                 (0, gap + 1_000, 2, True), (1, mid, 1, False), (1, length - 3_001, 1, False)):
+    for parent, pos, n, swap in ((0, mid, 1, False), (0, mid - 500, 3, True), (0, 10, 1, False),
+                                 (0, length - 11, 1, False), (0, gap - 1, 1, False), (1, length - 3_001, 1, False)):
         at = min(pos, length - MAX_EDIT)
         bases = [a, b][parent][at:at + MAX_EDIT].copy()
         bases[pos - at:pos - at + n] = (bases[pos - at:pos - at + n] + 1 + rng.integers(0, 3, n)) % 4
@@ -119,7 +118,8 @@ def full_path(predictor, windows, edits, columns):
         every.append(windows[parent].copy())
         every[-1][at:at + len(bases)] = bases
     every = np.stack(every)
-    y = np.concatenate([predictor.padded(every[k:k + 4], 4) for k in range(0, len(every), 4)])[..., columns]
+    size = min(4, len(every))
+    y = np.concatenate([predictor.padded(every[k:k + size], size) for k in range(0, len(every), size)])[..., columns]
     out = []
     for k, (parent, _, _, _, _, swap) in enumerate(edits):
         ref, alt = y[parent], y[len(windows) + k]
@@ -142,10 +142,14 @@ def test_edits_equal_the_full_path_at_131kb(preset):
     rng = np.random.default_rng(1)
     windows, edits = edit_case(length, rng)
     columns = [0, 5, 33, 63]
-    cases = [(Ensemble(), windows, edits)]
-    if preset == "basenji2":  # the ensemble's code is the same for every model: 6 members at 131 kb once,
-        # on one window, 10 bp from its end (the start in its rc members)
-        cases.append((Ensemble(rc=True, shifts=(1, 0, -1), shift_pad=0.0), windows[:1], [edits[4]]))
+    if preset == "basenji2":
+        # centre, -500 bp (a 3 bp flipped MNV), 10 bp from both ends, beside the gap, past a chromosome's end;
+        # then the ensemble of 6 members (the same code for every model) on one window, 10 bp from its end
+        # (the start in its rc members)
+        cases = [(Ensemble(), windows, edits),
+                 (Ensemble(rc=True, shifts=(1, 0, -1), shift_pad=0.0), windows[:1], [edits[3]])]
+    else:  # centre, 10 bp from the start, beside the gap: one batch of 4 windows
+        cases = [(Ensemble(), windows[:1], [edits[k] for k in (0, 2, 4)])]
     for ensemble, base, chosen in cases:
         predictor = Predictor(model, "human", ensemble, n_value=0.25)
         want = full_path(predictor, base, chosen, columns)
@@ -190,7 +194,7 @@ def score(root, out, *flags):
                           "--float32", "--stats", *STATS, "--batch-size", "3", *flags])
 
 
-@pytest.mark.parametrize("flags", [(), ("--cluster-pct", "0.3"), ("--rc", "--shifts", "1", "0", "-1"),
+@pytest.mark.parametrize("flags", [(), ("--cluster-pct", "0.3"),
                                    ("--cluster-pct", "0.3", "--rc", "--shifts", "1", "0", "-1")])
 def test_variants_score_is_the_same_with_and_without_incremental(world, tmp_path, flags):
     assert score(world, tmp_path / "full.h5", "--no-incremental", *flags) == 0

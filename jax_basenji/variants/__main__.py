@@ -2,7 +2,7 @@
 
   python -m jax_basenji.variants score --checkpoint CKPT --head human --vcf in.vcf[.gz] --fasta genome.fa \\
       --output OUT.h5 [--tracks ...] [--stats SAD D2 SAR REF_SUM ALT_SUM] [--rc] [--shifts 1 0 -1]
-      [--batch-size N] [--float32] [--resume] [--shard K/N]
+      [--batch-size N] [--cluster-pct P] [--no-incremental] [--float32] [--resume] [--shard K/N]
   python -m jax_basenji.variants merge --output OUT.h5 SHARD1.h5 ... SHARDN.h5
 
 Windows as upstream builds them: the variant's first base at 0-based index L // 2 - 1,
@@ -11,7 +11,10 @@ indels trimmed or N-padded centrally to L, a flipped VCF scored in its own orien
 Basenji2 (converted .h5/.pth and their fine-tunings) as upstream scores variants, N =
 0.25 in the windows and 0 where a --shifts shift vacates positions; for the seed's
 models, N in the checkpoint's own encoding everywhere. --n-value overrides the N value.
-A run killed mid-way continues with --resume; --shard K/N scores the K-th of N
+SNVs and MNVs are scored incrementally (exact: ALT recomputes the conv tower only on
+the slice of its window the allele reaches; jax_basenji/variants/incremental.py);
+--cluster-pct P lets variants of a sorted VCF within P x L bp share one window
+(jax_basenji/variants/plan.py). A run killed mid-way continues with --resume; --shard K/N scores the K-th of N
 contiguous slices of the VCF's rows into its own file, and `merge` joins the N files.
 """
 

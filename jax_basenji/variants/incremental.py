@@ -98,11 +98,13 @@ def _put(x: jax.Array, starts: jax.Array, values: jax.Array) -> jax.Array:
 
 
 class IncrementalScorer:
-    """Predictions of base windows and statistics of their edits, as two jitted programs of a Predictor's model.
+    """Predictions of base windows and statistics of their edits, from jitted pieces of a Predictor's model.
 
     `base(windows)` runs the whole model on `[R, L]` base windows (uint8 indices) once, keeping on
     the device each ensemble member's conv tower output and the ensemble-mean prediction of
-    `columns`; `edits(...)` then scores `[E]` edits of those windows (see its docstring).
+    `columns`; `edits(...)` then scores `[E]` edits of those windows (see its docstring). Four
+    programs: member towers, splicing an edit's slice into them, the rest of the model from
+    towers (shared by REF and ALT), and the statistics.
     """
 
     def __init__(self, predictor: Predictor, length: int, columns: list[int] | None,
