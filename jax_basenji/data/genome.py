@@ -1,8 +1,8 @@
 """Sequences re-extracted from a genome FASTA (what the seed does to train at other lengths).
 
-A BED interval is resized around its centre to the requested length,
-upper-cased, and padded with N beyond the chromosome ends; N (and any other
-IUPAC code) becomes an all-zero one-hot row. Indexing uses pyfaidx.
+A read is upper-cased and padded with N beyond the chromosome ends; N (and any
+other IUPAC code) becomes an all-zero one-hot row. Indexing uses pyfaidx. Where
+windows lie (BED intervals resized around their centre): `jax_basenji.geometry`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,6 @@ def encode(seq: bytes | str) -> np.ndarray:
     if isinstance(seq, str):
         seq = seq.encode("ascii")
     return _CODE[np.frombuffer(seq, np.uint8)]
-
-
-def centered(start: int, end: int, length: int) -> tuple[int, int]:
-    """[start', end') of `length` bp with the interval's centre, as the seed resizes."""
-    mid = (start + end) // 2
-    return mid - length // 2, mid - length // 2 + length
 
 
 class Genome:

@@ -6,7 +6,8 @@ import threading
 
 import numpy as np
 
-from jax_basenji.data.genome import Genome, centered
+from jax_basenji.data.genome import Genome
+from jax_basenji.geometry import centred
 from jax_basenji.data.layout import DataError, index_to_one_hot
 from jax_basenji.data.store import StoreSubset
 
@@ -58,7 +59,7 @@ class BasenjiSource:
         index, target = self.store[int(i)]
         if self.genome is not None:
             region = self.store.regions[int(i)]
-            start, end = centered(region.start, region.end, self.seq_length)
+            start, end = centred(region.start, region.end, self.seq_length)
             index = self.genome.fetch(region.chrom, start, end)
         return {"sequence": index_to_one_hot(index), "target": target}
 
@@ -71,7 +72,7 @@ class BasenjiSource:
             return
         if sequence is not None:
             region = self.store.regions[int(i)]
-            start, end = centered(region.start, region.end, self.seq_length)
+            start, end = centred(region.start, region.end, self.seq_length)
             with self._genome_lock:  # pyfaidx reads through one shared file handle
                 sequence[:] = self.genome.fetch(region.chrom, start, end)
         self.store.read_into(int(i), target=target)

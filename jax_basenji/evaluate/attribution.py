@@ -20,9 +20,10 @@ from flax import nnx
 from jax_basenji.atomic import atomic_open, atomic_path
 from jax_basenji.cli import InputError
 from jax_basenji.data.genome import Genome
-from jax_basenji.data.layout import DataError, index_to_one_hot
+from jax_basenji.data.layout import DataError
 from jax_basenji.evaluate.common import center_bins
 from jax_basenji.evaluate.logo import logo_png
+from jax_basenji.geometry import Window, centred, one_hot_window
 from jax_basenji.metrics import pyplot, save_png
 from jax_basenji.tracks import select_tracks, track_table
 
@@ -106,10 +107,9 @@ def attribution(predictor, fasta: str, region: str, head: str, tracks: str, bins
     n_bins = model.cfg.output_bins(length)
     bin_idx = parse_range(bins, n_bins, "bins")
     track_idx = parse_tracks(tracks, model.cfg.head_tracks[head], targets)
-    centre = (start + end) // 2
-    w_start = centre - length // 2
-    one_hot = index_to_one_hot(genome.fetch(chrom, w_start, w_start + length)).astype(np.float32)
-    one_hot[one_hot.sum(axis=1) == 0] = predictor.n_value  # N in the model's encoding (0.25: the seed's)
+    w_start = centred(start, end, length)[0]
+    # N in the model's encoding (0.25: the seed's): the gradient is taken at the input the model reads
+    one_hot = one_hot_window(genome, Window(chrom, w_start), length, predictor.n_value).astype(np.float32)
     contrib = input_x_gradient(model, one_hot, head, bin_idx, track_idx)
     score = contrib.sum(axis=1)
     os.makedirs(output, exist_ok=True)

@@ -6,13 +6,14 @@ import numpy as np
 
 from jax_basenji.atomic import atomic_open
 from jax_basenji.cli import InputError
+from jax_basenji.geometry import central_bins
 from jax_basenji.metrics import pyplot, save_png
 
 
 def center_bins(bins: int, width: int = 3) -> slice:
     """The `width` centre bins; the seed's TSS rule is 3: 447, 448, 449 of 896."""
     check_width(width, bins)
-    return slice(bins // 2 - width // 2, bins // 2 + width // 2 + 1)
+    return central_bins(bins, width)
 
 
 def check_width(width: int, bins: int | None = None) -> int:

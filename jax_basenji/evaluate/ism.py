@@ -23,6 +23,7 @@ from jax_basenji.atomic import atomic_open, atomic_path
 from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import index_to_one_hot
 from jax_basenji.evaluate.logo import logo_png
+from jax_basenji.geometry import centred
 from jax_basenji.predict.windows import prefetched
 
 
@@ -30,7 +31,7 @@ def ism_scores(predictor, genome: Genome, chrom: str, start: int, end: int, bins
                tracks: np.ndarray, *, batch_size: int = 8, progress: bool = True) -> tuple[int, np.ndarray]:
     """(window start, `[end - start, 4]` changes of mean(pred[bins][:, tracks]))."""
     length = predictor.model.cfg.seq_length
-    w_start = (start + end) // 2 - length // 2
+    w_start = centred(start, end, length)[0]
     index = genome.fetch(chrom, w_start, w_start + length)
     reference = index_to_one_hot(index)
     offsets = np.arange(start - w_start, end - w_start)

@@ -34,9 +34,10 @@ from tqdm import tqdm
 from jax_basenji.cli import InputError
 from jax_basenji.data import BasenjiSource
 from jax_basenji.data.genome import Genome
-from jax_basenji.data.layout import DataError, index_to_one_hot
+from jax_basenji.data.layout import DataError
 from jax_basenji.evaluate.common import (center_bins, check_width, histogram, log1p_clipped, nanmean,
                                          pearson_columns, read_tsv, scatter, standardize, write_tsv)
+from jax_basenji.geometry import centred_window, one_hot_window
 
 GENE_COLUMNS = ("gene_id", "chrom", "tss", "strand")
 SUBSET_ORDER = ("train", "valid", "test")  # reported first, in this order; other names follow sorted
@@ -126,7 +127,7 @@ def predict_tss(predictor, genes: list[Gene], fasta: str, *, width: int = 3, bat
         chunk = genes[start:start + batch_size]
         windows[:] = 0
         for k, g in enumerate(chunk):
-            windows[k] = index_to_one_hot(genome.fetch(g.chrom, g.tss - length // 2, g.tss + length // 2))
+            windows[k] = one_hot_window(genome, centred_window(g.chrom, g.tss, g.tss, length), length)
         pred = predictor(windows)[: len(chunk)]
         out.append(pred[:, centre].sum(axis=1, dtype=np.float64))
         bar.update(len(chunk))

@@ -24,10 +24,10 @@ import sys
 from jax_basenji.cli import Parser, one_line_errors
 from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
+from jax_basenji.geometry import Geometry
 from jax_basenji.predict import core
 from jax_basenji.predict.core import (Predictor, add_ensemble_flags, add_precision_flag, ensemble_from_args,
                                      load_predictor)
-from jax_basenji.predict.windows import Geometry
 
 MODES = ("regions", "genome")
 
@@ -115,16 +115,15 @@ def load_head(args, layer: str = "head", *, n_value: float | None = None, shift_
 
 def _setup(args) -> tuple[Predictor, Genome, Geometry, list[str], list[str], list[int] | None, list | None]:
     head = load_head(args, getattr(args, "embed", None) or "head")
-    cfg = head.predictor.model.cfg
-    geo = Geometry(cfg.seq_length, cfg.output_bins(cfg.seq_length), cfg.bin_size)
-    return (head.predictor, Genome(args.fasta), geo, head.names, head.descriptions, head.columns, head.targets)
+    return (head.predictor, Genome(args.fasta), Geometry.of(head.predictor.model.cfg), head.names,
+            head.descriptions, head.columns, head.targets)
 
 
 def run_regions(args) -> str:
     from jax_basenji.tracks import select_tracks
     from jax_basenji.predict.regions import (bigwig_entries, check_chromosomes, predict_regions, read_regions,
-                                             regions_to_bigwigs, site_bins, warn_past_end)
-    from jax_basenji.predict.windows import centred_window
+                                             regions_to_bigwigs, warn_past_end)
+    from jax_basenji.geometry import centred_window
 
     # Every option is checked before the prediction: a refused run writes nothing.
     missing = [p for p in args.measured_bigwig if not os.path.isfile(p)]
@@ -139,7 +138,7 @@ def run_regions(args) -> str:
     predictor, genome, geo, ids, labels, columns, targets = _setup(args)
     regions = read_regions(args.bed)
     check_chromosomes(regions, genome, args.bed)
-    site = site_bins(geo, args.site_length)
+    site = geo.site(args.site_length)
     if args.plot is not None and args.plot not in {r.name for r in regions} and not (
             args.plot.isdigit() and int(args.plot) < len(regions)):
         raise InputError(f"--plot {args.plot!r} is neither a region name of {args.bed} nor a row")
@@ -149,7 +148,7 @@ def run_regions(args) -> str:
     if absent:
         raise InputError(f"--bigwig-tracks {absent[0]} is not among the written --tracks")
     if wanted:  # sorted, non-overlapping bins: checked on the windows, before predicting
-        starts = [centred_window(r.chrom, r.start, r.end, geo.length).start + geo.crop + site.start * geo.pool
+        starts = [geo.bin_start(centred_window(r.chrom, r.start, r.end, geo.length).start, site.start)
                   for r in regions]
         bigwig_entries(regions, starts, site.stop - site.start, geo.pool, args.bed)
     if args.embed:

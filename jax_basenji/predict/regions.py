@@ -23,7 +23,8 @@ from jax_basenji.atomic import atomic_path
 from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import bed_lines
 from jax_basenji.errors import InputError
-from jax_basenji.predict.windows import Geometry, Window, centred_window, window_batches
+from jax_basenji.geometry import Geometry, Window, centred_window
+from jax_basenji.predict.windows import window_batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,20 +69,6 @@ def warn_past_end(regions: list[BedRegion], genome: Genome, bed_path: str) -> No
               f"{genome.chrom_length(r.chrom)} bp)", file=sys.stderr)
 
 
-def site_bins(geo: Geometry, site_length: int | None) -> slice:
-    """The central output bins covering `site_length` bp (all bins if None): `n` bins from
-    bins // 2 - n // 2, so an odd `n` is centred on bin bins // 2 (the bin holding the window's
-    centre, as for a TSS) and an even `n` splits evenly around it (upstream's `basenji_predict_bed.py`)."""
-    if site_length is None:
-        return slice(0, geo.bins)
-    if site_length <= 0 or site_length % geo.pool or site_length > geo.stride:
-        raise InputError(f"--site-length {site_length} must be a positive multiple of {geo.pool} bp, at most "
-                         f"the {geo.stride} bp of the output bins")
-    n = site_length // geo.pool
-    first = geo.bins // 2 - n // 2
-    return slice(first, first + n)
-
-
 def predict_regions(predictor, genome: Genome, regions: list[BedRegion], output: str, *, geo: Geometry,
                     columns: list[int] | None, target_ids: list[str], target_labels: list[str],
                     site: slice, total: bool, float16: bool, batch_size: int, overwrite: bool,
@@ -109,8 +96,8 @@ def predict_regions(predictor, genome: Genome, regions: list[BedRegion], output:
         h5.create_dataset("start", data=np.array([r.start for r in regions], np.int64))
         h5.create_dataset("end", data=np.array([r.end for r in regions], np.int64))
         h5.create_dataset("name", data=np.array([r.name for r in regions], dtype=object), dtype=strings)
-        h5.create_dataset("bin_start", data=np.array([w.start + geo.crop + site.start * geo.pool
-                                                      for w in windows], np.int64))
+        h5.create_dataset("bin_start", data=np.array([geo.bin_start(w.start, site.start) for w in windows],
+                                                     np.int64))
         h5.create_dataset("target_ids", data=np.array(target_ids, dtype=object), dtype=strings)
         h5.create_dataset("target_labels", data=np.array(target_labels, dtype=object), dtype=strings)
         h5.attrs["pool_width"] = geo.pool

@@ -1,14 +1,8 @@
-"""Input windows from a genome, built on worker threads while the device computes.
-
-A window is `chrom` and a 0-based input start, which may lie before the
-chromosome or run past its end: those positions are N. Regions are centred in
-a window (as the seed resizes BED intervals); a chromosome is tiled so that
-consecutive windows' output bins abut exactly.
-"""
+"""Input windows from a genome, built on worker threads while the device computes (where windows
+lie and how they are read: `jax_basenji.geometry`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -16,53 +10,12 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from jax_basenji.data.genome import Genome, centered
-from jax_basenji.data.layout import index_to_one_hot
+from jax_basenji.data.genome import Genome
+# Geometry and tile are imported from here until predict.genome and bench move to jax_basenji.geometry
+from jax_basenji.geometry import Geometry, Window, one_hot_window, tile  # noqa: F401
 
 T = TypeVar("T")
 U = TypeVar("U")
-
-
-@dataclasses.dataclass(frozen=True)
-class Window:
-    chrom: str
-    start: int  # 0-based first input position (N where outside the chromosome)
-
-
-@dataclasses.dataclass(frozen=True)
-class Geometry:
-    """Where a model's output bins lie in its input window."""
-
-    length: int  # input bp
-    bins: int  # output bins
-    pool: int = 128  # bp per output bin
-
-    @property
-    def crop(self) -> int:
-        """bp of input on each side without an output bin."""
-        return (self.length - self.bins * self.pool) // 2
-
-    @property
-    def stride(self) -> int:
-        """bp covered by one window's output bins: the tiling step."""
-        return self.bins * self.pool
-
-
-def centred_window(chrom: str, start: int, end: int, length: int) -> Window:
-    """The window of `length` bp centred on [start, end)."""
-    return Window(chrom, centered(start, end, length)[0])
-
-
-def tile(chrom: str, size: int, geo: Geometry) -> list[Window]:
-    """Windows whose output bins cover [0, size) back to back: bin j of window k starts at
-    k * stride + j * pool (the first and last windows reach into N padding)."""
-    n = -(-size // geo.stride)
-    return [Window(chrom, k * geo.stride - geo.crop) for k in range(n)]
-
-
-def one_hot_window(genome: Genome, w: Window, length: int) -> np.ndarray:
-    """`[length, 4]` uint8 one-hot of a window (N = all-zero rows)."""
-    return index_to_one_hot(genome.fetch(w.chrom, w.start, w.start + length))
 
 
 def prefetched(build: Callable[[U], T], items: Iterable[U], *, threads: int = 2,

@@ -2,8 +2,8 @@
 
 calico/basenji's `basenji_sad.py` (`vcf.snp_seq1`, `vcf.dna_length_1hot`), whose
 scores users compare with, and baskerville's `SNPCluster.delimit` agree on:
-- The variant's first base sits at 0-based index L // 2 - 1 of the window (window
-  start = POS - L // 2, 1-based); N beyond the chromosome's ends.
+- The variant's first base sits at 0-based index L // 2 - 1 of the window
+  (`geometry.variant_start`); N beyond the chromosome's ends.
 - The genome read is L bp, plus len(REF) - len(longest ALT of the record) when a
   record deletes, and one bp less when it runs past the chromosome's end (snp_seq1
   N-pads such a read to one base short). The REF window is that read, the ALT window
@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from jax_basenji.data.genome import Genome, encode
+from jax_basenji.geometry import variant_start
 from jax_basenji.variants.vcf import Variant
 
 N_INDEX = 4  # base index of N
@@ -45,7 +46,7 @@ def window_pair(genome: Genome, v: Variant, length: int) -> tuple[np.ndarray, np
     left = length // 2 - 1
     alts = v.record_alts or (v.alt,)
     extra = max(0, len(v.ref) - max(map(len, alts)))  # a deleting record reads this much more genome
-    start = v.pos - 1 - left
+    start = variant_start(v.pos, length)
     size = length + extra
     if start + size > genome.chrom_length(v.chrom):  # upstream's read past the end is one base short
         size -= 1

@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from jax_basenji.data.genome import Genome, encode
+from jax_basenji.geometry import variant_start
 from jax_basenji.variants.alleles import N_INDEX, window_pair
 from jax_basenji.variants.vcf import Variant
 
@@ -46,7 +47,7 @@ def clusters(stream: Iterator[Variant], distance: int) -> Iterator[list[Variant]
 def window_start(cluster: list[Variant], length: int) -> int:
     """0-based genome start of a cluster's window (SNPCluster.delimit)."""
     positions = [v.pos for v in cluster]
-    return (min(positions) + max(positions)) // 2 - length // 2
+    return variant_start((min(positions) + max(positions)) // 2, length)
 
 
 @dataclasses.dataclass
