@@ -1,15 +1,21 @@
-"""Resumable long runs (`predict genome`, `variants score`): a partial directory and its progress record.
+"""Resumable long runs (`predict genome|regions`, `variants score`, `evaluate tss`): a partial
+directory and its progress record.
 
-The run writes its results batch by batch into PARTIAL/ and, after each batch is
-flushed, `progress.json` = its settings + the number of items done (written
-atomically). A kill loses at most one batch; `--resume` continues only a run with
-the same settings, and a partial run is never restarted silently.
+The run writes its results batch by batch into PARTIAL/ (`Run`: one row per item, or its own
+files) and, after each batch is on disk, `progress.json` = its settings + the number of items
+done (written atomically). A kill loses at most one batch; `--resume` continues only a run with
+the same settings, and a partial run is never restarted silently. Rows are written, never added
+to, so rewriting a batch a kill left half-way gives the same bytes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
+
+import numpy as np
 
 from jax_basenji.atomic import write_json
 from jax_basenji.errors import InputError
@@ -41,6 +47,43 @@ def items_done(partial: str, record: dict, resume: bool) -> int:
 
 def record_done(partial: str, record: dict, done: int) -> None:
     write_json(os.path.join(partial, "progress.json"), {**record, "done": done})
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A resumable run whose results are one row per item: PARTIAL/rows.npy and PARTIAL/progress.json."""
+
+    partial: str  # the run's folder until it is done
+    record: dict  # what a resumed run must share with it (settings, inputs, shapes)
+    resume: bool  # --resume
+
+    def done(self) -> int:
+        """Items done by the run this one continues (0 when fresh)."""
+        return items_done(self.partial, self.record, self.resume)
+
+    def rows(self, shape: tuple[int, ...], dtype, done: int) -> np.memmap:
+        """PARTIAL/rows.npy, `[items, ...]` on disk (memory holds none of it): created for a fresh run
+        (`done` 0), reopened with its first `done` rows for a resumed one."""
+        os.makedirs(self.partial, exist_ok=True)
+        path = os.path.join(self.partial, "rows.npy")
+        try:
+            rows = np.lib.format.open_memmap(path, mode="r+" if done else "w+", dtype=dtype, shape=shape)
+        except (OSError, ValueError) as e:
+            raise InputError(f"{path} is missing or damaged ({e}); remove {self.partial} to start afresh") from None
+        if rows.shape != shape or rows.dtype != np.dtype(dtype):
+            raise InputError(f"{path} holds {rows.dtype}{list(rows.shape)}, not {np.dtype(dtype)}{list(shape)}; "
+                             f"remove {self.partial} to start afresh")
+        return rows
+
+    def save(self, rows: np.memmap, done: int) -> None:
+        """Record `done` items once their rows are on disk (msync first: the record never claims rows a
+        power loss could take)."""
+        rows.flush()
+        record_done(self.partial, self.record, done)
+
+    def finish(self) -> None:
+        """Everything made from the rows is written: the partial folder goes."""
+        shutil.rmtree(self.partial, ignore_errors=True)
 
 
 def resuming(partial: str, resume: bool) -> bool:

@@ -460,3 +460,56 @@ def test_finetune_track_count_mismatch_is_refused(world, head_only, tmp_path, ca
                           "--no-progress"]) == 2
     assert "head 'finetune' has 2 tracks; the data have 3" in capsys.readouterr().err
     jax.clear_caches()
+
+
+@pytest.mark.parametrize("source", ["fasta", "data"])
+def test_an_interrupted_tss_run_resumes_to_identical_tables(world, genes, tmp_path, monkeypatch, capsys, source):
+    """A kill after the first batch: the run is not restarted silently, --resume with other settings is
+    refused, and --resume writes the tables of an uninterrupted run byte for byte."""
+    from tests.interrupt import interrupt_after_first_batch
+
+    path, rows = genes
+    src = (["--fasta", world["fasta"]] if source == "fasta" else
+           ["--data", os.path.join(str(world["root"]), "store"), "--species", "mouse"])
+
+    def tss(out, *flags):
+        return evaluate_main(["tss", "--checkpoint", world["pretrained"], *src, "--genes", path, "--head", "mouse",
+                              "--output", str(tmp_path / out), "--batch-size", "2", "--no-progress", *flags])
+
+    assert tss("straight") == 0
+    interrupt_after_first_batch(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        tss("resumed")
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "resumed" / ".partial" / "progress.json").read_text())["done"] == 2
+    capsys.readouterr()
+    assert tss("resumed") == 2  # never restarted silently
+    assert tss("resumed", "--resume", "--tss-bins", "5") == 2
+    assert "other settings (tss_bins: 3 then, 5 now)" in capsys.readouterr().err
+    assert tss("resumed", "--resume") == 0
+    assert not (tmp_path / "resumed" / ".partial").exists()
+    tables = ["tss_predictions.tsv"] + (["tss_targets.tsv"] if source == "data" else [])
+    for name in tables:
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes()
+
+
+def test_tss_hits_are_the_tss_rows_inside_each_regions_target_span():
+    """Bisecting sorted TSS per chromosome finds exactly what a scan of every region x gene pair finds."""
+    from jax_basenji.data.layout import Region
+    from jax_basenji.evaluate.tss import Gene, tss_hits
+
+    rng = np.random.default_rng(5)
+    genes = [Gene(f"g{k % 150}", f"chr{rng.integers(1, 4)}", int(rng.integers(0, 20_000)), "+")
+             for k in range(400)]
+    genes.append(Gene("edge", "chr1", 1000 + 64, "+"))  # the first target bp of the region at 1000
+    regions = [Region(f"chr{rng.integers(1, 5)}", int(s), int(s) + 2048, "test") for s in rng.integers(0, 19_000, 60)]
+    regions.append(Region("chr1", 1000, 3048, "test"))
+    crop, span = 64, 2048 - 128
+    brute = {}
+    for r_idx, r in enumerate(regions):
+        found = [(g.tss - r.start - crop, i) for i, g in enumerate(genes)
+                 if g.chrom == r.chrom and 0 <= g.tss - r.start - crop < span]
+        if found:
+            brute[r_idx] = found
+    assert tss_hits(genes, regions, crop, span) == brute
+    assert (0, len(genes) - 1) in brute[len(regions) - 1]

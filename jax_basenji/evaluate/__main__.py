@@ -94,6 +94,8 @@ def parse_args(argv):
     add_log1p_flag(q)
     q.add_argument("--tss-bins", type=int, default=3,
                    help="odd number of bins summed around each TSS bin (default 3, the seed's)")
+    q.add_argument("--resume", action="store_true",
+                   help="continue the unfinished run in OUTPUT/.partial (a killed run; the same options)")
 
     q = sub.add_parser("ridge", help="ridge regression from TSS predictions to cell-type expression")
     common(q, checkpoint=False)

@@ -38,6 +38,7 @@ from jax_basenji.data.layout import DataError
 from jax_basenji.evaluate.common import (center_bins, check_width, histogram, log1p_clipped, nanmean,
                                          pearson_columns, read_tsv, scatter, standardize, write_tsv)
 from jax_basenji.geometry import centred_window, one_hot_window
+from jax_basenji.resume import Run
 
 GENE_COLUMNS = ("gene_id", "chrom", "tss", "strand")
 SUBSET_ORDER = ("train", "valid", "test")  # reported first, in this order; other names follow sorted
@@ -106,8 +107,9 @@ def first_per_gene(genes: list[Gene]) -> list[Gene]:
 
 
 def predict_tss(predictor, genes: list[Gene], fasta: str, *, width: int = 3, batch_size: int = 4,
-                progress: bool = True) -> np.ndarray:
-    """`[genes, tracks]` float64: the `width` centre bins of a window centred on each TSS, summed."""
+                progress: bool = True, run: Run | None = None) -> np.ndarray:
+    """`[genes, tracks]` float64: the `width` centre bins of a window centred on each TSS, summed. With
+    `run`, rows go to its partial folder batch by batch and a resumed run continues there."""
     genome = Genome(fasta)
     length = predictor.model.cfg.seq_length
     try:
@@ -119,70 +121,100 @@ def predict_tss(predictor, genes: list[Gene], fasta: str, *, width: int = 3, bat
         g = outside[0]
         warnings.warn(f"{len(outside)} gene(s) with a TSS outside their chromosome, predicted on N there (first: "
                       f"{g.gene_id} at {g.chrom}:{g.tss}; {g.chrom} has {sizes[g.chrom]} bp)", stacklevel=2)
-    centre = center_bins(predictor.model.cfg.output_bins(length), width)
+    cfg = predictor.model.cfg
+    centre = center_bins(cfg.output_bins(length), width)
+    shape = (len(genes), cfg.head_tracks[predictor.head])
+    done = run.done() if run else 0
+    rows = run.rows(shape, np.float64, done) if run else np.zeros(shape)
     windows = np.zeros((batch_size, length, 4), np.float32)
-    out = []
-    bar = tqdm(total=len(genes), unit="gene", disable=not progress, file=sys.stderr, desc="TSS")
-    for start in range(0, len(genes), batch_size):
+    bar = tqdm(total=len(genes), initial=done, unit="gene", disable=not progress, file=sys.stderr, desc="TSS")
+    for start in range(done, len(genes), batch_size):
         chunk = genes[start:start + batch_size]
         windows[:] = 0
         for k, g in enumerate(chunk):
             windows[k] = one_hot_window(genome, centred_window(g.chrom, g.tss, g.tss, length), length)
         pred = predictor(windows)[: len(chunk)]
-        out.append(pred[:, centre].sum(axis=1, dtype=np.float64))
+        rows[start:start + len(chunk)] = pred[:, centre].sum(axis=1, dtype=np.float64)
+        if run:
+            run.save(rows, start + len(chunk))
         bar.update(len(chunk))
     bar.close()
-    return np.concatenate(out)
+    return np.array(rows)
 
 
 def regions_tss(predictor, genes: list[Gene], source: BasenjiSource, *, width: int = 3, batch_size: int = 4,
-                progress: bool = True) -> tuple[list[Gene], np.ndarray, np.ndarray, int]:
+                progress: bool = True, run: Run | None = None) -> tuple[list[Gene], np.ndarray, np.ndarray, int]:
     """(genes, predicted, measured, TSS hits): `[genes, tracks]` float64 sums, one row per gene id.
 
     A hit is a TSS row inside a region's target span: bin b = (tss - region start - crop) //
     pool_width; bins b - width//2 .. b + width//2 that exist in the region are summed. All hits
     of a gene id (rows and regions) add up. A gene's row is its first TSS row that hit, its
-    subset the table's, else the store subset's.
+    subset the table's, else the store subset's. With `run`, every hit's two `[tracks]` sums go to
+    its partial folder batch by batch (written, never added to) and a resumed run continues there;
+    they are added up per gene at the end, in the same order either way.
     """
     half = check_width(width) // 2
     stats = source.store.meta["statistics"]
     pool, crop = int(stats.get("pool_width", 128)), int(stats["crop_bp"])
     n_bins, tracks = source.target_shape
-    by_chrom: dict[str, list[int]] = {}
-    for i, g in enumerate(genes):
-        by_chrom.setdefault(g.chrom, []).append(i)
-    hits: dict[int, list[tuple[int, int, int]]] = {}  # region -> [(first bin, end bin, gene row)]
-    for r_idx, r in enumerate(source.regions):
-        for i in by_chrom.get(r.chrom, []):
-            pos = genes[i].tss - (r.start + crop)
-            if 0 <= pos < n_bins * pool:
-                b = pos // pool
-                hits.setdefault(r_idx, []).append((max(b - half, 0), min(b + half + 1, n_bins), i))
+    hits = tss_hits(genes, source.regions, crop, n_bins * pool)
     if not hits:
         raise InputError(f"no gene TSS falls inside the {source.subset} regions of {source.store.dir}")
-    ids = list(dict.fromkeys(g.gene_id for g in genes))  # gene ids in table order
-    row_of = {gid: k for k, gid in enumerate(ids)}
-    pred_sum, target_sum = np.zeros((len(ids), tracks)), np.zeros((len(ids), tracks))
     needed = sorted(hits)
-    bar = tqdm(total=len(needed), unit="region", disable=not progress, file=sys.stderr, desc="regions")
-    for start in range(0, len(needed), batch_size):
+    offset = np.cumsum([0] + [len(hits[r]) for r in needed])  # first row of each needed region's hits
+    done = run.done() if run else 0
+    shape = (int(offset[-1]), 2, tracks)  # per hit: predicted and measured sums
+    sums = run.rows(shape, np.float64, done) if run else np.zeros(shape)
+    bar = tqdm(total=len(needed), initial=done, unit="region", disable=not progress, file=sys.stderr,
+               desc="regions")
+    for start in range(done, len(needed), batch_size):
         chunk = needed[start:start + batch_size]
         items = [source[i] for i in chunk]
         pred = predictor.padded(np.stack([it["sequence"] for it in items]), batch_size)
         for k, r_idx in enumerate(chunk):
-            for lo, hi, i in hits[r_idx]:
-                pred_sum[row_of[genes[i].gene_id]] += pred[k, lo:hi].sum(axis=0, dtype=np.float64)
-                target_sum[row_of[genes[i].gene_id]] += items[k]["target"][lo:hi].astype(np.float64).sum(axis=0)
+            for h, (pos, i) in enumerate(hits[r_idx], offset[start + k]):
+                lo, hi = max(pos // pool - half, 0), min(pos // pool + half + 1, n_bins)
+                sums[h, 0] = pred[k, lo:hi].sum(axis=0, dtype=np.float64)
+                sums[h, 1] = items[k]["target"][lo:hi].astype(np.float64).sum(axis=0)
+        if run:
+            run.save(sums, start + len(chunk))
         bar.update(len(chunk))
     bar.close()
+    ids = list(dict.fromkeys(g.gene_id for g in genes))  # gene ids in table order
+    row_of = {gid: k for k, gid in enumerate(ids)}
+    pred_sum, target_sum = np.zeros((len(ids), tracks)), np.zeros((len(ids), tracks))
+    for r_idx, first in zip(needed, offset):
+        for h, (_, i) in enumerate(hits[r_idx], first):
+            pred_sum[row_of[genes[i].gene_id]] += sums[h, 0]
+            target_sum[row_of[genes[i].gene_id]] += sums[h, 1]
     first_hit: dict[str, int] = {}
-    for i in sorted(i for pairs in hits.values() for _, _, i in pairs):
+    for i in sorted(i for pairs in hits.values() for _, i in pairs):
         first_hit.setdefault(genes[i].gene_id, i)
     found = [gid for gid in ids if gid in first_hit]
     out = [dataclasses.replace(genes[first_hit[gid]], subset=genes[first_hit[gid]].subset or source.subset)
            for gid in found]
     rows = [row_of[gid] for gid in found]
     return out, pred_sum[rows], target_sum[rows], sum(len(v) for v in hits.values())
+
+
+def tss_hits(genes: list[Gene], regions, crop: int, span: int) -> dict[int, list[tuple[int, int]]]:
+    """Region index -> [(TSS bp from the region's first target bin, gene row)], gene rows in table
+    order: the TSS rows inside each region's target span [start + crop, start + crop + span).
+    Genes are sorted per chromosome once and each region bisects them (regions x genes pairs
+    would take hours for a genome's ~40,000 regions and ~60,000 TSS)."""
+    by_chrom: dict[str, tuple[list[int], list[int]]] = {}  # chrom -> (sorted TSS, their gene rows)
+    for tss, i in sorted((g.tss, i) for i, g in enumerate(genes)):
+        positions, rows = by_chrom.setdefault(genes[i].chrom, ([], []))
+        positions.append(tss)
+        rows.append(i)
+    hits: dict[int, list[tuple[int, int]]] = {}
+    for r_idx, r in enumerate(regions):
+        positions, rows = by_chrom.get(r.chrom, ((), ()))
+        first = r.start + crop
+        lo, hi = bisect.bisect_left(positions, first), bisect.bisect_left(positions, first + span)
+        if lo < hi:  # in gene-table order, as a scan of the table would find them
+            hits[r_idx] = [(positions[k] - first, rows[k]) for k in sorted(range(lo, hi), key=rows.__getitem__)]
+    return hits
 
 
 def write_matrix(path: str, genes: list[Gene], values: np.ndarray, names: list[str]) -> str:

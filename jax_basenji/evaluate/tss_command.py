@@ -8,6 +8,7 @@ with expression columns) is settled before the first prediction, so a refused ru
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import sys
 
@@ -19,6 +20,7 @@ from jax_basenji.data.source import read_as_one
 from jax_basenji.evaluate import tss
 from jax_basenji.evaluate.common import check_width
 from jax_basenji.predict.core import ensemble_from_args, load_predictor
+from jax_basenji.resume import Run
 from jax_basenji.tracks import assays_of, head_targets, log1p_tracks, select_tracks, track_table
 
 
@@ -58,15 +60,16 @@ def run_tss(args, progress: bool) -> dict:
         _enough_genes({g.gene_id for g in genes}, expression)
 
     result = {"gene_rows": len(genes), "tss_bins": args.tss_bins}
+    run = _resumable(args, predictor, genes)
     if source:
         genes, pred, measured, hits = tss.regions_tss(predictor, genes, source, width=args.tss_bins,
-                                                      batch_size=args.batch_size, progress=progress)
+                                                      batch_size=args.batch_size, progress=progress, run=run)
         result["tss_hits"] = hits
         tss.write_matrix(os.path.join(args.output, "tss_targets.tsv"), genes, measured, cols.labels)
     else:
         genes = tss.first_per_gene(genes)  # the seed keeps each gene id's first row
         pred = tss.predict_tss(predictor, genes, args.fasta, width=args.tss_bins, batch_size=args.batch_size,
-                               progress=progress)
+                               progress=progress, run=run)
         measured = None
     tss.write_matrix(os.path.join(args.output, "tss_predictions.tsv"), genes, pred, cols.labels)
     # The columns' table: `evaluate ridge` selects tracks by assay from it, and takes the columns
@@ -80,7 +83,20 @@ def run_tss(args, progress: bool) -> dict:
         c = cols.compared
         result.update(tss.correlate(pred[:, c], measured[:, c], genes, [cols.labels[i] for i in c], args.output,
                                     pred_log=cols.pred_log[c]))
+    run.finish()
     return result
+
+
+def _resumable(args, predictor, genes: list) -> Run:
+    """The predictions' partial folder, OUTPUT/.partial, and what a resumed run must share with this one."""
+    digest = hashlib.sha256("\n".join(f"{g.gene_id}\t{g.chrom}\t{g.tss}" for g in genes).encode()).hexdigest()
+    source = ({"data": [os.path.abspath(d) for d in args.data], "species": args.species, "subset": args.subset}
+              if args.data else {"fasta": os.path.abspath(args.fasta)})
+    record = {"checkpoint": os.path.abspath(args.checkpoint), "head": args.head, "rc": args.rc,
+              "shifts": list(args.shifts), "n_value": predictor.n_value, "precision": args.precision,
+              **source, "genes": f"{len(genes)} rows, sha256 {digest[:16]}", "tss_bins": args.tss_bins,
+              "batch_size": args.batch_size}
+    return Run(os.path.join(args.output, ".partial"), record, args.resume)
 
 
 @dataclasses.dataclass

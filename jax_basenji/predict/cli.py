@@ -15,8 +15,8 @@ names and renamed when complete. See `regions --help` and `genome --help`.
 
 from __future__ import annotations
 
-import dataclasses
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -63,6 +63,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     r.add_argument("--float16", action="store_true", help="store preds as float16")
     r.add_argument("--plot", help="name (or 0-based row) of a region to plot as OUTPUT stem + _NAME.png")
     r.add_argument("--measured-bigwig", nargs="+", default=[], help="measured tracks to plot under --plot")
+    r.add_argument("--resume", action="store_true", help="continue the unfinished run in OUTPUT.partial/ "
+                                                         "(a killed run; the same options)")
     g = sub.add_parser("genome", help="whole chromosomes -> one bigWig per track")
     _common(g)
     g.add_argument("--chrom", nargs="+", required=True, help="chromosomes to tile")
@@ -121,8 +123,9 @@ def _setup(args) -> tuple[Predictor, Genome, Geometry, list[str], list[str], lis
 
 def run_regions(args) -> str:
     from jax_basenji.tracks import select_tracks
-    from jax_basenji.predict.regions import (bigwig_entries, check_chromosomes, predict_regions, read_regions,
-                                             regions_to_bigwigs, warn_past_end)
+    from jax_basenji.predict.regions import (bigwig_entries, check_chromosomes, partial_dir, predict_regions,
+                                             read_regions, regions_to_bigwigs, warn_past_end)
+    from jax_basenji.resume import resuming
     from jax_basenji.geometry import centred_window
 
     # Every option is checked before the prediction: a refused run writes nothing.
@@ -155,31 +158,39 @@ def run_regions(args) -> str:
         width = predictor.model.cfg.final_channels if args.embed == "final" else predictor.model.cfg.tower_channels[-1]
         ids = labels = [f"{args.embed}_{c}" for c in range(width)]
     warn_past_end(regions, genome, args.bed)
-    shape = predict_regions(predictor, genome, regions, args.output, geo=geo, columns=columns,
+    # a resumed run rewrites the bigWigs the killed one may have written
+    replace = args.overwrite or resuming(partial_dir(args.output), args.resume)
+    run = predict_regions(predictor, genome, regions, args.output, geo=geo, columns=columns,
                             target_ids=ids if columns is None else [ids[c] for c in columns],
                             target_labels=labels if columns is None else [labels[c] for c in columns],
                             site=site, total=args.sum, float16=args.float16, batch_size=args.batch_size,
+                            settings={**run_settings(args, predictor), "embed": args.embed}, resume=args.resume,
                             overwrite=args.overwrite, progress=not args.no_progress)
     extra = []
     if wanted:
         extra = regions_to_bigwigs(args.output, regions, genome, os.path.dirname(os.path.abspath(args.output)),
                                    [file_name(ids[t]) for t in wanted], [written.index(t) for t in wanted],
-                                   args.bed, args.overwrite)
+                                   args.bed, replace)
     if args.plot is not None:
         from jax_basenji.predict.plot import plot_region
 
         extra.append(plot_region(args.output, args.plot, args.measured_bigwig))
-    return f"wrote {args.output}: preds {shape}" + "".join(f"\nwrote {p}" for p in extra)
+    run.finish()
+    return f"wrote {args.output}: preds {tuple(run.record['shape'])}" + "".join(f"\nwrote {p}" for p in extra)
+
+
+def run_settings(args, predictor: Predictor) -> dict:
+    """What a resumed run must share with the run it continues (beside its own outputs' options)."""
+    return {"checkpoint": os.path.abspath(args.checkpoint), "head": args.head, "rc": args.rc,
+            "shifts": list(args.shifts), "n_value": predictor.n_value, "precision": args.precision}
 
 
 def run_genome(args) -> str:
     from jax_basenji.predict.genome import predict_genome
 
     predictor, genome, geo, ids, _, columns, _ = _setup(args)
-    settings = {"checkpoint": os.path.abspath(args.checkpoint), "head": args.head, "rc": args.rc,
-                "shifts": list(args.shifts), "n_value": predictor.n_value, "precision": args.precision}
     paths = predict_genome(predictor, genome, args.chrom, args.output, geo=geo, columns=columns,
-                           names=[file_name(ids[c]) for c in columns], settings=settings,
+                           names=[file_name(ids[c]) for c in columns], settings=run_settings(args, predictor),
                            batch_size=args.batch_size, resume=args.resume, overwrite=args.overwrite,
                            bedgraph=args.bedgraph, progress=not args.no_progress)
     return "\n".join(f"wrote {p}" for p in paths)

@@ -6,13 +6,16 @@
           target_ids, target_labels   the selected tracks' identifiers and descriptions
           bin_start      [regions] genome position of the first written bin's start
 
-Rows are written as each batch completes (memory holds one batch), into a
-temporary file renamed when complete.
+Rows go to disk as each batch completes (memory holds one batch), in
+OUT.h5.partial/ with a progress record: `--resume` after a kill continues there
+with the same settings and writes the same file. OUT.h5 is written from them
+under a temporary name, renamed when complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import sys
 
@@ -25,6 +28,7 @@ from jax_basenji.data.layout import bed_lines
 from jax_basenji.errors import InputError
 from jax_basenji.geometry import Geometry, Window, centred_window
 from jax_basenji.predict.windows import window_batches
+from jax_basenji.resume import Run, refuse_existing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,39 +75,71 @@ def warn_past_end(regions: list[BedRegion], genome: Genome, bed_path: str) -> No
 
 def predict_regions(predictor, genome: Genome, regions: list[BedRegion], output: str, *, geo: Geometry,
                     columns: list[int] | None, target_ids: list[str], target_labels: list[str],
-                    site: slice, total: bool, float16: bool, batch_size: int, overwrite: bool,
-                    progress: bool = True) -> tuple[int, ...]:
-    """Write OUT.h5 (see the module docstring); returns the shape of `preds`."""
-    import h5py
-
+                    site: slice, total: bool, float16: bool, batch_size: int, settings: dict, resume: bool,
+                    overwrite: bool, progress: bool = True) -> Run:
+    """Write OUT.h5 (see the module docstring). Rows go to OUT.h5.partial/ as batches complete;
+    `settings` (checkpoint, head, ensemble, N value ...) must equal a resumed run's. Returns the run:
+    the caller `finish`es it once everything made from OUT.h5 is written."""
+    partial = partial_dir(output)
+    refuse_existing([output], partial, overwrite, resume)
     windows: list[Window] = [centred_window(r.chrom, r.start, r.end, geo.length) for r in regions]
     n_bins = site.stop - site.start
     width = len(columns) if columns is not None else len(target_ids)
     shape = (len(regions), width) if total else (len(regions), n_bins, width)
     dtype = np.float16 if float16 else np.float32
-    bar = tqdm(total=len(regions), unit="region", disable=not progress, file=sys.stderr, desc="regions")
-    with atomic_path(output, overwrite) as tmp, h5py.File(tmp, "w") as h5:
-        preds = h5.create_dataset("preds", shape=shape, dtype=dtype,
-                                  chunks=(1, *shape[1:]) if len(shape) == 3 else None)
-        for first, batch in window_batches(genome, windows, geo.length, batch_size):
-            out = predictor(batch)[: len(windows) - first, site]
-            if columns is not None:
-                out = out[..., columns]
-            preds[first:first + len(out)] = (out.sum(axis=1) if total else out).astype(dtype)
-            bar.update(len(out))
+    record = {**settings, "regions": _fingerprint(regions), "site": [site.start, site.stop],
+              "columns": columns, "sum": total, "float16": float16, "batch_size": batch_size, "shape": list(shape)}
+    run = Run(partial, record, resume)
+    done = run.done()
+    preds = run.rows(shape, dtype, done)
+    bar = tqdm(total=len(regions), initial=done, unit="region", disable=not progress, file=sys.stderr,
+               desc="regions")
+    for first, batch in window_batches(genome, windows[done:], geo.length, batch_size):
+        first += done
+        out = predictor(batch)[: len(windows) - first, site]
+        if columns is not None:
+            out = out[..., columns]
+        preds[first:first + len(out)] = (out.sum(axis=1) if total else out).astype(dtype)
+        run.save(preds, first + len(out))
+        bar.update(len(out))
+    bar.close()
+    _write_h5(output, preds, regions, [geo.bin_start(w.start, site.start) for w in windows], target_ids,
+              target_labels, geo.pool, total)
+    return run
+
+
+def partial_dir(output: str) -> str:
+    """Where a `predict regions` run writing `output` keeps its rows and progress until it is done."""
+    return output + ".partial"
+
+
+def _fingerprint(regions: list[BedRegion]) -> str:
+    """The regions' count and a digest of their rows: a resume must predict the same BED."""
+    digest = hashlib.sha256("\n".join(f"{r.chrom}\t{r.start}\t{r.end}\t{r.name}" for r in regions).encode())
+    return f"{len(regions)} regions, sha256 {digest.hexdigest()[:16]}"
+
+
+def _write_h5(output: str, preds: np.ndarray, regions: list[BedRegion], bin_starts: list[int],
+              target_ids: list[str], target_labels: list[str], pool: int, total: bool) -> None:
+    """OUT.h5 from the finished rows, copied in slices (memory holds one slice)."""
+    import h5py
+
+    with atomic_path(output) as tmp, h5py.File(tmp, "w") as h5:
+        out = h5.create_dataset("preds", shape=preds.shape, dtype=preds.dtype,
+                                chunks=(1, *preds.shape[1:]) if preds.ndim == 3 else None)
+        step = max(1, (64 << 20) // max(1, preds[:1].nbytes))  # ~64 MB per copy
+        for k in range(0, len(preds), step):
+            out[k:k + step] = preds[k:k + step]
         strings = h5py.string_dtype()
         h5.create_dataset("chrom", data=np.array([r.chrom for r in regions], dtype=object), dtype=strings)
         h5.create_dataset("start", data=np.array([r.start for r in regions], np.int64))
         h5.create_dataset("end", data=np.array([r.end for r in regions], np.int64))
         h5.create_dataset("name", data=np.array([r.name for r in regions], dtype=object), dtype=strings)
-        h5.create_dataset("bin_start", data=np.array([geo.bin_start(w.start, site.start) for w in windows],
-                                                     np.int64))
+        h5.create_dataset("bin_start", data=np.array(bin_starts, np.int64))
         h5.create_dataset("target_ids", data=np.array(target_ids, dtype=object), dtype=strings)
         h5.create_dataset("target_labels", data=np.array(target_labels, dtype=object), dtype=strings)
-        h5.attrs["pool_width"] = geo.pool
+        h5.attrs["pool_width"] = pool
         h5.attrs["summed_over_bins"] = bool(total)
-    bar.close()
-    return shape
 
 
 def bigwig_entries(regions: list[BedRegion], bin_starts: np.ndarray, n_bins: int, pool: int,
