@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jax_basenji import bench
-from jax_basenji.bench_model import model_flops
+from jax_basenji.bench.model import model_flops
 from jax_basenji.config import ModelConfig
 
 
@@ -36,7 +36,7 @@ def test_model_benchmark_keeps_the_forward_weights_on_the_device():
     """No host array among the forward's state: each call would copy the weights in again."""
     import jax
 
-    from jax_basenji.bench_model import eval_state
+    from jax_basenji.bench.model import eval_state
     from jax_basenji.checkpoint import model_arrays
     from jax_basenji.model import build_model
     from jax_basenji.sharding import make_mesh

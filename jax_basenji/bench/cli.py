@@ -9,7 +9,7 @@
 `model`: JAX vs torch_ref with the same weights and inputs, eval forward and a
 full SGD training step, median of --repeats timed runs after warm-up, first
 call (compilation) separately, peak memory, TFLOP/s (MFU on GPU) and the
-JAX/torch time ratios (see jax_basenji.bench_model).
+JAX/torch time ratios (see jax_basenji.bench.model).
 
 `data`: examples/s and GB/s (targets + sequences copied into the batches) of the
 training input path, one row per configuration: `--pipeline reader` (default, what
@@ -21,79 +21,15 @@ of rows.
 
 `predict` / `variants`: `predict genome`'s tiling of a random chromosome / `variants score`
 on random SNVs, JAX vs torch_ref on the same windows and weights: windows/s, bp/s or
-variants/s, and the time ratio (see jax_basenji.bench_inference).
+variants/s, and the time ratio (see jax_basenji.bench.inference).
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
-import time
-
 from jax_basenji.atomic import write_json
-from jax_basenji.bench_model import bench_model, child_main
-from jax_basenji.cli import InputError, Parser, one_line_errors
-from jax_basenji.data import BasenjiSource, make_dataset
-from jax_basenji.data.pipeline import make_train_iterator
-
-
-def bench_pipeline(source, *, batch_size: int, seconds: float, threads: int | None = None, workers: int = 0,
-                   warmup_batches: int = 4) -> dict:
-    """Read training batches for ~`seconds` after warm-up: the reader with `threads` threads, or (threads
-    None) grain's host-augmented pipeline with `workers` processes. Returns the row of figures; "bytes"
-    counts the sequences and targets of the batches handed out."""
-    if threads is not None:
-        it = make_train_iterator(source, batch_size=batch_size, seed=0, augment=True, threads=threads)
-        row = {"pipeline": "reader", "threads": threads}
-    else:
-        it = iter(make_dataset(source, batch_size=batch_size, seed=0, augment=True, workers=workers))
-        row = {"pipeline": "grain", "workers": workers}
-    try:
-        for _ in range(warmup_batches):
-            next(it)
-        n_batches, copied, target_bytes, start = 0, 0, 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            batch = next(it)
-            n_batches += 1
-            copied += batch["sequence"].nbytes + batch["target"].nbytes
-            target_bytes += batch["target"].nbytes
-            del batch  # its buffers can be reused
-        elapsed = time.perf_counter() - start
-    finally:
-        if hasattr(it, "close"):
-            it.close()
-    examples = n_batches * batch_size
-    return {**row, "batch_size": batch_size, "examples": examples, "bytes": copied, "seconds": round(elapsed, 3),
-            "examples_per_s": round(examples / elapsed, 2), "gb_per_s": round(copied / elapsed / 1e9, 3),
-            "target_gb_per_s": round(target_bytes / elapsed / 1e9, 3)}
-
-
-def bench_data(args) -> list[dict]:
-    """One row per thread count (or worker count), the median of `args.repeats` runs."""
-    if min(args.threads) < 0 or min(args.workers) < 0 or args.repeats < 1 or args.seconds <= 0:
-        raise InputError("--threads and --workers must be >= 0, --repeats >= 1 and --seconds > 0")
-    source = BasenjiSource(args.store, args.species, args.subset)
-    print(f"{source}", file=sys.stderr)
-    configs = ([{"threads": t} for t in args.threads] if args.pipeline == "reader"
-               else [{"workers": w} for w in args.workers])
-    context = {"seq_length": source.seq_length, "target_shape": list(source.target_shape),
-               "cpu_cores": os.cpu_count(), "machine": platform.processor() or platform.machine()}
-    rows = []
-    for config in configs:
-        runs = []
-        for _ in range(args.repeats):
-            load = os.getloadavg()[0]
-            runs.append({**bench_pipeline(source, batch_size=args.batch_size, seconds=args.seconds, **config),
-                         "load_average_1min": round(load, 2)})
-        row = {**sorted(runs, key=lambda r: r["gb_per_s"])[len(runs) // 2], **context}  # the median run
-        if len(runs) > 1:
-            row["runs"] = [{k: r[k] for k in ("examples_per_s", "gb_per_s", "load_average_1min")} for r in runs]
-        rows.append(row)
-        what = f"threads={row['threads']}" if "threads" in row else f"workers={row['workers']}"
-        print(f"{row['pipeline']} {what:10s} {row['examples_per_s']:8.1f} examples/s  {row['gb_per_s']:6.3f} GB/s "
-              f"(targets {row['target_gb_per_s']:.3f} GB/s)")
-    return rows
+from jax_basenji.bench.data import bench_data
+from jax_basenji.bench.model import bench_model, child_main
+from jax_basenji.cli import Parser, one_line_errors
 
 
 def parse_args(argv):
@@ -155,7 +91,7 @@ def main(argv=None) -> int:
                              precision=args.precision, device=args.device, modes=tuple(args.modes),
                              warmup=args.warmup, repeats=args.repeats, torch_compile=args.torch_compile)
     elif args.what == "predict":
-        from jax_basenji.bench_inference import bench_predict
+        from jax_basenji.bench.inference import bench_predict
 
         result = bench_predict(preset=args.preset, chrom_length=args.chrom_length, batch_size=args.batch_size,
                                seq_length=args.seq_length, tracks=args.tracks)
@@ -163,7 +99,7 @@ def main(argv=None) -> int:
               f"windows/s, torch_ref {result['torch_ref']['windows_per_s']} windows/s, JAX/torch time "
               f"{result['jax_over_torch_time']}")
     elif args.what == "variants":
-        from jax_basenji.bench_inference import bench_variants
+        from jax_basenji.bench.inference import bench_variants
 
         result = bench_variants(preset=args.preset, variants=args.variants, batch_size=args.batch_size,
                                 seq_length=args.seq_length, tracks=args.tracks, spacing=args.spacing,
@@ -179,7 +115,3 @@ def main(argv=None) -> int:
     if args.json:
         write_json(args.json, result)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
