@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jax_basenji.data.layout import index_to_one_hot
 from jax_basenji.errors import InputError
 
 if TYPE_CHECKING:
@@ -107,6 +106,8 @@ def tile(chrom: str, size: int, geo: Geometry) -> list[Window]:
 def one_hot_window(genome: Genome, w: Window, length: int, n_value: float = 0.0) -> np.ndarray:
     """`[length, 4]` one-hot of a window: uint8 with N as all-zero rows, or float32 with N rows set to
     `n_value` when it is not 0 (commands that bypass the predictor's own N fill)."""
+    from jax_basenji.data.layout import index_to_one_hot  # here: jax_basenji.data imports this module
+
     one_hot = index_to_one_hot(genome.fetch(w.chrom, w.start, w.start + length))
     if not n_value:
         return one_hot
