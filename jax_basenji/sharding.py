@@ -24,9 +24,13 @@ def make_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
 
 
-def local_mesh() -> Mesh:
-    """This process's devices on one `data` axis (inference needs no other process)."""
-    return Mesh(np.asarray(jax.local_devices()), (DATA_AXIS,))
+def local_mesh(devices: int | None = None) -> Mesh:
+    """This process's first `devices` devices (default all) on one `data` axis (inference needs no other
+    process); InputError naming the devices there are if more are asked for."""
+    local = jax.local_devices()
+    if devices is not None and not 1 <= devices <= len(local):
+        raise InputError(f"--devices {devices}: this process has {len(local)} {local[0].platform} device(s)")
+    return Mesh(np.asarray(local[:devices]), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -78,8 +78,10 @@ def select_tracks(names: list[str], spec: list[str], targets: list[dict[str, str
     """Column indices for `spec`: labels or identifiers, indices, or assays (via the targets' descriptions).
 
     An identifier shared by tracks of several assays is refused with the candidates listed.
-    CHIP selects CHIP_HISTONE and CHIP_TF together; assay names are case-insensitive.
+    CHIP selects CHIP_HISTONE and CHIP_TF together; assay names are case-insensitive. Every command
+    takes both `--tracks 674 675` and `--tracks 674,675`: items are split at commas.
     """
+    spec = [part for item in spec for part in item.split(",") if part]
     kinds = assays(targets) if targets is not None else None
     if kinds is not None and len(kinds) != len(names):
         raise InputError(f"the targets table has {len(kinds)} tracks; the predictions have {len(names)}")

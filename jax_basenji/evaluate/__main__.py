@@ -29,7 +29,7 @@ import time
 from jax_basenji.atomic import write_json
 from jax_basenji.cli import InputError, Parser, one_line_errors
 from jax_basenji.data.layout import read_targets_file
-from jax_basenji.predict import add_ensemble_flags, add_precision_flag, ensemble_from_args
+from jax_basenji.predict.core import add_devices_flag, add_ensemble_flags, add_precision_flag, ensemble_from_args
 from jax_basenji.tracks import head_targets
 
 
@@ -53,6 +53,7 @@ def parse_args(argv):
                            help="one-hot value of N in the sequences built from a store or genome (default: "
                                 "the checkpoint's record, 0.25 for a converted seed .pt, else 0)")
             add_precision_flag(q)
+            add_devices_flag(q)
         if ensemble:  # stranded tracks for --rc: --targets-txt, else the store's targets.txt
             add_ensemble_flags(q)
         q.add_argument("--output", required=True, help="directory for the TSV tables and PNG plots")
@@ -117,8 +118,9 @@ def parse_args(argv):
         common(q)
         q.add_argument("--fasta", required=True)
         q.add_argument("--region", required=True, help="chrom:start-end; the input window is centred on it")
-        q.add_argument("--tracks", default="all",
-                       help="tracks: all, a-b or i,j,k (indices), or assays / track names, comma-separated")
+        q.add_argument("--tracks", nargs="+", default=["all"],
+                       help="tracks: all, a-b or i j k (indices), or assays / track names (separated by spaces "
+                            "or commas)")
         q.add_argument("--targets-txt", help="targets.txt naming the head's tracks and assays (default: the "
                                              "checkpoint's record of the head)")
         q.add_argument("--bins", default="center", help="bins: center (3 centre bins), all, a-b or i,j,k")
@@ -160,7 +162,7 @@ def _run(args) -> dict:
                                     batch_size=args.batch_size, spearman_positions=args.spearman_positions,
                                     log1p_assays=args.log1p_assay, progress=progress,
                                     ensemble=ensemble_from_args(args), precision=args.precision,
-                                    max_sequences=args.max_sequences, n_value=args.n_value)
+                                    max_sequences=args.max_sequences, n_value=args.n_value, devices=args.devices)
     elif args.what == "tss":
         from jax_basenji.evaluate.tss_command import run_tss
 
@@ -180,9 +182,10 @@ def _run(args) -> dict:
         from jax_basenji.evaluate.attribution import attribution
         from jax_basenji.predict.core import load_predictor
 
-        predictor, meta = load_predictor(args.checkpoint, args.head, precision=args.precision, n_value=args.n_value)
-        result = attribution(predictor, args.fasta, args.region, args.head, args.tracks, args.bins, args.output,
-                             head_targets(meta, args.head, args.targets_txt))
+        predictor, meta = load_predictor(args.checkpoint, args.head, precision=args.precision, n_value=args.n_value,
+                                         devices=args.devices)
+        result = attribution(predictor, args.fasta, args.region, args.head, ",".join(args.tracks), args.bins,
+                             args.output, head_targets(meta, args.head, args.targets_txt))
     return result
 
 
@@ -213,12 +216,14 @@ def _ism(args, progress: bool) -> dict:
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
-    predictor, meta = load_predictor(args.checkpoint, args.head, precision=args.precision, n_value=args.n_value)
+    predictor, meta = load_predictor(args.checkpoint, args.head, precision=args.precision, n_value=args.n_value,
+                                     devices=args.devices)
     cfg = predictor.model.cfg
     genome = Genome(args.fasta)
     chrom, start, end = region_in_genome(genome, args.region, cfg.seq_length)
     bins = parse_range(args.bins, cfg.output_bins(cfg.seq_length), "bins")
-    tracks = parse_tracks(args.tracks, cfg.head_tracks[args.head], head_targets(meta, args.head, args.targets_txt))
+    tracks = parse_tracks(",".join(args.tracks), cfg.head_tracks[args.head],
+                          head_targets(meta, args.head, args.targets_txt))
     w_start, scores = ism_scores(predictor, genome, chrom, start, end, bins, tracks, batch_size=args.batch_size,
                                  progress=progress)
     return {"window": f"{chrom}:{w_start}-{w_start + cfg.seq_length}", "region": f"{chrom}:{start}-{end}",

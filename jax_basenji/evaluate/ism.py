@@ -24,6 +24,7 @@ from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import index_to_one_hot
 from jax_basenji.evaluate.logo import logo_png
 from jax_basenji.geometry import centred
+from jax_basenji.predict.core import batch_for
 from jax_basenji.predict.windows import prefetched
 
 
@@ -36,6 +37,7 @@ def ism_scores(predictor, genome: Genome, chrom: str, start: int, end: int, bins
     reference = index_to_one_hot(index)
     offsets = np.arange(start - w_start, end - w_start)
     mutations = [(i, b) for i in offsets for b in range(4) if index[i] != 4 and b != index[i]]
+    batch_size = batch_for(batch_size, len(mutations))
 
     def value(pred: np.ndarray) -> np.ndarray:
         return pred[:, bins][:, :, tracks].mean(axis=(1, 2), dtype=np.float64)

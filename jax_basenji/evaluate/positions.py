@@ -30,7 +30,8 @@ from jax_basenji.tracks import assays_of, head_targets, log1p_tracks, track_tabl
 def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, subset: str, head: str, output: str, *,
                        batch_size: int = 4, spearman_positions: int = 100_000, log1p_assays: list[str] | None = None,
                        progress: bool = True, ensemble: Ensemble = Ensemble(), precision: str = "fp32",
-                       max_sequences: int | None = None, n_value: float | None = None) -> dict:
+                       max_sequences: int | None = None, n_value: float | None = None,
+                       devices: int | None = None) -> dict:
     """Write tracks.tsv, assays.tsv and pearson_r_hist.png into `output`; returns the summary.
 
     Several `stores` over the same regions are read as one, tracks concatenated in order
@@ -41,7 +42,8 @@ def evaluate_positions(checkpoint_dir: str, stores: list[str], species: str, sub
         if max_sequences < 1:
             raise InputError(f"--max-sequences {max_sequences}: at least 1")
         source = FirstSequences(source, max_sequences)
-    predictor, meta = load_predictor(checkpoint_dir, head, ensemble, source.strand_pair, precision, n_value)
+    predictor, meta = load_predictor(checkpoint_dir, head, ensemble, source.strand_pair, precision, n_value,
+                                     devices=devices)
     store = "+".join(stores)
     bins = predictor.model.cfg.output_bins(source.seq_length)
     tracks = predictor.model.cfg.head_tracks[head]

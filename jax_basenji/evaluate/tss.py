@@ -38,6 +38,7 @@ from jax_basenji.data.layout import DataError
 from jax_basenji.evaluate.common import (center_bins, check_width, histogram, log1p_clipped, nanmean,
                                          pearson_columns, read_tsv, scatter, standardize, write_tsv)
 from jax_basenji.geometry import centred_window, one_hot_window
+from jax_basenji.predict.core import batch_for
 from jax_basenji.resume import Run
 
 GENE_COLUMNS = ("gene_id", "chrom", "tss", "strand")
@@ -124,6 +125,7 @@ def predict_tss(predictor, genes: list[Gene], fasta: str, *, width: int = 3, bat
     cfg = predictor.model.cfg
     centre = center_bins(cfg.output_bins(length), width)
     shape = (len(genes), cfg.head_tracks[predictor.head])
+    batch_size = batch_for(batch_size, len(genes))
     done = run.done() if run else 0
     rows = run.rows(shape, np.float64, done) if run else np.zeros(shape)
     windows = np.zeros((batch_size, length, 4), np.float32)
@@ -161,6 +163,7 @@ def regions_tss(predictor, genes: list[Gene], source: BasenjiSource, *, width: i
     if not hits:
         raise InputError(f"no gene TSS falls inside the {source.subset} regions of {source.store.dir}")
     needed = sorted(hits)
+    batch_size = batch_for(batch_size, len(needed))
     offset = np.cumsum([0] + [len(hits[r]) for r in needed])  # first row of each needed region's hits
     done = run.done() if run else 0
     shape = (int(offset[-1]), 2, tracks)  # per hit: predicted and measured sums

@@ -42,7 +42,8 @@ def run_tss(args, progress: bool) -> dict:
     check_width(args.tss_bins)
     source = read_as_one(args.data, args.species, args.subset) if args.data else None
     predictor, meta = load_predictor(args.checkpoint, args.head, ensemble_from_args(args),
-                                     source.strand_pair if source else None, args.precision, args.n_value)
+                                     source.strand_pair if source else None, args.precision, args.n_value,
+                                     devices=args.devices)
     cfg = predictor.model.cfg
     n_tracks = cfg.head_tracks[args.head]
     if source and source.num_targets != n_tracks:

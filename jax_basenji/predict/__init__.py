@@ -1,7 +1,7 @@
 """Prediction: `python -m jax_basenji.predict` (see __main__.py for the three modes).
 
   core.py     the batched, jitted forward pass (Predictor, ensembles), and `.npy` in -> `.npy` out
-  windows.py  input windows from a genome: centred on regions, or tiling chromosomes
+  windows.py  input windows from a genome, built on worker threads (where they lie: jax_basenji.geometry)
   regions.py  `predict regions`: BED regions -> HDF5 (and bigWig)
   genome.py   `predict genome`: whole chromosomes -> bigWig / bedGraph, resumable
   bigwig.py   bigWig / bedGraph writing at the model's bin resolution

@@ -26,8 +26,8 @@ from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
 from jax_basenji.geometry import Geometry
 from jax_basenji.predict import core
-from jax_basenji.predict.core import (Predictor, add_ensemble_flags, add_precision_flag, ensemble_from_args,
-                                     load_predictor)
+from jax_basenji.predict.core import (Predictor, add_devices_flag, add_ensemble_flags, add_precision_flag,
+                                     ensemble_from_args, load_predictor)
 
 MODES = ("regions", "genome")
 
@@ -42,6 +42,7 @@ def _common(q: argparse.ArgumentParser) -> None:
                    help="one-hot value of N (default: the checkpoint's record, else 0)")
     add_ensemble_flags(q)
     add_precision_flag(q)
+    add_devices_flag(q)
     q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -108,7 +109,7 @@ def load_head(args, layer: str = "head", *, n_value: float | None = None, shift_
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     predictor, meta = load_predictor(args.checkpoint, args.head, ensemble_from_args(args, shift_pad),
                                      precision=args.precision, n_value=args.n_value if n_value is None else n_value,
-                                     layer=layer)
+                                     layer=layer, devices=getattr(args, "devices", None))
     targets = head_targets(meta, args.head, args.targets_txt)
     names, descriptions = track_names(predictor.model.cfg.head_tracks[args.head], targets)
     columns = select_tracks(names, args.tracks, targets) if args.tracks else None

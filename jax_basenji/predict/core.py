@@ -139,7 +139,8 @@ def ensemble_forward(model: Basenji2, x: jax.Array, head: str, ensemble: Ensembl
 
 class Predictor:
     """Eval-mode forward pass of one head (optionally an ensemble), jit-compiled once per batch shape,
-    each batch split over the local devices when it divides evenly.
+    each batch split over the local devices (the first `devices`; all by default), padded to a multiple
+    of their number so that every device computes.
 
     `n_value` is for sequences built from a store or genome (N = all-zero rows): the value
     the model expects at N (0.25 for the seed's models). A user's one-hot array is already
@@ -150,7 +151,7 @@ class Predictor:
     """
 
     def __init__(self, model: Basenji2, head: str, ensemble: Ensemble = Ensemble(), n_value: float = 0.0,
-                 layer: str = "head"):
+                 layer: str = "head", devices: int | None = None):
         if head not in model.heads:
             raise InputError(f"unknown head {head!r}; this checkpoint has {sorted(model.heads)}")
         tracks = model.cfg.head_tracks[head]
@@ -161,7 +162,7 @@ class Predictor:
         model.eval()
         self.model, self.head, self.ensemble, self.n_value = model, head, ensemble, n_value
         graphdef, state = nnx.split(model)
-        self.mesh = local_mesh()
+        self.mesh = local_mesh(devices)
         self.state = jax.device_put(state, replicated(self.mesh))
 
         def forward(state, x):
@@ -180,14 +181,18 @@ class Predictor:
     def __call__(self, batch: np.ndarray, reduce=None):
         """`[B, L, 4]` (or `[B, L]` indices) -> `[B, bins, tracks]` float32 numpy; with `reduce`, a function
         of the `[B, bins, tracks]` device array compiled into the same program, its result (numpy arrays)
-        instead: only what it returns leaves the device."""
+        instead: only what it returns leaves the device. Rows are padded to a multiple of the devices
+        (a `reduce` pairs rows, so its batch is split over them only when it divides evenly)."""
         if max(abs(s) for s in self.ensemble.shifts) >= batch.shape[1]:
             raise InputError(f"--shifts {list(self.ensemble.shifts)} move the whole {batch.shape[1]} bp input out")
+        rows, devices = batch.shape[0], self.mesh.devices.size
+        if reduce is None and rows % devices:
+            batch = np.concatenate([batch, np.zeros((devices - rows % devices, *batch.shape[1:]), batch.dtype)])
         x = batch if batch.ndim == 2 else batch.astype(np.float32)
-        if batch.shape[0] % self.mesh.devices.size == 0:
+        if batch.shape[0] % devices == 0:
             x = jax.device_put(x, batch_sharded(self.mesh))
         if reduce is None:
-            return np.asarray(self._forward(self.state, x))
+            return np.asarray(self._forward(self.state, x))[:rows]
         if reduce not in self._reduced:
             forward = self._raw_forward
             self._reduced[reduce] = jax.jit(lambda state, x: reduce(forward(state, x)))
@@ -211,6 +216,13 @@ class Predictor:
             yield start, self.padded(batch, batch_size)
             bar.update(batch.shape[0])
         bar.close()
+
+
+def batch_for(batch_size: int, items: int) -> int:
+    """The batch to compile for a run of `items` inputs: `batch_size`, or `items` when they all fit in one
+    batch (one variant with --batch-size 4 would compute 3 empty windows). A run of several batches pads
+    its last one to the full batch: one compiled shape costs less than compiling a second one."""
+    return max(1, min(batch_size, items))
 
 
 def ensemble_from_args(args: argparse.Namespace, shift_pad: float | None = None) -> Ensemble:
@@ -245,7 +257,8 @@ def head_ensemble(ensemble: Ensemble, meta: dict, head: str, fallback: np.ndarra
 
 def load_predictor(checkpoint_dir: str, head: str, ensemble: Ensemble = Ensemble(),
                    strand_pair: np.ndarray | None = None, precision: str = "fp32",
-                   n_value: float | None = None, layer: str = "head") -> tuple[Predictor, dict]:
+                   n_value: float | None = None, layer: str = "head",
+                   devices: int | None = None) -> tuple[Predictor, dict]:
     """(eval-mode predictor of one head, checkpoint metadata); InputError naming the heads if `head` is unknown.
 
     `strand_pair` (e.g. an evaluated store's) is used for `ensemble.rc` when neither the ensemble
@@ -254,12 +267,18 @@ def load_predictor(checkpoint_dir: str, head: str, ensemble: Ensemble = Ensemble
     """
     model, meta = checkpoint.load_model(checkpoint_dir, precision)
     ensemble = head_ensemble(ensemble, meta, head, strand_pair)
-    return Predictor(model, head, ensemble, checkpoint.n_value_of(meta, n_value), layer), meta
+    return Predictor(model, head, ensemble, checkpoint.n_value_of(meta, n_value), layer, devices), meta
 
 
 def add_precision_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="compute precision (default fp32, whatever the model was trained with)")
+
+
+def add_devices_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--devices", type=int, metavar="N",
+                   help="compute on this process's first N devices (GPUs, TPU cores; default all): each batch "
+                        "is split over them")
 
 
 def add_ensemble_flags(p: argparse.ArgumentParser) -> None:
@@ -272,7 +291,8 @@ def add_ensemble_flags(p: argparse.ArgumentParser) -> None:
 
 def predict_file(checkpoint_dir: str, head: str, input_path: str, output_path: str, *,
                  batch_size: int = 4, overwrite: bool = False, progress: bool = True,
-                 ensemble: Ensemble = Ensemble(), precision: str = "fp32") -> tuple[int, ...]:
+                 ensemble: Ensemble = Ensemble(), precision: str = "fp32",
+                 devices: int | None = None) -> tuple[int, ...]:
     """Predict every sequence of `input_path` into `output_path`; returns the output shape."""
     if batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {batch_size}")
@@ -281,8 +301,9 @@ def predict_file(checkpoint_dir: str, head: str, input_path: str, output_path: s
     except ValueError as e:
         raise InputError(f"{input_path} is not a readable .npy array: {e}") from None
     model, _ = checkpoint.load_model(checkpoint_dir, precision)
-    predictor = Predictor(model, head, ensemble)
+    predictor = Predictor(model, head, ensemble, devices=devices)
     bins = check_sequences(seqs, model, input_path)
+    batch_size = batch_for(batch_size, seqs.shape[0])
     shape = (seqs.shape[0], bins, model.cfg.head_tracks[head])
     with atomic_path(output_path, overwrite) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
@@ -302,6 +323,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4, help="sequences per forward pass (default 4)")
     add_ensemble_flags(p)
     add_precision_flag(p)
+    add_devices_flag(p)
     p.add_argument("--targets-txt", help="targets.txt of the head: strand pairs for --rc")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -314,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = predict_file(args.checkpoint, args.head, args.input, args.output,
                          batch_size=args.batch_size, overwrite=args.overwrite,
                          progress=not args.no_progress, ensemble=ensemble_from_args(args),
-                         precision=args.precision)
+                         precision=args.precision, devices=args.devices)
     print(f"wrote {args.output}: {shape} float32")
     return 0
 

@@ -27,6 +27,7 @@ from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import bed_lines
 from jax_basenji.errors import InputError
 from jax_basenji.geometry import Geometry, Window, centred_window
+from jax_basenji.predict.core import batch_for
 from jax_basenji.predict.windows import window_batches
 from jax_basenji.resume import Run, refuse_existing
 
@@ -90,6 +91,7 @@ def predict_regions(predictor, genome: Genome, regions: list[BedRegion], output:
     record = {**settings, "regions": _fingerprint(regions), "site": [site.start, site.stop],
               "columns": columns, "sum": total, "float16": float16, "batch_size": batch_size, "shape": list(shape)}
     run = Run(partial, record, resume)
+    batch_size = batch_for(batch_size, len(regions))
     done = run.done()
     preds = run.rows(shape, dtype, done)
     bar = tqdm(total=len(regions), initial=done, unit="region", disable=not progress, file=sys.stderr,

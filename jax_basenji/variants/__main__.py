@@ -26,7 +26,7 @@ import sys
 
 from jax_basenji.cli import Parser, one_line_errors
 from jax_basenji.errors import InputError
-from jax_basenji.predict.core import add_ensemble_flags, add_precision_flag
+from jax_basenji.predict.core import add_devices_flag, add_ensemble_flags, add_precision_flag, batch_for
 from jax_basenji.resume import refuse_existing
 from jax_basenji.variants.score import STATS
 
@@ -77,6 +77,7 @@ def parse_args(argv):
     s.add_argument("--no-progress", action="store_true")
     add_ensemble_flags(s)
     add_precision_flag(s)
+    add_devices_flag(s)
     m = sub.add_parser("merge", help="join the files of `score --shard 1/N ... N/N` into one")
     m.add_argument("--output", required=True, help="HDF5 to write (OUT.tsv and OUT.png beside it)")
     m.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -158,7 +159,7 @@ def score(args) -> str:
     partial = args.output + ".partial"
     arrays, status = score_variants(head.predictor, genome, args.vcf, rows, partial, length=length,
                                     columns=head.columns, stats=tuple(args.stats), record=record,
-                                    batch_size=args.batch_size, resume=args.resume,
+                                    batch_size=batch_for(args.batch_size, len(rows)), resume=args.resume,
                                     cluster_distance=int(length * args.cluster_pct),
                                     incremental=not args.no_incremental, progress=not args.no_progress)
     skipped, flipped = int((status == SKIPPED).sum()), int((status == FLIPPED).sum())
