@@ -169,21 +169,73 @@ def test_genome_bigwigs_equal_tiled_windows_bin_by_bin(world, tmp_path):
 
 
 def test_an_interrupted_genome_run_resumes_to_identical_files(world, tmp_path, monkeypatch):
-    """The run stops after its first batch (as a kill would after a flushed batch): --resume continues from
-    progress.json and writes the files of an uninterrupted run, byte for byte."""
+    """Blocks of predictions go to one raw file per track; a kill after the first block (and a torn
+    second block) or while the bigWigs are written resumes to the files of an uninterrupted run, byte
+    for byte, and a track's raw file is gone as soon as its bigWig is in place."""
+    from jax_basenji.predict import genome as genome_module
+
     assert _genome(world, tmp_path / "straight") == 0
+    monkeypatch.setattr(genome_module, "BLOCK_BYTES", 1)  # a block is one batch of 2 windows
     interrupt_after_first_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _genome(world, tmp_path / "resumed")
     monkeypatch.undo()
-    progress = json.loads((tmp_path / "resumed" / ".partial" / "progress.json").read_text())
-    assert progress["done"] == 2 and not (tmp_path / "resumed" / "t0.bw").exists()
+    partial = tmp_path / "resumed" / ".partial"
+    assert json.loads((partial / "progress.json").read_text())["done"] == 2
+    track_bytes = 2 * world["bins"] * 4  # 2 windows of float32 bins, per track: no [bins, tracks] array
+    assert sorted(os.listdir(partial)) == ["0.f32", "1.f32", "progress.json"]
+    assert [(partial / f).stat().st_size for f in ("0.f32", "1.f32")] == [track_bytes, track_bytes]
+    with open(partial / "0.f32", "ab") as f:  # a block the kill left half-written, never recorded
+        f.write(b"\xff" * 100)
     assert _genome(world, tmp_path / "resumed") == 2  # an unfinished run is not silently restarted
+
+    real, written = genome_module._write_track, []
+
+    def dies_after_one_track(path, name, *args):
+        if written:
+            raise KeyboardInterrupt
+        real(path, name, *args)
+        written.append(name)
+
+    monkeypatch.setattr(genome_module, "_write_track", dies_after_one_track)
+    with pytest.raises(KeyboardInterrupt):
+        _genome(world, tmp_path / "resumed", "--resume")
+    monkeypatch.undo()
+    assert (tmp_path / "resumed" / "t0.bw").exists() and not (partial / "0.f32").exists()
+    assert (partial / "1.f32").exists() and not (tmp_path / "resumed" / "t3.bw").exists()
     assert _genome(world, tmp_path / "resumed", "--resume") == 0
-    assert not (tmp_path / "resumed" / ".partial").exists()
+    assert not partial.exists()
     for track in ("t0", "t3"):
         resumed, straight = (tmp_path / run / f"{track}.bw" for run in ("resumed", "straight"))
         assert resumed.read_bytes() == straight.read_bytes()
+
+
+def test_an_interrupted_regions_run_resumes_to_the_same_file(world, tmp_path, monkeypatch, capsys):
+    """A kill after the first batch: the run is not restarted silently, --resume with other settings is
+    refused, and --resume writes the HDF5 (and bigWig) of an uninterrupted run."""
+    rows = [("chr1", 8_000, 9_000, "a"), ("chr1", 30_000, 31_000, "b"), ("chr2", 2_000, 2_500, "c")]
+    flags = ("--batch-size", "1", "--site-length", "2560", "--bigwig-tracks", "1")
+    for run in ("straight", "resumed"):
+        (tmp_path / run).mkdir()
+    assert regions(world, tmp_path / "straight", rows, *flags) == 0
+    interrupt_after_first_batch(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        regions(world, tmp_path / "resumed", rows, *flags)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "resumed" / "out.h5.partial" / "progress.json").read_text())["done"] == 1
+    assert not (tmp_path / "resumed" / "out.h5").exists()
+    capsys.readouterr()
+    assert regions(world, tmp_path / "resumed", rows, *flags) == 2  # never restarted silently
+    assert regions(world, tmp_path / "resumed", rows, *flags, "--resume", "--rc") == 2
+    assert "other settings (rc: False then, True now)" in capsys.readouterr().err
+    assert regions(world, tmp_path / "resumed", rows[:2], *flags, "--resume") == 2  # another BED
+    assert regions(world, tmp_path / "resumed", rows, *flags, "--resume") == 0
+    assert not (tmp_path / "resumed" / "out.h5.partial").exists()
+    with h5py.File(tmp_path / "straight" / "out.h5") as a, h5py.File(tmp_path / "resumed" / "out.h5") as b:
+        assert set(a) == set(b)
+        for k in a:
+            np.testing.assert_array_equal(a[k][:], b[k][:], err_msg=k)
+    assert (tmp_path / "resumed" / "t1.bw").read_bytes() == (tmp_path / "straight" / "t1.bw").read_bytes()
 
 
 def test_regions_bigwig_tracks_and_plot(world, tmp_path):

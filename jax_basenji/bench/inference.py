@@ -24,9 +24,10 @@ import numpy as np
 
 from jax_basenji.config import ModelConfig
 from jax_basenji.data.genome import Genome
+from jax_basenji.geometry import Geometry, tile
 from jax_basenji.model import build_model
 from jax_basenji.predict.core import Predictor
-from jax_basenji.predict.windows import Geometry, tile, window_batches
+from jax_basenji.predict.windows import window_batches
 
 
 def _timed(batches, forward, items: Callable[[int], int]) -> tuple[dict, list[np.ndarray]]:
@@ -54,7 +55,7 @@ def _setup(preset: str, seq_length: int | None, tracks: int, chrom_length: int, 
 
     cfg = ModelConfig.preset(preset)
     cfg = cfg.replace(seq_length=seq_length or cfg.seq_length, heads=(("human", tracks),))
-    geo = Geometry(cfg.seq_length, cfg.output_bins(cfg.seq_length), cfg.bin_size)
+    geo = Geometry.of(cfg)
     model = build_model(cfg, seed=0)
     tmodel = build_torch_model(cfg)
     tmodel.load_state_dict(torch_state_from_arrays(model_arrays(model), cfg))

@@ -2,13 +2,17 @@
 
   DIR/{track}.bw          every listed chromosome at the model's bin resolution
   DIR/{track}.bedGraph    the same, with --bedgraph
-  DIR/.partial/           while running: preds.npy ([bins, tracks] float32 on disk) and progress.json
+  DIR/.partial/           while running: {k}.f32 (track k's values, float32, in tiling order) and progress.json
 
-Predictions go to a memory-mapped file on disk batch by batch, so memory
-holds one batch whatever the genome; progress.json (written atomically after
-each batch's rows are flushed) records how many windows are done. `--resume`
-after a kill continues from there with the same settings and writes the same
-files; the track files are written from the finished array at the end.
+Predictions are gathered in memory in blocks of windows (at most BLOCK_BYTES) and each
+block is appended to one raw file per track, so each track's values lie contiguous on
+disk: its bigWig reads them once, in order. A track's raw file is removed as soon as its
+bigWig is in place, so the disk holds at most the raw values (4 bytes per bin and track:
+human hg38 at 128 bp, ~24.1 M bins, ~97 MB per track) plus the finished bigWigs that
+replace them. progress.json (written atomically once a block is on disk) records the
+windows done: `--resume` after a kill truncates the raw files to it, continues with the
+same settings, and writes the same files, also when the kill came while the bigWigs were
+being written.
 """
 
 from __future__ import annotations
@@ -23,8 +27,14 @@ from tqdm import tqdm
 from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
 from jax_basenji.predict.bigwig import write_bedgraph, write_bigwig
-from jax_basenji.predict.windows import Geometry, tile, window_batches
+from jax_basenji.geometry import Geometry, tile
+from jax_basenji.predict.windows import window_batches
 from jax_basenji.resume import items_done, record_done, refuse_existing
+
+
+# Memory for one block of predictions before it goes to the per-track files: large blocks keep the
+# appends long (one open/write/close per track per block) while memory stays bounded.
+BLOCK_BYTES = 256 << 20
 
 
 def predict_genome(predictor, genome: Genome, chroms: list[str], out_dir: str, *, geo: Geometry,
@@ -36,46 +46,73 @@ def predict_genome(predictor, genome: Genome, chroms: list[str], out_dir: str, *
     missing = [c for c in chroms if c not in genome]
     if missing:
         raise InputError(f"chromosome {missing[0]!r} is not in {genome.path}")
-    outputs = [os.path.join(out_dir, f"{n}.{ext}") for n in names for ext in (("bw", "bedGraph") if bedgraph
-                                                                                else ("bw",))]
+    exts = ("bw", "bedGraph") if bedgraph else ("bw",)
+    outputs = [os.path.join(out_dir, f"{n}.{ext}") for n in names for ext in exts]
     partial = os.path.join(out_dir, ".partial")
     refuse_existing(outputs, partial, overwrite, resume)
     sizes = [(c, genome.chrom_length(c)) for c in chroms]
     windows = [w for c, n in sizes for w in tile(c, n, geo)]
-    record = {"settings": settings, "chroms": sizes, "columns": columns, "windows": len(windows),
-              "batch_size": batch_size}
+    record = {**settings, "chroms": sizes, "columns": columns, "windows": len(windows), "batch_size": batch_size}
     done = items_done(partial, record, resume)
     os.makedirs(partial, exist_ok=True)
-    shape = (len(windows) * geo.bins, len(columns))
-    preds = np.lib.format.open_memmap(os.path.join(partial, "preds.npy"), mode="r+" if done else "w+",
-                                      dtype=np.float32, shape=shape)
-    bar = tqdm(total=len(windows), initial=done, unit="window", disable=not progress, file=sys.stderr,
-               desc="genome")
-    for first, batch in window_batches(genome, windows[done:], geo.length, batch_size):
-        out = predictor(batch)[: len(windows) - done - first][..., columns]
-        rows = slice((done + first) * geo.bins, (done + first + len(out)) * geo.bins)
-        preds[rows] = out.reshape(-1, len(columns))
-        preds.flush()
-        record_done(partial, record, done + first + len(out))
-        bar.update(len(out))
-    bar.close()
-    del preds  # flushed; the track files read it back
+    raw = [os.path.join(partial, f"{k}.f32") for k in range(len(names))]
+    if done < len(windows):
+        _predict(predictor, genome, windows, done, geo, columns, raw, partial, record, batch_size, progress)
     os.makedirs(out_dir, exist_ok=True)
-    _write_tracks(os.path.join(partial, "preds.npy"), windows, sizes, geo, names, out_dir, bedgraph)
+    entries = [(w.chrom, geo.bin_start(w.start), geo.bins) for w in windows]
+    for path, name in zip(raw, names):
+        if os.path.exists(path):  # else its files were written before a kill
+            _write_track(path, name, out_dir, sizes, entries, geo, bedgraph)
     shutil.rmtree(partial)
     return outputs
 
 
-def _write_tracks(preds_path: str, windows: list, sizes: list[tuple[str, int]], geo: Geometry, names: list[str],
-                  out_dir: str, bedgraph: bool) -> None:
-    """DIR/{name}.bw (and .bedGraph) from the finished `[bins, tracks]` array, one entry per window in
-    tiling order (which is header order): window k's bins start at its input start + crop."""
-    preds = np.load(preds_path, mmap_mode="r")
-    entries = [(w.chrom, w.start + geo.crop, geo.bins) for w in windows]
-    for col, name in enumerate(names):
-        def values(k: int, col=col) -> np.ndarray:
-            return preds[k * geo.bins:(k + 1) * geo.bins, col]
+def _predict(predictor, genome: Genome, windows: list, done: int, geo: Geometry, columns: list[int],
+             raw: list[str], partial: str, record: dict, batch_size: int, progress: bool) -> None:
+    """Windows from `done` on, a block at a time into the per-track files `raw` (cut back to `done`
+    windows first: bytes past the record came from a block it never claimed)."""
+    for path in raw:
+        with open(path, "ab") as f:
+            f.truncate(done * geo.bins * 4)
+    per_window = geo.bins * len(columns) * 4
+    block = max(1, BLOCK_BYTES // (per_window * batch_size)) * batch_size  # windows per block
+    buffer = np.empty((block * geo.bins, len(columns)), np.float32)
+    filled, first_of_block = 0, done
+    bar = tqdm(total=len(windows), initial=done, unit="window", disable=not progress, file=sys.stderr,
+               desc="genome")
+    for first, batch in window_batches(genome, windows[done:], geo.length, batch_size):
+        out = predictor(batch)[: len(windows) - done - first][..., columns]
+        buffer[filled * geo.bins:(filled + len(out)) * geo.bins] = out.reshape(-1, len(columns))
+        filled += len(out)
+        if filled + batch_size > block or first_of_block + filled == len(windows):
+            _append(raw, buffer[:filled * geo.bins])
+            first_of_block += filled
+            filled = 0
+            record_done(partial, record, first_of_block)
+        bar.update(len(out))
+    bar.close()
 
-        write_bigwig(os.path.join(out_dir, f"{name}.bw"), sizes, entries, values, geo.pool)  # overwrite: ours
-        if bedgraph:
-            write_bedgraph(os.path.join(out_dir, f"{name}.bedGraph"), sizes, entries, values, geo.pool)
+
+def _append(raw: list[str], block: np.ndarray) -> None:
+    """Column k of `block` `[bins, tracks]` onto the end of raw[k], on disk before the progress record."""
+    for k, path in enumerate(raw):
+        with open(path, "ab") as f:
+            f.write(np.ascontiguousarray(block[:, k]).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _write_track(path: str, name: str, out_dir: str, sizes: list[tuple[str, int]], entries: list,
+                 geo: Geometry, bedgraph: bool) -> None:
+    """DIR/{name}.bw (and .bedGraph) from one track's raw values, one entry per window in tiling order
+    (which is header order); then the raw file goes."""
+    values_of = np.memmap(path, np.float32, mode="r")
+
+    def values(k: int) -> np.ndarray:
+        return values_of[k * geo.bins:(k + 1) * geo.bins]
+
+    write_bigwig(os.path.join(out_dir, f"{name}.bw"), sizes, entries, values, geo.pool)  # overwrite: ours
+    if bedgraph:
+        write_bedgraph(os.path.join(out_dir, f"{name}.bedGraph"), sizes, entries, values, geo.pool)
+    del values_of
+    os.remove(path)

@@ -11,8 +11,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from jax_basenji.data.genome import Genome
-# Geometry and tile are imported from here until predict.genome and bench move to jax_basenji.geometry
-from jax_basenji.geometry import Geometry, Window, one_hot_window, tile  # noqa: F401
+from jax_basenji.geometry import Window, one_hot_window
 
 T = TypeVar("T")
 U = TypeVar("U")
