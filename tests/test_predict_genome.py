@@ -235,7 +235,7 @@ def test_an_interrupted_regions_run_resumes_to_the_same_file(world, tmp_path, mo
         assert set(a) == set(b)
         for k in a:
             np.testing.assert_array_equal(a[k][:], b[k][:], err_msg=k)
-    assert (tmp_path / "resumed" / "t1.bw").read_bytes() == (tmp_path / "straight" / "t1.bw").read_bytes()
+    assert (tmp_path / "resumed" / "out.t1.bw").read_bytes() == (tmp_path / "straight" / "out.t1.bw").read_bytes()
 
 
 def test_regions_bigwig_tracks_and_plot(world, tmp_path):
@@ -246,7 +246,7 @@ def test_regions_bigwig_tracks_and_plot(world, tmp_path):
                    "--overwrite") == 0
     want = direct(world, tmp_path, [window(world["chroms"], c, (s + e) // 2 - L // 2) for c, s, e, _ in rows])
     first = (world["bins"] - 20) // 2
-    bw = pyBigWig.open(str(tmp_path / "t1.bw"))
+    bw = pyBigWig.open(str(tmp_path / "out.t1.bw"))
     for k, (c, s, e, _) in enumerate(rows):
         bin0 = (s + e) // 2 - L // 2 + (L - world["bins"] * POOL) // 2 + first * POOL
         got = [bw.values(c, bin0 + j * POOL, bin0 + (j + 1) * POOL)[0] for j in range(20)]
@@ -262,7 +262,7 @@ def test_a_bin_across_a_chromosome_start_is_written_from_0_with_its_own_value(wo
     bin0 = 500 - L // 2 + (L - world["bins"] * POOL) // 2  # the first bin's start: before the chromosome
     kept = [j for j in range(world["bins"]) if bin0 + (j + 1) * POOL > 0]
     assert bin0 + kept[0] * POOL < 0 < bin0 + (kept[0] + 1) * POOL  # a bin across the start
-    bw = pyBigWig.open(str(tmp_path / "t2.bw"))
+    bw = pyBigWig.open(str(tmp_path / "out.t2.bw"))
     got = bw.intervals("chr1")
     bw.close()
     assert [(s, e) for s, e, _ in got] == [(max(bin0 + j * POOL, 0), bin0 + (j + 1) * POOL) for j in kept]
@@ -291,7 +291,7 @@ def test_bigwig_chromosomes_follow_the_bed_not_the_fasta(world, tmp_path):
     """A BED sorted another way than the FASTA (chr2 first) still gives a valid bigWig."""
     rows = [("chr2", 4_000, 5_000, "c"), ("chr1", 30_000, 31_000, "d")]
     assert regions(world, tmp_path, rows, "--site-length", "1280", "--bigwig-tracks", "0") == 0
-    bw = pyBigWig.open(str(tmp_path / "t0.bw"))
+    bw = pyBigWig.open(str(tmp_path / "out.t0.bw"))
     assert list(bw.chroms()) == ["chr2", "chr1"]
     assert len(bw.intervals("chr2")) == len(bw.intervals("chr1")) == 10  # each region's 10 central bins
     bw.close()
@@ -303,3 +303,30 @@ def test_an_existing_output_is_refused_without_overwrite(world, tmp_path, capsys
     assert regions(world, tmp_path, BED[:1]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (tmp_path / "out.h5").read_bytes() == before
+
+
+def test_predicted_bigwigs_never_replace_the_measured_ones_and_a_refusal_loads_no_model(world, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """A fine-tuned head's track ids are its input bigWigs' names: `--bigwig-tracks` writes OUT.{track}.bw,
+    never {track}.bw beside it; an output that exists, or that is an input, is refused before the model
+    loads, and the refused run writes nothing."""
+    from jax_basenji import checkpoint
+
+    rows = [("chr1", 8_000, 9_000, "a")]
+    (tmp_path / "t1.bw").write_bytes(b"measured")
+    assert regions(world, tmp_path, rows, "--site-length", "1280", "--bigwig-tracks", "1") == 0
+    assert (tmp_path / "t1.bw").read_bytes() == b"measured" and (tmp_path / "out.t1.bw").exists()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(checkpoint, "load_model", no_model)
+    (tmp_path / "again.t1.bw").write_bytes(b"an earlier prediction")
+    capsys.readouterr()
+    assert regions(world, tmp_path, rows, "--site-length", "1280", "--bigwig-tracks", "1", name="again.h5") == 2
+    assert "again.t1.bw already exists" in capsys.readouterr().err
+    assert not (tmp_path / "again.h5").exists() and not (tmp_path / "again.h5.partial").exists()
+    (tmp_path / "x_a.png").write_bytes(b"a measured file named as the plot would be")
+    assert regions(world, tmp_path, rows, "--plot", "a", "--measured-bigwig", str(tmp_path / "x_a.png"),
+                   "--overwrite", name="x.h5") == 2
+    assert "is an input of this run" in capsys.readouterr().err

@@ -22,6 +22,7 @@ import re
 import sys
 
 from jax_basenji.cli import Parser, one_line_errors
+from jax_basenji.config import ModelConfig
 from jax_basenji.data.genome import Genome
 from jax_basenji.errors import InputError
 from jax_basenji.geometry import Geometry
@@ -59,7 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     r.add_argument("--sum", action="store_true", help="sum over the kept bins: preds [regions, tracks]")
     r.add_argument("--embed", choices=["final", "trunk"],
                    help="write this layer's activations instead of the head's output")
-    r.add_argument("--bigwig-tracks", nargs="+", help="also one bigWig per track (among --tracks) beside OUTPUT; "
+    r.add_argument("--bigwig-tracks", nargs="+", help="also one bigWig per track (among --tracks), OUT.{track}.bw beside OUT.h5; "
                                                       "regions must be sorted and their bins must not overlap")
     r.add_argument("--float16", action="store_true", help="store preds as float16")
     r.add_argument("--plot", help="name (or 0-based row) of a region to plot as OUTPUT stem + _NAME.png")
@@ -108,17 +109,24 @@ class Head:
 def load_head(args, layer: str = "head", *, n_value: float | None = None, shift_pad: float | None = None) -> Head:
     """--checkpoint/--head/--precision/--n-value/--rc/--shifts/--targets-txt/--tracks -> `Head`; `n_value`
     (instead of --n-value) and `shift_pad` set a command's own N conventions (`Ensemble.shift_pad`)."""
-    from jax_basenji.tracks import head_targets, select_tracks
-
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     predictor, meta = load_predictor(args.checkpoint, args.head, ensemble_from_args(args, shift_pad),
                                      precision=args.precision, n_value=args.n_value if n_value is None else n_value,
                                      layer=layer, devices=getattr(args, "devices", None))
+    return Head(predictor, *head_tracks(meta, predictor.model.cfg, args))
+
+
+def head_tracks(meta: dict, cfg: ModelConfig, args) -> tuple[list | None, list[str], list[str], list[int] | None]:
+    """(targets rows, track names, descriptions, --tracks columns) of --head, from the checkpoint's record
+    or --targets-txt: all a command needs to check its options before the model loads."""
+    from jax_basenji.tracks import head_targets, select_tracks
+
+    if args.head not in cfg.head_tracks:
+        raise InputError(f"unknown head {args.head!r}; this checkpoint has {sorted(cfg.head_tracks)}")
     targets = head_targets(meta, args.head, args.targets_txt)
-    names, descriptions = track_names(predictor.model.cfg.head_tracks[args.head], targets)
-    columns = select_tracks(names, args.tracks, targets) if args.tracks else None
-    return Head(predictor, targets, names, descriptions, columns)
+    names, descriptions = track_names(cfg.head_tracks[args.head], targets)
+    return targets, names, descriptions, select_tracks(names, args.tracks, targets) if args.tracks else None
 
 
 def _setup(args) -> tuple[Predictor, Genome, Geometry, list[str], list[str], list[int] | None, list | None]:
@@ -128,13 +136,15 @@ def _setup(args) -> tuple[Predictor, Genome, Geometry, list[str], list[str], lis
 
 
 def run_regions(args) -> str:
-    from jax_basenji.tracks import select_tracks
-    from jax_basenji.predict.regions import (bigwig_entries, check_chromosomes, partial_dir, predict_regions,
-                                             read_regions, regions_to_bigwigs, warn_past_end)
-    from jax_basenji.resume import resuming
+    from jax_basenji.checkpoint import read_meta
     from jax_basenji.geometry import centred_window
+    from jax_basenji.predict.plot import plot_path
+    from jax_basenji.predict.regions import (bigwig_entries, bigwig_path, check_chromosomes, partial_dir,
+                                             predict_regions, read_regions, regions_to_bigwigs, warn_past_end)
+    from jax_basenji.resume import refuse_existing, resuming
+    from jax_basenji.tracks import select_tracks
 
-    # Every option is checked before the prediction: a refused run writes nothing.
+    # Every option and output is checked before the model loads: a refused run writes nothing.
     missing = [p for p in args.measured_bigwig if not os.path.isfile(p)]
     if missing:
         raise InputError(f"--measured-bigwig {missing[0]} is missing")
@@ -144,13 +154,16 @@ def run_regions(args) -> str:
         raise InputError("--plot needs the bins: leave out --sum")
     if args.embed and (args.tracks or args.bigwig_tracks):
         raise InputError("--embed writes a layer's channels: --tracks and --bigwig-tracks select head tracks")
-    predictor, genome, geo, ids, labels, columns, targets = _setup(args)
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be positive, got {args.batch_size}")
+    meta = read_meta(args.checkpoint)
+    cfg = ModelConfig.from_dict(meta["model_config"])
+    targets, ids, labels, columns = head_tracks(meta, cfg, args)
+    genome, geo = Genome(args.fasta), Geometry.of(cfg)
     regions = read_regions(args.bed)
     check_chromosomes(regions, genome, args.bed)
     site = geo.site(args.site_length)
-    if args.plot is not None and args.plot not in {r.name for r in regions} and not (
-            args.plot.isdigit() and int(args.plot) < len(regions)):
-        raise InputError(f"--plot {args.plot!r} is neither a region name of {args.bed} nor a row")
+    plotted = _plotted_region(args.plot, regions, args.bed)
     written = list(range(len(ids))) if columns is None else columns
     wanted = select_tracks(ids, args.bigwig_tracks, targets) if args.bigwig_tracks else []
     absent = [ids[t] for t in wanted if t not in written]
@@ -160,29 +173,53 @@ def run_regions(args) -> str:
         starts = [geo.bin_start(centred_window(r.chrom, r.start, r.end, geo.length).start, site.start)
                   for r in regions]
         bigwig_entries(regions, starts, site.stop - site.start, geo.pool, args.bed)
+    outputs = ([args.output] + [bigwig_path(args.output, file_name(ids[t])) for t in wanted]
+               + ([plot_path(args.output, plotted)] if plotted is not None else []))
+    refuse_inputs(outputs, [args.bed, args.fasta, args.fasta + ".fai", args.targets_txt, *args.measured_bigwig])
+    refuse_existing(outputs, partial_dir(args.output), args.overwrite, args.resume)
     if args.embed:
-        width = predictor.model.cfg.final_channels if args.embed == "final" else predictor.model.cfg.tower_channels[-1]
+        width = cfg.final_channels if args.embed == "final" else cfg.tower_channels[-1]
         ids = labels = [f"{args.embed}_{c}" for c in range(width)]
     warn_past_end(regions, genome, args.bed)
     # a resumed run rewrites the bigWigs the killed one may have written
     replace = args.overwrite or resuming(partial_dir(args.output), args.resume)
+    predictor = load_head(args, args.embed or "head").predictor
     run = predict_regions(predictor, genome, regions, args.output, geo=geo, columns=columns,
-                            target_ids=ids if columns is None else [ids[c] for c in columns],
-                            target_labels=labels if columns is None else [labels[c] for c in columns],
-                            site=site, total=args.sum, float16=args.float16, batch_size=args.batch_size,
-                            settings={**run_settings(args, predictor), "embed": args.embed}, resume=args.resume,
-                            overwrite=args.overwrite, progress=not args.no_progress)
+                          target_ids=ids if columns is None else [ids[c] for c in columns],
+                          target_labels=labels if columns is None else [labels[c] for c in columns],
+                          site=site, total=args.sum, float16=args.float16, batch_size=args.batch_size,
+                          settings={**run_settings(args, predictor), "embed": args.embed}, resume=args.resume,
+                          overwrite=args.overwrite, progress=not args.no_progress)
     extra = []
     if wanted:
-        extra = regions_to_bigwigs(args.output, regions, genome, os.path.dirname(os.path.abspath(args.output)),
-                                   [file_name(ids[t]) for t in wanted], [written.index(t) for t in wanted],
-                                   args.bed, replace)
-    if args.plot is not None:
+        extra = regions_to_bigwigs(args.output, regions, genome, [file_name(ids[t]) for t in wanted],
+                                   [written.index(t) for t in wanted], args.bed, replace)
+    if plotted is not None:
         from jax_basenji.predict.plot import plot_region
 
         extra.append(plot_region(args.output, args.plot, args.measured_bigwig))
     run.finish()
     return f"wrote {args.output}: preds {tuple(run.record['shape'])}" + "".join(f"\nwrote {p}" for p in extra)
+
+
+def _plotted_region(plot: str | None, regions: list, bed: str) -> str | None:
+    """The name of the region --plot asks for (a name, or a 0-based row); InputError if there is none."""
+    if plot is None:
+        return None
+    if plot in {r.name for r in regions}:
+        return plot
+    if plot.isdigit() and int(plot) < len(regions):
+        return regions[int(plot)].name
+    raise InputError(f"--plot {plot!r} is neither a region name of {bed} nor a row")
+
+
+def refuse_inputs(outputs: list[str], inputs: list[str | None]) -> None:
+    """InputError if an output would replace one of the run's own input files (even with --overwrite)."""
+    given = {os.path.realpath(p): p for p in inputs if p}
+    for out in outputs:
+        if os.path.realpath(out) in given:
+            raise InputError(f"{out} is an input of this run ({given[os.path.realpath(out)]}); choose another "
+                             f"--output")
 
 
 def run_settings(args, predictor: Predictor) -> dict:

@@ -62,6 +62,10 @@ def plot_region(h5_path: str, which: str, measured: list[str], max_tracks: int =
     axes[-1, 0].set_xlabel(f"{chrom} position (kb)")
     shown = "predicted (blue) and measured (gray) tracks" if measured else "predicted tracks"
     fig.suptitle(f"{names[row]}: {shown}, {pool} bp bins")
-    stem = os.path.splitext(h5_path)[0]
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in names[row])
-    return save_png(fig, f"{stem}_{safe}.png")
+    return save_png(fig, plot_path(h5_path, names[row]))
+
+
+def plot_path(h5_path: str, region: str) -> str:
+    """OUT_{region}.png beside OUT.h5."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in region)
+    return f"{os.path.splitext(h5_path)[0]}_{safe}.png"

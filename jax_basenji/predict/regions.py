@@ -165,9 +165,15 @@ def bigwig_entries(regions: list[BedRegion], bin_starts: np.ndarray, n_bins: int
     return out
 
 
-def regions_to_bigwigs(h5_path: str, regions: list[BedRegion], genome: Genome, out_dir: str, names: list[str],
+def bigwig_path(h5_path: str, track: str) -> str:
+    """OUT.{track}.bw beside OUT.h5: a prediction never takes the name of a measured `{track}.bw` (a
+    fine-tuned head's track ids are its input bigWigs' names)."""
+    return f"{os.path.splitext(h5_path)[0]}.{track}.bw"
+
+
+def regions_to_bigwigs(h5_path: str, regions: list[BedRegion], genome: Genome, names: list[str],
                        columns: list[int], bed_path: str, overwrite: bool) -> list[str]:
-    """One bigWig per selected column of OUT.h5's `preds` (bins kept, not summed)."""
+    """One bigWig per selected column of OUT.h5's `preds` (bins kept, not summed): OUT.{name}.bw."""
     import h5py
 
     from jax_basenji.predict.bigwig import write_bigwig
@@ -181,7 +187,7 @@ def regions_to_bigwigs(h5_path: str, regions: list[BedRegion], genome: Genome, o
             def values(k: int, col=col) -> np.ndarray:
                 return preds[k, :, col]
 
-            path = os.path.join(out_dir, f"{name}.bw")
+            path = bigwig_path(h5_path, name)
             write_bigwig(path, [(c, genome.chrom_length(c)) for c in chroms], entries, values, pool, overwrite)
             paths.append(path)
     return paths
