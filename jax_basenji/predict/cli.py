@@ -60,8 +60,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     r.add_argument("--sum", action="store_true", help="sum over the kept bins: preds [regions, tracks]")
     r.add_argument("--embed", choices=["final", "trunk"],
                    help="write this layer's activations instead of the head's output")
-    r.add_argument("--bigwig-tracks", nargs="+", help="also one bigWig per track (among --tracks), OUT.{track}.bw beside OUT.h5; "
-                                                      "regions must be sorted and their bins must not overlap")
+    r.add_argument("--bigwig-tracks", nargs="+",
+                   help="also one bigWig per track (among --tracks), OUT.{track}.bw beside OUT.h5; regions must be "
+                        "sorted and their bins must not overlap")
     r.add_argument("--float16", action="store_true", help="store preds as float16")
     r.add_argument("--plot", help="name (or 0-based row) of a region to plot as OUTPUT stem + _NAME.png")
     r.add_argument("--measured-bigwig", nargs="+", default=[], help="measured tracks to plot under --plot")
