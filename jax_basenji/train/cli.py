@@ -148,10 +148,23 @@ def train_config_from_args(args: argparse.Namespace, **fixed) -> TrainConfig:
     return TrainConfig(**{**values, "fasta": tuple(fasta.items()), "steps": steps, **fixed})
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    from jax_basenji import train as package
+DESCRIPTION = """Train Basenji2 on a store made by `python -m jax_basenji.data convert`; with no arguments,
+the embedded demo (synthetic data, tiny model, a few CPU minutes).
 
-    p = Parser(prog="python -m jax_basenji.train", description=package.__doc__)
+  python -m jax_basenji.train --data STORE --workdir runs/exp --model basenji2-double-prime \\
+      --species human mouse --batch-size 4 --steps 100000 --recipe paper
+
+Each round takes one batch per species (human then mouse, as the seed), one optimizer step
+each through the species' head, data parallel over every device of every process. WORKDIR
+gets model/ (the last state) and model_best/ (best validation; both checkpoints for
+`predict`, `evaluate`, `variants`, `finetune`), metrics.jsonl, TensorBoard events and PNG
+curves. Re-running in the same WORKDIR resumes from the latest checkpoint, data position
+included.
+"""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = Parser(prog="python -m jax_basenji.train", description=DESCRIPTION)
     add_train_flags(p)
     return parse_with_recipe(p, argv)
 

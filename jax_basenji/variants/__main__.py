@@ -5,17 +5,21 @@
       [--batch-size N] [--cluster-pct P] [--no-incremental] [--float32] [--resume] [--shard K/N]
   python -m jax_basenji.variants merge --output OUT.h5 SHARD1.h5 ... SHARDN.h5
 
-Windows as upstream builds them: the variant's first base at 0-based index L // 2 - 1,
-indels trimmed or N-padded centrally to L, a flipped VCF scored in its own orientation
-(jax_basenji/variants/alleles.py). N encoding: for checkpoints of the published
-Basenji2 (converted .h5/.pth and their fine-tunings) as upstream scores variants, N =
-0.25 in the windows and 0 where a --shifts shift vacates positions; for the seed's
-models, N in the checkpoint's own encoding everywhere. --n-value overrides the N value.
-SNVs and MNVs are scored incrementally (exact: ALT recomputes the conv tower only on
-the slice of its window the allele reaches; jax_basenji/variants/incremental.py);
---cluster-pct P lets variants of a sorted VCF within P x L bp share one window
-(jax_basenji/variants/plan.py). A run killed mid-way continues with --resume; --shard K/N scores the K-th of N
-contiguous slices of the VCF's rows into its own file, and `merge` joins the N files.
+Scores are upstream's: SAD = sum over bins of (ALT - REF) per track, plus SAR, D2 and the two
+sums on request; OUT.h5 holds them per variant and track, OUT.tsv each variant's largest
+|SAD| track, OUT.png the top variants. Each variant's window is built as upstream's: its
+first base at 0-based index L // 2 - 1, an indel trimmed or N-padded at both ends to L, a
+VCF whose REF is the genome's ALT ("flipped") scored in its own orientation, a variant whose
+alleles match nothing skipped with a warning. N: 0.25 for the published Basenji2 and its
+fine-tunings (as upstream), the checkpoint's own value for the seed's models (--n-value
+overrides it).
+
+SNVs and MNVs are scored incrementally by default: ALT recomputes the conv tower only on
+the slice of the window the allele reaches, equal to the full model to fp32 rounding
+(--no-incremental runs the whole model). --cluster-pct P lets variants of a sorted VCF
+within P x L bp share one window, so REF is predicted once per cluster. A run killed
+mid-way continues with --resume; --shard K/N scores the K-th of N contiguous slices of the
+VCF's rows into its own file, and `merge` joins the N files.
 """
 
 from __future__ import annotations
