@@ -93,3 +93,21 @@ def test_attribution_fills_n_as_the_checkpoint_records(world, tmp_path):
     at_n = want[9_000 - w_start:9_300 - w_start]
     assert (np.abs(at_n) > 1e-5 * np.abs(want).max()).mean() > 0.9  # N contributes, in every channel
     np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+
+
+def test_a_logo_of_a_short_region_shows_genome_positions_and_its_whole_title(tmp_path, monkeypatch):
+    """Positions near 96 Mb read as themselves, not as small numbers plus a "+9.62e7" offset; the title fits."""
+    from jax_basenji.evaluate import logo
+
+    figures = []
+    monkeypatch.setattr(logo, "save_png", lambda fig, path: (figures.append(fig), path)[1])
+    title = "finetune: in-silico mutagenesis over chr11:96205000-96205012, mean of tracks ATAC over the centre bins"
+    logo.logo_png(np.random.default_rng(0).normal(size=(12, 4)), 96_205_000, str(tmp_path / "l.png"), title, "score")
+    fig = figures[0]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.xaxis.get_major_formatter().get_offset() == ""
+    assert all(96_205_000 <= float(t.get_text().replace("\u2212", "-")) <= 96_205_012
+               for t in ax.get_xticklabels() if t.get_text() and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1])
+    box, canvas = ax.title.get_window_extent(), fig.bbox
+    assert box.x0 >= canvas.x0 - 1 and box.x1 <= canvas.x1 + 1  # not clipped at the figure's edges

@@ -14,6 +14,7 @@ from jax_basenji.checkpoint import save_model
 from jax_basenji.config import ModelConfig
 from jax_basenji.model import build_model
 from jax_basenji.predict import main as predict_main
+from jax_basenji.predict.plot import plot_region
 from tests.interrupt import interrupt_after_first_batch
 
 L, POOL = 16_384, 128
@@ -238,7 +239,7 @@ def test_an_interrupted_regions_run_resumes_to_the_same_file(world, tmp_path, mo
     assert (tmp_path / "resumed" / "out.t1.bw").read_bytes() == (tmp_path / "straight" / "out.t1.bw").read_bytes()
 
 
-def test_regions_bigwig_tracks_and_plot(world, tmp_path):
+def test_regions_bigwig_tracks_and_plot(world, tmp_path, capsys):
     rows = [("chr1", 8_000, 9_000, "a"), ("chr1", 30_000, 31_000, "b")]
     assert regions(world, tmp_path, rows, "--site-length", "2560", "--bigwig-tracks", "1",
                    "--plot", "b", "--measured-bigwig", str(tmp_path / "none.bw")) == 2  # a missing bigWig
@@ -252,6 +253,9 @@ def test_regions_bigwig_tracks_and_plot(world, tmp_path):
         got = [bw.values(c, bin0 + j * POOL, bin0 + (j + 1) * POOL)[0] for j in range(20)]
         np.testing.assert_allclose(got, want[k, first:first + 20, 1], rtol=1e-5, atol=1e-6)
     assert (tmp_path / "out_b.png").stat().st_size > 5000
+    capsys.readouterr()
+    plot_region(str(tmp_path / "out.h5"), "a", [], max_tracks=2)  # fewer rows than tracks: said, not silent
+    assert "draws the first 2 of" in capsys.readouterr().err
 
 
 def test_a_bin_across_a_chromosome_start_is_written_from_0_with_its_own_value(world, tmp_path):

@@ -23,5 +23,9 @@ def logo_png(scores: np.ndarray, first_position: int, path: str, title: str, yla
                          index=first_position + np.arange(len(scores)))
     logomaker.Logo(frame, ax=ax, color_scheme="classic")
     ax.axhline(0, color="k", linewidth=0.5)
-    ax.set(xlabel="position", ylabel=ylabel, title=title)
+    # genome positions as written (matplotlib would show "+6e4" offsets), a title that fits a short logo
+    ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+    ax.set(xlabel="position", ylabel=ylabel)
+    ax.set_title(title, fontsize=9, wrap=True)
+    fig.tight_layout()
     return save_png(fig, path)

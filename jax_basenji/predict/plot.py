@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
@@ -47,6 +48,10 @@ def plot_region(h5_path: str, which: str, measured: list[str], max_tracks: int =
         chrom = h5["chrom"][row]
         chrom = chrom.decode() if isinstance(chrom, bytes) else chrom
         start, pool = int(h5["bin_start"][row]), int(h5.attrs["pool_width"])
+        total = h5["preds"].shape[2]
+    if total > max_tracks:  # said, not silent: which tracks are drawn is the user's choice
+        print(f"warning: --plot draws the first {max_tracks} of {total} tracks; choose them with --tracks",
+              file=sys.stderr)
     n_bins = preds.shape[0]
     x = (start + pool * np.arange(n_bins)) / 1e3
     plt = pyplot()
@@ -61,7 +66,8 @@ def plot_region(h5_path: str, which: str, measured: list[str], max_tracks: int =
         ax.set_ylabel(f"measured\n{os.path.basename(path)}", rotation=0, ha="right", fontsize=8)
     axes[-1, 0].set_xlabel(f"{chrom} position (kb)")
     shown = "predicted (blue) and measured (gray) tracks" if measured else "predicted tracks"
-    fig.suptitle(f"{names[row]}: {shown}, {pool} bp bins")
+    # both are sums over each bin: the model's targets are bigWig coverage summed per bin
+    fig.suptitle(f"{names[row]}: {shown}, sums over {pool} bp bins")
     return save_png(fig, plot_path(h5_path, names[row]))
 
 
