@@ -18,4 +18,8 @@ _YNN = "--xla_cpu_experimental_ynn_fusion_type"
 if _YNN not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_YNN}=".strip()
 
-__all__ = ["ModelConfig"]
+# The Python API (jax_basenji/api.py); it imports JAX only when called. `fine_tune`, not `finetune`:
+# that name is the jax_basenji.finetune module's once it is imported.
+from jax_basenji.api import Basenji, fine_tune, load, plot_logo, plot_tracks  # noqa: E402
+
+__all__ = ["Basenji", "ModelConfig", "fine_tune", "load", "plot_logo", "plot_tracks"]

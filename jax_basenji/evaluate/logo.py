@@ -11,21 +11,27 @@ def logo_png(scores: np.ndarray, first_position: int, path: str, title: str, yla
              max_positions: int = 400) -> str:
     """`scores` `[positions, 4]` (A, C, G, T) drawn as letters of signed height; at most the central
     `max_positions` positions (a logo of a whole window is unreadable)."""
-    import logomaker
     import pandas as pd
 
     if len(scores) > max_positions:
         cut = (len(scores) - max_positions) // 2
         scores, first_position = scores[cut:cut + max_positions], first_position + cut
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(min(2 + 0.06 * len(scores), 30), 2.6))
     frame = pd.DataFrame(np.asarray(scores, np.float64), columns=list("ACGT"),
                          index=first_position + np.arange(len(scores)))
-    logomaker.Logo(frame, ax=ax, color_scheme="classic")
+    return save_png(logo_figure(frame, title, ylabel), path)
+
+
+def logo_figure(frame, title: str, ylabel: str):
+    """A matplotlib Figure of a `[positions, A C G T]` DataFrame indexed by genome position."""
+    import logomaker
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(min(2 + 0.06 * len(frame), 30), 2.6))
+    logomaker.Logo(frame.astype(np.float64), ax=ax, color_scheme="classic")
     ax.axhline(0, color="k", linewidth=0.5)
     # genome positions as written (matplotlib would show "+6e4" offsets), a title that fits a short logo
     ax.ticklabel_format(axis="x", style="plain", useOffset=False)
     ax.set(xlabel="position", ylabel=ylabel)
     ax.set_title(title, fontsize=9, wrap=True)
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig

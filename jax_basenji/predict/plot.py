@@ -52,6 +52,17 @@ def plot_region(h5_path: str, which: str, measured: list[str], max_tracks: int =
     if total > max_tracks:  # said, not silent: which tracks are drawn is the user's choice
         print(f"warning: --plot draws the first {max_tracks} of {total} tracks; choose them with --tracks",
               file=sys.stderr)
+    shown = "predicted (blue) and measured (gray) tracks" if measured else "predicted tracks"
+    # both are sums over each bin: the model's targets are bigWig coverage summed per bin
+    fig = tracks_figure(preds, labels, [(f"measured\n{os.path.basename(p)}",
+                                         measured_bins(p, chrom, start, preds.shape[0], pool)) for p in measured],
+                        chrom=chrom, start=start, pool=pool, title=f"{names[row]}: {shown}, sums over {pool} bp bins")
+    return save_png(fig, plot_path(h5_path, names[row]))
+
+
+def tracks_figure(preds: np.ndarray, labels: list[str], measured: list[tuple[str, np.ndarray]], *, chrom: str = "",
+                  start: int = 0, pool: int = 128, title: str = ""):
+    """A Figure of `[bins, tracks]` predictions (blue), then each (label, `[bins]`) measured row (gray)."""
     n_bins = preds.shape[0]
     x = (start + pool * np.arange(n_bins)) / 1e3
     plt = pyplot()
@@ -60,15 +71,13 @@ def plot_region(h5_path: str, which: str, measured: list[str], max_tracks: int =
     for k in range(preds.shape[1]):
         axes[k, 0].fill_between(x, preds[:, k], step="mid", color="tab:blue")
         axes[k, 0].set_ylabel(labels[k], rotation=0, ha="right", fontsize=8)
-    for j, path in enumerate(measured):
+    for j, (label, values) in enumerate(measured):
         ax = axes[preds.shape[1] + j, 0]
-        ax.fill_between(x, measured_bins(path, chrom, start, n_bins, pool), step="mid", color="tab:gray")
-        ax.set_ylabel(f"measured\n{os.path.basename(path)}", rotation=0, ha="right", fontsize=8)
-    axes[-1, 0].set_xlabel(f"{chrom} position (kb)")
-    shown = "predicted (blue) and measured (gray) tracks" if measured else "predicted tracks"
-    # both are sums over each bin: the model's targets are bigWig coverage summed per bin
-    fig.suptitle(f"{names[row]}: {shown}, sums over {pool} bp bins")
-    return save_png(fig, plot_path(h5_path, names[row]))
+        ax.fill_between(x, values, step="mid", color="tab:gray")
+        ax.set_ylabel(label, rotation=0, ha="right", fontsize=8)
+    axes[-1, 0].set_xlabel(f"{chrom} position (kb)".strip())
+    fig.suptitle(title)
+    return fig
 
 
 def plot_path(h5_path: str, region: str) -> str:

@@ -98,15 +98,15 @@ def outputs_of(path: str, overwrite: bool, resume: bool = False) -> list[str]:
 
 
 def conventions(args) -> dict:
-    """N value and shift padding of the windows: upstream's for the published architecture, else the
-    checkpoint's own encoding; and the checkpoint's fingerprint for the resume record."""
+    """N value and shift padding of the windows (`score.window_conventions`), and the checkpoint's
+    fingerprint for the resume record."""
     from jax_basenji import checkpoint
     from jax_basenji.config import ModelConfig
+    from jax_basenji.variants.score import window_conventions
 
     meta = checkpoint.read_meta(args.checkpoint)
-    published = ModelConfig.from_dict(meta["model_config"]).variant == "basenji2"
-    n_value = args.n_value if args.n_value is not None else 0.25 if published else checkpoint.n_value_of(meta)
-    return {"n_value": n_value, "shift_pad": 0.0 if published else None, "model": meta.get("meta_crc32c")}
+    n_value, shift_pad = window_conventions(ModelConfig.from_dict(meta["model_config"]), meta, args.n_value)
+    return {"n_value": n_value, "shift_pad": shift_pad, "model": meta.get("meta_crc32c")}
 
 
 def run_record(args, head, genome, length: int, conv: dict, shard: tuple[int, int], rows: range,

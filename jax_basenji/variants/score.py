@@ -41,6 +41,18 @@ STATS = ("SAD", "SAR", "D2", "REF_SUM", "ALT_SUM")
 RECORD_EVERY_S = 10.0  # seconds between progress records (each flushes every array)
 
 
+def window_conventions(cfg, meta: dict, n_value: float | None = None) -> tuple[float, float | None]:
+    """(N value, shift padding) of variant windows: upstream basenji_sad.py's for the published
+    architecture (N 0.25, positions a shift vacates 0), else the checkpoint's own N encoding (the
+    vacated positions N too); `n_value` (--n-value) overrides the N value."""
+    from jax_basenji.checkpoint import n_value_of
+
+    published = cfg.variant == "basenji2"
+    if n_value is None:
+        n_value = 0.25 if published else n_value_of(meta)
+    return n_value, 0.0 if published else None
+
+
 def statistics(ref: jnp.ndarray, alt: jnp.ndarray, names: tuple[str, ...]) -> dict[str, jnp.ndarray]:
     """{stat: `[variants, tracks]`} from `[variants, bins, tracks]` REF and ALT predictions. SAD sums the
     per-bin differences and SAR is computed from it: no cancellation of two large float32 sums."""
