@@ -123,3 +123,19 @@ def test_a_tiny_pt_read_at_real_widths_names_the_widths_that_fit(tmp_path, capsy
     assert convert.main(argv) == 2
     assert "tiny.pt has the layers of --widths tiny: pass it" in capsys.readouterr().err
     assert convert.main([*argv, "--widths", "tiny"]) == 0
+
+
+def test_the_demo_passes_only_a_model_that_learnt_every_assay():
+    from jax_basenji.train.cli import demo_failures
+
+    def summary(human, by_assay):
+        return {s: {"pearson_r": human if s == "human" else 0.9, "pearson_r_by_assay": dict(by_assay)}
+                for s in ("human", "mouse")}
+
+    learnt = {"ATAC": 0.8, "CAGE": 0.75, "CHIP_TF": 0.56}
+    assert demo_failures(summary(0.71, learnt), ("human", "mouse")) == []
+    assert demo_failures(summary(0.6, learnt), ("human", "mouse")) == ["human validation Pearson R 0.600 < 0.65"]
+    one_assay = {**learnt, "CAGE": 0.37}
+    assert demo_failures(summary(0.7, one_assay), ("human", "mouse")) == [
+        "human CAGE validation Pearson R 0.370 < 0.5", "mouse CAGE validation Pearson R 0.370 < 0.5"]
+    assert len(demo_failures(summary(float("nan"), {"CAGE": float("nan")}), ("human",))) == 1 + 1

@@ -181,11 +181,16 @@ def regions_to_bigwigs(h5_path: str, regions: list[BedRegion], genome: Genome, n
     with h5py.File(h5_path, "r") as h5:
         preds, bin_starts, pool = h5["preds"], h5["bin_start"][:], int(h5.attrs["pool_width"])
         entries = bigwig_entries(regions, bin_starts, preds.shape[1], pool, bed_path)
-        chroms = list(dict.fromkeys(r.chrom for r in regions))  # header order = the BED's (entries' order)
+        # Chromosomes in the FASTA's order, as every other bigWig of the genome (and `predict genome`)
+        # has them, whatever order the BED's blocks come in; entries follow the header.
+        rank = {c: i for i, c in enumerate(genome.chromosomes())}
+        order = sorted(range(len(entries)), key=lambda k: (rank[entries[k][0]], entries[k][1]))
+        entries = [entries[k] for k in order]
+        chroms = list(dict.fromkeys(chrom for chrom, _, _ in entries))
         paths = []
         for name, col in zip(names, columns):
-            def values(k: int, col=col) -> np.ndarray:
-                return preds[k, :, col]
+            def values(j: int, col=col) -> np.ndarray:
+                return preds[order[j], :, col]
 
             path = bigwig_path(h5_path, name)
             write_bigwig(path, [(c, genome.chrom_length(c)) for c in chroms], entries, values, pool, overwrite)

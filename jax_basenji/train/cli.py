@@ -20,8 +20,13 @@ from jax_basenji.train_config import TrainConfig
 
 # ----- the embedded demo ----------------------------------------------------------------
 DEMO_CACHE = os.path.join("runs", "cache")
-DEMO_SYNTH = dict(seq_length=16_384, tracks={"human": 8, "mouse": 4},
+# Data seed 1: its human validation set is learnt to R 0.71-0.83 by every training seed tried (0-3;
+# docs/benchmarks.md); seed 0's oscillated around 0.5 (CAGE 0.37), too close to any pass mark.
+DEMO_SYNTH = dict(seq_length=16_384, tracks={"human": 8, "mouse": 4}, seed=1,
                   examples=(("train", 1024), ("valid", 32), ("test", 32)))
+# The demo's pass marks: a model that learnt the motifs clears them with a margin, an untrained one
+# (R ~0) or one that learnt a single assay fails them.
+DEMO_PASS = {"human": 0.65, "assay": 0.5}
 
 
 def demo_data(progress: bool = True) -> str:
@@ -29,9 +34,10 @@ def demo_data(progress: bool = True) -> str:
     from jax_basenji.data.store import convert
     from jax_basenji.data.synth import SynthConfig, synth
 
-    basenji, store = os.path.join(DEMO_CACHE, "synth-v2"), os.path.join(DEMO_CACHE, "store-v2")
+    basenji, store = os.path.join(DEMO_CACHE, "synth-v3"), os.path.join(DEMO_CACHE, "store-v3")
     if not os.path.exists(os.path.join(store, "mouse", "meta.json")):  # written last
-        cfg = SynthConfig(seq_length=DEMO_SYNTH["seq_length"], examples=DEMO_SYNTH["examples"])
+        cfg = SynthConfig(seq_length=DEMO_SYNTH["seq_length"], examples=DEMO_SYNTH["examples"],
+                          seed=DEMO_SYNTH["seed"])
         synth(basenji, DEMO_SYNTH["tracks"], cfg, progress=progress)
         convert(basenji, store, progress=progress)
     return store
@@ -43,6 +49,18 @@ def demo_configs() -> tuple[ModelConfig, TrainConfig]:
                      momentum=0.9, warmup_steps=50, schedule="cosine", steps=1200, batch_size=8,
                      eval_every=100, eval_batches=4, checkpoint_every=600)
     return ModelConfig.tiny(), tc
+
+
+def demo_failures(summary: dict, species: tuple[str, ...]) -> list[str]:
+    """The DEMO_PASS checks the demo's validation metrics fail: human Pearson R, and every assay's R in
+    every species."""
+    failed = []
+    if not summary["human"]["pearson_r"] >= DEMO_PASS["human"]:  # NaN fails too
+        failed.append(f"human validation Pearson R {summary['human']['pearson_r']:.3f} < {DEMO_PASS['human']}")
+    for s in species:
+        failed += [f"{s} {assay} validation Pearson R {r:.3f} < {DEMO_PASS['assay']}"
+                   for assay, r in summary[s]["pearson_r_by_assay"].items() if not r >= DEMO_PASS["assay"]]
+    return failed
 
 
 # ----- command line ----------------------------------------------------------------------
@@ -196,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plots: {', '.join(summary['plots'])}\nmodel: {summary['model']} (last state), "
               f"{summary['model_best']} (best validation, round {summary['selection']['round']}; "
               f"python -m jax_basenji.predict --checkpoint {summary['model_best']} ...)")
-        return 0 if min(summary[s]["pearson_r"] for s in tc.species) >= 0.5 else 1
+        failed = demo_failures(summary, tc.species)
+        for line in failed:
+            print(f"demo FAILED: {line}", file=sys.stderr)
+        return 1 if failed else 0
     args = parse_args(argv)
     if not args.data:
         raise InputError("--data is required (or run without arguments for the demo)")
