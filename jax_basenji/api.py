@@ -164,6 +164,8 @@ class Basenji:
     def sequences(self, inputs: Inputs, genome: str | None = None) -> tuple[np.ndarray, bool]:
         """(`[N, L]` uint8 base indices (A0 C1 G2 T3 N4), or a user's `[N, L, 4]` one-hot, whether it is the
         latter) of `inputs` as `predict` reads them."""
+        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, np.ndarray) for i in inputs):
+            inputs = np.stack(inputs)
         if isinstance(inputs, np.ndarray):
             if inputs.ndim == 2:
                 inputs = inputs[None]
@@ -192,7 +194,7 @@ class Basenji:
         BED path or a DataFrame with chrom/start/end columns."""
         from jax_basenji.data.genome import Genome
         from jax_basenji.geometry import centred_window
-        from jax_basenji.predict.regions import check_chromosomes, read_regions, warn_past_end
+        from jax_basenji.predict.regions import check_chromosomes, warn_past_end
 
         regions = _regions(inputs)
         fasta = Genome(_need_genome(genome))
@@ -210,6 +212,8 @@ class Basenji:
         import pandas as pd
 
         from jax_basenji.data.genome import Genome
+        from jax_basenji.predict.core import batch_for
+        from jax_basenji.variants.__main__ import warn_skipped
         from jax_basenji.variants.score import SKIPPED, scored_chunks, score_variants, window_conventions
         from jax_basenji.variants.vcf import scan
 
@@ -219,6 +223,8 @@ class Basenji:
         missing = sorted(c for c in found.chroms if c not in fasta)
         if missing:
             raise InputError(f"{vcf}: chromosome {missing[0]!r} is not in {genome}")
+        if not found.rows:
+            raise InputError(f"{vcf}: no variant to score")
         n_value, shift_pad = window_conventions(self.model.cfg, self.meta)
         predictor = self.predictor(head, rc=rc, shifts=shifts, devices=devices, n_value=n_value, shift_pad=shift_pad)
         columns = self.columns(head, tracks)
@@ -227,9 +233,10 @@ class Basenji:
         with tempfile.TemporaryDirectory() as tmp:
             arrays, status = score_variants(predictor, fasta, vcf, rows, os.path.join(tmp, "partial"),
                                             length=self.model.cfg.seq_length, columns=columns, stats=tuple(stats),
-                                            record={"head": head}, batch_size=min(batch_size, found.rows) or 1,
+                                            record={"head": head}, batch_size=batch_for(batch_size, found.rows),
                                             resume=False, progress=progress)
             chunks = list(scored_chunks(vcf, rows, arrays, status))
+            warn_skipped(found.symbolic, int((status == SKIPPED).sum()), genome)
             del arrays, status
         table = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
         text = {k: [v.decode() for v in table.get(k, [])] for k in ("snp", "chr", "ref_allele", "alt_allele")}

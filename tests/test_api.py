@@ -88,6 +88,7 @@ def test_intervals_are_predicted_on_the_centred_window_as_a_one_hot_array_would_
                                model.predict(one_hot), rtol=1e-5, atol=1e-6)
     text = "".join("ACGTN"[i] for i in index)
     np.testing.assert_array_equal(model.predict(text.lower()), model.predict(one_hot))
+    assert model.predict([one_hot, one_hot[::-1]]).shape == (2, *model.predict(one_hot).shape[1:])
 
 
 def test_variant_scores_are_those_of_the_command(example, demo_dir, tmp_path):
