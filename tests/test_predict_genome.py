@@ -169,7 +169,7 @@ def test_genome_bigwigs_equal_tiled_windows_bin_by_bin(world, tmp_path):
     assert lines[0].split("\t")[:3] == ["chr1", "0", "128"] and lines[-1].split("\t")[:3] == ["chr2", "8960", "9000"]
 
 
-def test_an_interrupted_genome_run_resumes_to_identical_files(world, tmp_path, monkeypatch):
+def test_an_interrupted_genome_run_resumes_to_identical_files(world, tmp_path, monkeypatch, capsys):
     """Blocks of predictions go to one raw file per track; a kill after the first block (and a torn
     second block) or while the bigWigs are written resumes to the files of an uninterrupted run, byte
     for byte, and a track's raw file is gone as soon as its bigWig is in place."""
@@ -189,6 +189,9 @@ def test_an_interrupted_genome_run_resumes_to_identical_files(world, tmp_path, m
     with open(partial / "0.f32", "ab") as f:  # a block the kill left half-written, never recorded
         f.write(b"\xff" * 100)
     assert _genome(world, tmp_path / "resumed") == 2  # an unfinished run is not silently restarted
+    capsys.readouterr()
+    assert _genome(world, tmp_path / "resumed", "--resume", "--rc") == 2  # nor continued with other settings
+    assert "other settings (rc: False then, True now)" in capsys.readouterr().err
 
     real, written = genome_module._write_track, []
 
