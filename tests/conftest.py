@@ -12,7 +12,8 @@ LONGEST = {"test_train.py": 280, "test_incremental.py": 200, "test_train_resume.
            "test_train_mode.py": 145, "test_train_multiprocess_cli.py": 95, "test_finetune_evaluate.py": 90,
            "test_train_selection.py": 90, "test_blocks.py": 70, "test_published_workflow.py": 70,
            "test_full_model.py": 65, "test_pipeline_device_augment.py": 62, "test_api.py": 100,
-           "test_walkthrough.py": 80, "test_predict_genome.py": 70}
+           "test_walkthrough.py": 80, "test_predict_genome.py": 70, "test_train_distributed.py": 120,
+           "test_cli_conventions.py": 60}
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which it keeps within each file
