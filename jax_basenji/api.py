@@ -28,10 +28,7 @@ from jax_basenji.errors import InputError
 # A sequence input: a DNA string, "chrom:start-end", a one-hot array, or a list of either; a BED path; a
 # DataFrame with chrom/start/end columns.
 Inputs = Union[str, np.ndarray, Sequence, "pd.DataFrame"]  # noqa: F821
-INTERVAL = re.compile(r"([^:\s]+):([\d,]+)-([\d,]+)")
-BASES = np.full(256, 255, np.uint8)
-for _i, _b in enumerate("ACGTN"):
-    BASES[ord(_b)] = BASES[ord(_b.lower())] = _i
+INTERVAL = re.compile(r"[^:\s]+:[\d,]+-[\d,]+")  # chrom:start-end, parsed by evaluate.attribution.parse_region
 
 
 def load(path: str, *, variant: str | None = None, widths: str = "basenji2", gelu: str | None = None,
@@ -45,21 +42,22 @@ def load(path: str, *, variant: str | None = None, widths: str = "basenji2", gel
     from flax import nnx
 
     from jax_basenji import checkpoint
-    from jax_basenji.finetune import load_pretrained
     from jax_basenji.model import build_model
-    from jax_basenji.tracks import basenji2_targets
 
     if os.path.isdir(path):
-        model, meta = checkpoint.load_model(path, precision)
         if variant or gelu or widths != "basenji2":
             raise InputError(f"{path} is a checkpoint directory: it records its architecture")
+        model, meta = checkpoint.load_model(path, precision)
     else:
+        from jax_basenji.convert.foreign import foreign_record
+        from jax_basenji.finetune import load_pretrained
+
         if not os.path.isfile(path):
             raise InputError(f"{path}: no such model file or checkpoint directory")
         arrays, cfg = load_pretrained(path, variant, widths, gelu)
         model = build_model(cfg.replace(dtype="bfloat16") if precision == "bf16" else cfg)
         nnx.update(model, arrays)
-        meta = {"n_value": checkpoint.foreign_n_value(cfg), "head_targets": basenji2_targets(cfg.head_tracks)}
+        meta = foreign_record(cfg)
     model.eval()
     return Basenji(model, meta, os.path.abspath(path))
 
@@ -138,7 +136,7 @@ class Basenji:
         or a one-hot array `[L, 4]` / `[N, L, 4]` predicted as given (N positions already encoded).
         `tracks`: names, assays or indices (default all); `rc`/`shifts`: average over reverse
         complements and shifts in bp, as upstream basenji's --rc --shifts."""
-        from jax_basenji.predict.core import batch_for, check_one_hot, check_sequences
+        from jax_basenji.predict.core import batch_for, check_sequences
 
         head = self._head(head)
         batch, encoded = self.sequences(inputs, genome)
@@ -152,52 +150,50 @@ class Basenji:
         predictor = self.predictor(head, rc=rc, shifts=shifts, devices=devices,
                                    n_value=0.0 if encoded else None)
         columns = self.columns(head, tracks)
-        size = batch_for(batch_size, len(batch))
-        out = []
-        for start in _bar(range(0, len(batch), size), progress):
-            chunk = batch[start:start + size]
-            if chunk.ndim == 3:
-                check_one_hot(chunk, start)
-            out.append(predictor.padded(chunk, size)[..., columns])
-        return np.concatenate(out)
+        return np.concatenate([preds[..., columns] for _, preds in
+                               predictor.batches(batch, batch_for(batch_size, len(batch)), progress)])
 
     def sequences(self, inputs: Inputs, genome: str | None = None) -> tuple[np.ndarray, bool]:
         """(`[N, L]` uint8 base indices (A0 C1 G2 T3 N4), or a user's `[N, L, 4]` one-hot, whether it is the
         latter) of `inputs` as `predict` reads them."""
-        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, np.ndarray) for i in inputs):
-            inputs = np.stack(inputs)
+        from jax_basenji.data.genome import Genome, encode
+
+        if type(inputs).__name__ != "DataFrame" and not isinstance(inputs, (str, np.ndarray)):
+            inputs = list(inputs)
+            if inputs and all(isinstance(i, np.ndarray) for i in inputs):
+                inputs = np.stack(inputs)
         if isinstance(inputs, np.ndarray):
             if inputs.ndim == 2:
                 inputs = inputs[None]
             if inputs.ndim != 3 or inputs.shape[-1] != 4:
                 raise InputError(f"a one-hot array is [length, 4] or [N, length, 4], got shape {inputs.shape}")
             return inputs, True
-        windows = self.windows(inputs, genome) if _are_intervals(inputs) else None
-        if windows is not None:
-            from jax_basenji.data.genome import Genome
-
+        if _are_intervals(inputs):
             fasta = Genome(_need_genome(genome))
-            return np.stack([fasta.fetch(w.chrom, w.start, w.start + self.model.cfg.seq_length)
-                             for w in windows]), False
-        seqs = [inputs] if isinstance(inputs, str) else list(inputs)
+            length = self.model.cfg.seq_length
+            return np.stack([fasta.fetch(w.chrom, w.start, w.start + length)
+                             for w in self.windows(inputs, fasta)]), False
+        seqs = [inputs] if isinstance(inputs, str) else inputs
         if len({len(s) for s in seqs}) != 1:
             raise InputError(f"sequences of different lengths {sorted({len(s) for s in seqs})[:4]}: "
                              "predict them in separate calls")
-        idx = BASES[np.frombuffer("".join(seqs).encode("ascii", "replace"), np.uint8)].reshape(len(seqs), -1)
-        if (idx == 255).any():
-            k, pos = np.argwhere(idx == 255)[0]
+        text = "".join(seqs).encode("ascii", "replace")
+        idx = encode(text).reshape(len(seqs), -1)
+        bad = (idx == 4) & ~np.isin(np.frombuffer(text, np.uint8), np.frombuffer(b"Nn", np.uint8)).reshape(idx.shape)
+        if bad.any():  # encode reads any other letter as N, as in a FASTA; a user's string has a typo
+            k, pos = np.argwhere(bad)[0]
             raise InputError(f"sequence {k} has {seqs[k][pos]!r} at position {pos}; expected A, C, G, T or N")
         return idx, False
 
-    def windows(self, inputs: Inputs, genome: str | None = None) -> list:
+    def windows(self, inputs: Inputs, genome) -> list:
         """The model's input windows (`geometry.Window`) centred on intervals: `chrom:start-end` strings, a
-        BED path or a DataFrame with chrom/start/end columns."""
+        BED path or a DataFrame with chrom/start/end columns; `genome` a FASTA path or `Genome`."""
         from jax_basenji.data.genome import Genome
         from jax_basenji.geometry import centred_window
         from jax_basenji.predict.regions import check_chromosomes, warn_past_end
 
         regions = _regions(inputs)
-        fasta = Genome(_need_genome(genome))
+        fasta = genome if isinstance(genome, Genome) else Genome(_need_genome(genome))
         check_chromosomes(regions, fasta, "inputs")
         warn_past_end(regions, fasta, "inputs")
         return [centred_window(r.chrom, r.start, r.end, self.model.cfg.seq_length) for r in regions]
@@ -238,12 +234,12 @@ class Basenji:
             chunks = list(scored_chunks(vcf, rows, arrays, status))
             warn_skipped(found.symbolic, int((status == SKIPPED).sum()), genome)
             del arrays, status
-        table = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
-        text = {k: [v.decode() for v in table.get(k, [])] for k in ("snp", "chr", "ref_allele", "alt_allele")}
-        frames = {"variant": pd.DataFrame({"snp": text["snp"], "chr": text["chr"], "pos": table.get("pos", []),
+        table = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}  # found.rows > 0: one chunk at least
+        text = {k: [v.decode() for v in table[k]] for k in ("snp", "chr", "ref_allele", "alt_allele")}
+        frames = {"variant": pd.DataFrame({"snp": text["snp"], "chr": text["chr"], "pos": table["pos"],
                                            "ref": text["ref_allele"], "alt": text["alt_allele"],
-                                           "flipped": table.get("flipped", [])})}
-        frames.update({s: pd.DataFrame(table.get(s, np.zeros((0, len(names)))), columns=names) for s in stats})
+                                           "flipped": table["flipped"]})}
+        frames.update({s: pd.DataFrame(table[s], columns=names) for s in stats})
         return pd.concat(frames, axis=1)
 
     def ism(self, region: str, genome: str, head: str | None = None, *, tracks: Sequence | None = None,
@@ -274,17 +270,16 @@ class Basenji:
         import pandas as pd
 
         from jax_basenji.data.genome import Genome
-        from jax_basenji.evaluate.attribution import input_x_gradient, region_in_genome
-        from jax_basenji.geometry import Window, centred, one_hot_window
+        from jax_basenji.evaluate.attribution import region_in_genome, window_attribution
+        from jax_basenji.geometry import centred_window
 
         head = self._head(head)
         fasta = Genome(genome)
         length = self.model.cfg.seq_length
         chrom, start, end = region_in_genome(fasta, region, length)
-        w_start = centred(start, end, length)[0]
-        x = one_hot_window(fasta, Window(chrom, w_start), length, self.n_value).astype(np.float32)
         bins = np.arange(self.model.cfg.output_bins(length)) if bins is None else np.asarray(bins)
-        contrib = input_x_gradient(self.model, x, head, bins, np.asarray(self.columns(head, tracks)))
+        w_start, contrib = window_attribution(self.model, fasta, centred_window(chrom, start, end, length), head,
+                                              bins, np.asarray(self.columns(head, tracks)), self.n_value)
         return pd.DataFrame(contrib[start - w_start:end - w_start], columns=list("ACGT"),
                             index=pd.RangeIndex(start, end, name="position"))
 
@@ -331,15 +326,16 @@ def plot_logo(scores, title: str = ""):
 
 
 def _are_intervals(inputs) -> bool:
+    """A DataFrame, a BED path, or `chrom:start-end` strings (`inputs` a list unless one of the first two)."""
     if type(inputs).__name__ == "DataFrame":
         return True
     if isinstance(inputs, str):
         return bool(INTERVAL.fullmatch(inputs.strip())) or inputs.endswith((".bed", ".bed.gz"))
-    items = list(inputs)
-    return bool(items) and all(isinstance(i, str) and INTERVAL.fullmatch(i.strip()) for i in items)
+    return bool(inputs) and all(isinstance(i, str) and INTERVAL.fullmatch(i.strip()) for i in inputs)
 
 
 def _regions(inputs) -> list:
+    from jax_basenji.evaluate.attribution import parse_region
     from jax_basenji.predict.regions import BedRegion, read_regions
 
     if type(inputs).__name__ == "DataFrame":
@@ -347,25 +343,10 @@ def _regions(inputs) -> list:
                 for r in inputs.itertuples()]
     if isinstance(inputs, str) and not INTERVAL.fullmatch(inputs.strip()):
         return read_regions(inputs)
-    out = []
-    for text in [inputs] if isinstance(inputs, str) else inputs:
-        chrom, start, end = INTERVAL.fullmatch(text.strip()).groups()
-        start, end = int(start.replace(",", "")), int(end.replace(",", ""))
-        if end <= start:
-            raise InputError(f"{text!r}: end must exceed start")
-        out.append(BedRegion(chrom, start, end, text))
-    return out
+    return [BedRegion(*parse_region(text), text) for text in ([inputs] if isinstance(inputs, str) else inputs)]
 
 
 def _need_genome(genome: str | None) -> str:
     if genome is None:
         raise InputError("intervals need genome= (a FASTA with its .fai)")
     return genome
-
-
-def _bar(items, progress: bool):
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(items, disable=not progress, file=sys.stderr, unit="batch")

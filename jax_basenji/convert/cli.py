@@ -24,9 +24,8 @@ from jax_basenji import checkpoint
 from jax_basenji.cli import InputError, Parser, one_line_errors
 from jax_basenji.config import GELU_FORMS, SEED_VARIANTS, VARIANTS, ModelConfig
 from jax_basenji.convert import keras_h5
-from jax_basenji.convert.foreign import (WIDTHS, expected_shapes, read_weights, save_torch, torch_state_from_arrays,
-                                        width_preset)
-from jax_basenji.tracks import basenji2_targets
+from jax_basenji.convert.foreign import (WIDTHS, expected_shapes, foreign_record, read_weights, save_torch,
+                                        torch_state_from_arrays, width_preset)
 
 
 def base_config(variant: str | None, config_path: str | None = None, gelu: str | None = None,
@@ -66,8 +65,7 @@ def keras_to_jax(args: argparse.Namespace) -> tuple[ModelConfig, str | None]:
 def _save(args, arrays, cfg, new_head):
     checkpoint.save_arrays(args.output, arrays, cfg, torch_new_head=new_head, overwrite=args.overwrite,
                            extra={"converted_from": {"path": args.input, "command": args.direction},
-                                  "n_value": checkpoint.foreign_n_value(cfg),
-                                  "head_targets": basenji2_targets(cfg.head_tracks)})
+                                  **foreign_record(cfg)})
     return cfg, new_head
 
 

@@ -125,6 +125,14 @@ def read_weights(path: str, variant: str | None, base_for: Callable[[str | None]
         raise
 
 
+def foreign_record(cfg: ModelConfig) -> dict:
+    """What a foreign file's weights were trained with, as a checkpoint records it: the N encoding and,
+    for heads of the Basenji2 data set's sizes, their targets tables."""
+    from jax_basenji.tracks import basenji2_targets
+
+    return {"n_value": checkpoint.foreign_n_value(cfg), "head_targets": basenji2_targets(cfg.head_tracks)}
+
+
 WIDTHS = ("basenji2", "tiny")  # layer widths of the presets: the real Basenji2, or the tiny test model
 
 

@@ -89,6 +89,15 @@ def input_x_gradient(model, one_hot: np.ndarray, head: str, bins: np.ndarray, tr
     return np.asarray(grad(x) * x)
 
 
+def window_attribution(model, genome: Genome, window: Window, head: str, bins: np.ndarray, tracks: np.ndarray,
+                       n_value: float) -> tuple[int, np.ndarray]:
+    """(window start, `[L, 4]` input x gradient) of the window, N in the model's encoding (`n_value`, 0.25
+    for the seed's models): the gradient is taken at the input the model reads."""
+    length = model.cfg.seq_length
+    one_hot = one_hot_window(genome, window, length, n_value).astype(np.float32)
+    return window.start, input_x_gradient(model, one_hot, head, bins, tracks)
+
+
 def parse_tracks(text: str, size: int, targets: list[dict[str, str]] | None) -> np.ndarray:
     """`parse_range` indices, or comma-separated assays / track names looked up in the head's `targets`."""
     if text in ("all", "center") or re.fullmatch(r"[\d,\s-]+", text):
@@ -104,13 +113,10 @@ def attribution(predictor, fasta: str, region: str, head: str, tracks: str, bins
     genome = Genome(fasta)
     chrom, start, end = region_in_genome(genome, region, model.cfg.seq_length)
     length = model.cfg.seq_length
-    n_bins = model.cfg.output_bins(length)
-    bin_idx = parse_range(bins, n_bins, "bins")
+    bin_idx = parse_range(bins, model.cfg.output_bins(length), "bins")
     track_idx = parse_tracks(tracks, model.cfg.head_tracks[head], targets)
-    w_start = centred(start, end, length)[0]
-    # N in the model's encoding (0.25: the seed's): the gradient is taken at the input the model reads
-    one_hot = one_hot_window(genome, Window(chrom, w_start), length, predictor.n_value).astype(np.float32)
-    contrib = input_x_gradient(model, one_hot, head, bin_idx, track_idx)
+    w_start, contrib = window_attribution(model, genome, Window(chrom, centred(start, end, length)[0]), head,
+                                          bin_idx, track_idx, predictor.n_value)
     score = contrib.sum(axis=1)
     os.makedirs(output, exist_ok=True)
     with atomic_path(os.path.join(output, "attribution.npy")) as tmp:

@@ -207,12 +207,14 @@ class Predictor:
 
     def batches(self, seqs: np.ndarray, batch_size: int, progress: bool = True,
                 name: str = "input") -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (start, predictions) for consecutive batches of `seqs`."""
+        """Yield (start, predictions) for consecutive batches of `seqs` (`[N, L, 4]` one-hot, checked, or
+        `[N, L]` base indices)."""
         n = seqs.shape[0]
         bar = tqdm(total=n, unit="seq", disable=not progress or n <= batch_size, file=sys.stderr)
         for start in range(0, n, batch_size):
             batch = np.asarray(seqs[start:start + batch_size])
-            check_one_hot(batch, start, name)
+            if batch.ndim == 3:
+                check_one_hot(batch, start, name)
             yield start, self.padded(batch, batch_size)
             bar.update(batch.shape[0])
         bar.close()
