@@ -89,12 +89,26 @@ def modalities(stores: list[tuple[str, int]], weights: dict[str, float], log1p: 
     return tuple((n, t, weights.get(n.lower(), 1.0), n.lower() in log1p) for n, t in stores)
 
 
+def store_species(stores: list[tuple[str, str]]) -> str:
+    """The one species directory the stores hold (no default species: a human data set must not be read as
+    mouse); InputError naming the choices otherwise."""
+    missing = [path for _, path in stores if not os.path.isdir(path)]
+    if missing:
+        raise InputError(f"--data {missing[0]}: no such store directory")
+    found = sorted({d for _, path in stores for d in os.listdir(path)
+                    if os.path.isfile(os.path.join(path, d, "meta.json"))})
+    if len(found) != 1:
+        raise InputError(f"--species: the --data stores hold {found or 'no species directory'}; name one")
+    return found[0]
+
+
 def finetune(args: argparse.Namespace) -> dict:
     stores = named_stores(args.data)
     head = args.head_name
+    species = args.species or store_species(stores)
 
     def source(subset: str) -> ConcatSource:
-        return ConcatSource([BasenjiSource(path, args.species, subset) for _, path in stores],
+        return ConcatSource([BasenjiSource(path, species, subset) for _, path in stores],
                             names=[name for name, _ in stores])
 
     sources = {head: (source("train"), source("valid"))}
@@ -140,7 +154,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="GELU form for a published file (default sigmoid, the Keras model's; erf = basenji2-pytorch's)")
     p.add_argument("--data", nargs="+", required=True, metavar="[NAME=]STORE",
                    help="converted stores over the same regions; tracks concatenated in this order")
-    p.add_argument("--species", default="mouse", help="species directory inside each store (default mouse)")
+    p.add_argument("--species", help="species directory inside each store (default: the stores' only one)")
     p.add_argument("--head-name", default="finetune", help="name of the new head (default finetune)")
     p.add_argument("--freeze", choices=["heads", "trunk"], default="heads",
                    help="heads: train trunk + new head (the seed's); trunk: train the new head only")

@@ -80,8 +80,8 @@ def test_the_demo_says_what_it_removes(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("main, argv, shown", [
     (evaluate_main, ["tss", "--help"], ["stores (default: human)", "(default: name)", "(default: test)"]),
-    (finetune.main, ["--help"], ["each store (default mouse)", "(default: heads)", "default sgd"]),
-    (data_main, ["tracks", "--help"], ["species directory name (default mouse)", "(default 1)"]),
+    (finetune.main, ["--help"], ["each store (default: the stores' only one)", "(default: heads)", "default sgd"]),
+    (data_main, ["tracks", "--help"], ["the genome the regions come from", "(default 1)"]),
 ], ids=["evaluate-tss", "finetune", "data-tracks"])
 def test_help_shows_every_default(main, argv, shown, capsys):
     with pytest.raises(SystemExit):

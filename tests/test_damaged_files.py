@@ -228,7 +228,7 @@ KINDS = [
     Kind("bed-bigwig-fasta", make_tracks_inputs, files_under("g.fa", "g.fa.fai", "a.bw", "r.bed"),
          lambda d, out: data_main(["tracks", "--regions", str(d / "r.bed"), "--bigwig", str(d / "a.bw"),
                                    "--fasta", str(d / "g.fa"), "--output", str(out), "--crop-bp", "128",
-                                   "--no-progress"]),
+                                   "--species", "mouse", "--no-progress"]),
          tracks_result, tracks_left, NONE),
 ]
 

@@ -39,7 +39,7 @@ def test_sample_sheet_sets_names_clip_scale_and_mean(files, capsys):
                      "sample.bw\tmean\trna\t\t\tmean\n")
     out = str(files["root"] / "out")
     assert data_main(["tracks", "--regions", files["bed"], "--samples", str(sheet), "--fasta", files["fasta"],
-                      "--output", out, "--no-progress"]) == 0
+                      "--output", out, "--species", "mouse", "--no-progress"]) == 0
     warnings = capsys.readouterr().err.splitlines()  # one clean line each, no Python warning echo
     assert warnings and all(w.startswith("warning: ") for w in warnings)
     assert any("runs past the chromosome" in w for w in warnings)
@@ -70,12 +70,13 @@ def test_sample_sheet_sets_names_clip_scale_and_mean(files, capsys):
 @pytest.mark.filterwarnings("ignore:.*runs past the chromosome")
 def test_errors_are_named_and_nothing_is_left_half_written(files, capsys):
     out = str(files["root"] / "out")
-    base = ["tracks", "--regions", files["bed"], "--fasta", files["fasta"], "--output", out, "--no-progress"]
+    base = ["tracks", "--regions", files["bed"], "--fasta", files["fasta"], "--output", out, "--species", "mouse",
+            "--no-progress"]
     bad_bed = files["root"] / "bad.bed"
     bad_bed.write_text(f"chrZ\t0\t{LENGTH}\ttrain\n")
     cases = [
         (["tracks", "--regions", str(bad_bed), "--bigwig", files["bw"], "--fasta", files["fasta"], "--output", out,
-          "--no-progress"], "chromosome 'chrZ' is not in"),
+          "--species", "mouse", "--no-progress"], "chromosome 'chrZ' is not in"),
         (base + ["--bigwig", str(files["root"] / "missing.bw")], "bigWig file is missing"),
         (base + ["--bigwig", files["fasta"]], "is not a readable bigWig file"),
         (base, "give either --bigwig groups or a --samples sheet"),

@@ -87,7 +87,7 @@ def world(tmp_path_factory):
         with contextlib.redirect_stderr(err):
             assert data_main(["tracks", "--regions", os.path.join(basenji, "mouse", "sequences.bed"),
                               "--bigwig", *sorted(str(p) for p in (root / assay).glob("*.bw")),
-                              "--fasta", fasta, "--output", out, "--no-progress"]) == 0
+                              "--fasta", fasta, "--output", out, "--species", "mouse", "--no-progress"]) == 0
         # A missing chromosome: one clean line per track and chromosome, not a Python warning echo.
         lines = err.getvalue().splitlines()
         assert lines == ([f"warning: {root / assay / 'mesoderm.bw'}: no chromosome 'chr1'; those bins are zeros"]

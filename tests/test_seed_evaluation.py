@@ -73,7 +73,7 @@ def world(tmp_path_factory):
     groups = [arg for assay, names in BIGWIGS.items()
               for arg in ("--bigwig", *(str(root / assay / f"{n}.bw") for n in names))]
     assert data_main(["tracks", "--regions", bed, *groups, "--fasta", fasta, "--output", str(root / "tracks"),
-                      "--no-progress"]) == 0
+                      "--species", "mouse", "--no-progress"]) == 0
     store = str(root / "store")
     convert(str(root / "tracks"), store, progress=False)
     ckpt = str(root / "model")

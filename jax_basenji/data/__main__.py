@@ -1,4 +1,4 @@
-"""`python -m jax_basenji.data {synth,convert,verify,tracks}` (see `--help` of each)."""
+"""`python -m jax_basenji.data {synth,convert,verify,regions,tracks}` (see `--help` of each)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from jax_basenji.cli import InputError, Parser, one_line_errors
 from jax_basenji.data.store import convert, verify
 from jax_basenji.data.synth import SynthConfig, synth
+from jax_basenji.data.regions import RegionsConfig, make_regions
 from jax_basenji.data.tracks import build_tracks, tracks_from_groups, tracks_from_sheet
 
 
@@ -43,6 +44,26 @@ def parse_args(argv):
     v = sub.add_parser("verify", help="read every example of a store, checking its checksums")
     v.add_argument("--store", required=True, help="converted store directory")
     v.add_argument("--species", nargs="+", default=None, help="default: every species of the store")
+    r = sub.add_parser("regions", help="a region BED with train/valid/test subsets from a genome (for tracks)",
+                       description=__import__("jax_basenji.data.regions", fromlist=["_"]).__doc__)
+    r.add_argument("--fasta", required=True, help="genome FASTA (indexed or indexable by pyfaidx)")
+    r.add_argument("--output", required=True, help="BED to write: chrom start end subset")
+    d = RegionsConfig()
+    r.add_argument("--seq-length", type=int, default=d.seq_length, help=f"bp per region (default {d.seq_length})")
+    r.add_argument("--stride", type=int, help="bp between region starts in a contig (default --seq-length)")
+    r.add_argument("--gap", type=int, default=d.gap, help=f"N runs this long split contigs (default {d.gap})")
+    r.add_argument("--max-n", type=float, default=d.max_n,
+                   help=f"largest fraction of N in a region (default {d.max_n})")
+    r.add_argument("--chroms", nargs="+", help="chromosomes to use (default all of the FASTA)")
+    r.add_argument("--valid-chroms", nargs="+", default=[], help="validation chromosomes (else --valid-frac)")
+    r.add_argument("--test-chroms", nargs="+", default=[], help="test chromosomes (else --test-frac)")
+    r.add_argument("--valid-frac", type=float, default=d.valid_frac,
+                   help=f"fraction of bases in random validation contigs (default {d.valid_frac})")
+    r.add_argument("--test-frac", type=float, default=d.test_frac,
+                   help=f"fraction of bases in random test contigs (default {d.test_frac})")
+    r.add_argument("--bigwig", nargs="+", default=[], help="use only chromosomes every one of these covers")
+    r.add_argument("--seed", type=int, default=d.seed, help="the random division into subsets")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     t = sub.add_parser("tracks", help="bin bigWig files over BED regions into the Basenji2 layout")
     t.add_argument("--regions", required=True, help="BED: chrom start end subset, input-length regions")
     t.add_argument("--bigwig", nargs="+", action="append", default=[], metavar="BW",
@@ -52,7 +73,8 @@ def parse_args(argv):
                                      "description, assay, clip, scale, sum_stat)")
     t.add_argument("--fasta", required=True, help="genome FASTA (indexed or indexable by pyfaidx)")
     t.add_argument("--output", required=True, help="directory; the data go to OUTPUT/SPECIES/")
-    t.add_argument("--species", default="mouse", help="species directory name (default mouse)")
+    t.add_argument("--species", required=True,
+                   help="species directory name, the genome the regions come from (e.g. human, mouse)")
     t.add_argument("--sum-stat", choices=["sum", "mean"], default="sum", help="per-bin summary (default sum)")
     t.add_argument("--clip", type=float, help="upper bound per bin, before --scale")
     t.add_argument("--scale", type=float, default=1.0, help="factor per bin (default 1)")
@@ -90,8 +112,19 @@ def main(argv=None) -> int:
                            crop_bp=args.crop_bp, pool_width=args.pool_width,
                            records_per_file=args.records_per_file, overwrite=args.overwrite,
                            progress=not args.no_progress)
-        print(f"wrote {out} ({len(tracks)} tracks); next: python -m jax_basenji.data convert "
+        # said, not silent: the assay names the evaluations group tracks by
+        named = "" if args.samples or args.assay else "; assays named after the bigWigs' directories: " + \
+            ", ".join(dict.fromkeys(t.assay for t in tracks)) + " (--assay names them)"
+        print(f"wrote {out} ({len(tracks)} tracks{named}); next: python -m jax_basenji.data convert "
               f"--input {args.output} --output STORE --species {args.species}")
+    elif args.command == "regions":
+        cfg = RegionsConfig(seq_length=args.seq_length, stride=args.stride, gap=args.gap, max_n=args.max_n,
+                            valid_chroms=tuple(args.valid_chroms), test_chroms=tuple(args.test_chroms),
+                            valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed)
+        counts = make_regions(args.fasta, args.output, cfg, chroms=args.chroms, bigwigs=args.bigwig,
+                              overwrite=args.overwrite)
+        print(f"wrote {args.output}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f" regions of "
+              f"{cfg.seq_length} bp; next: python -m jax_basenji.data tracks --regions {args.output} ...")
     elif args.command == "verify":
         counts = verify(args.store, args.species, progress=not args.no_progress)
         print(f"{args.store}: every checksum matches: {counts}")
