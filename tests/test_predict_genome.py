@@ -14,7 +14,7 @@ from jax_basenji.checkpoint import save_model
 from jax_basenji.config import ModelConfig
 from jax_basenji.model import build_model
 from jax_basenji.predict import main as predict_main
-from jax_basenji.predict.plot import plot_region
+from jax_basenji.predict.plot import measured_bins, measured_track, plot_region
 from tests.interrupt import interrupt_after_first_batch
 
 L, POOL = 16_384, 128
@@ -259,6 +259,21 @@ def test_regions_bigwig_tracks_and_plot(world, tmp_path, capsys):
     capsys.readouterr()
     plot_region(str(tmp_path / "out.h5"), "a", [], max_tracks=2)  # fewer rows than tracks: said, not silent
     assert "draws the first 2 of" in capsys.readouterr().err
+
+
+def test_a_measured_track_is_plotted_in_the_units_the_head_was_trained_on(tmp_path):
+    """The region plot bins a measured bigWig as `data tracks` binned that track's targets (mean, clip,
+    scale recorded in the head's table, matched by file name), else as plain per-bin sums."""
+    bw = pyBigWig.open(str(tmp_path / "m.bw"), "w")
+    bw.addHeader([("chr1", 1000)])
+    bw.addEntries(["chr1"], [0], ends=[1000], values=[3.0])
+    bw.close()
+    rows = [{"file": "/where/it/was/trained/m.bw", "sum_stat": "mean", "clip": "2.5", "scale": "2"}]
+    trained = measured_track(str(tmp_path / "m.bw"), rows)
+    with pytest.warns(UserWarning, match="runs past the chromosome"):
+        np.testing.assert_array_equal(measured_bins(trained, "chr1", 744, 3, POOL), [5.0, 5.0, 0.0])
+    plain = measured_track(str(tmp_path / "m.bw"), None)
+    np.testing.assert_array_equal(measured_bins(plain, "chr1", 0, 2, POOL), [3.0 * POOL] * 2)
 
 
 def test_a_bin_across_a_chromosome_start_is_written_from_0_with_its_own_value(world, tmp_path):

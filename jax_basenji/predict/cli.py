@@ -198,7 +198,7 @@ def run_regions(args) -> str:
     if plotted is not None:
         from jax_basenji.predict.plot import plot_region
 
-        extra.append(plot_region(args.output, args.plot, args.measured_bigwig))
+        extra.append(plot_region(args.output, args.plot, args.measured_bigwig, targets=targets))
     run.finish()
     return f"wrote {args.output}: preds {tuple(run.record['shape'])}" + "".join(f"\nwrote {p}" for p in extra)
 

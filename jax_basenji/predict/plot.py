@@ -11,29 +11,40 @@ from jax_basenji.errors import InputError
 from jax_basenji.metrics import pyplot, save_png
 
 
-def measured_bins(path: str, chrom: str, start: int, n_bins: int, pool: int) -> np.ndarray:
-    """`[n_bins]` sums of a bigWig over the bins (zeros outside its data)."""
-    import pyBigWig
+def measured_track(path: str, targets: list[dict[str, str]] | None):
+    """A measured bigWig binned as the head's targets were: the sum/mean, clip and scale of the track whose
+    targets.txt `file` has this file name (what `data tracks` recorded), else plain per-bin sums."""
+    from jax_basenji.data.tracks import Track, _stem
+
+    for row in targets or ():
+        if os.path.basename(row.get("file") or "") == os.path.basename(path):
+            clip = row.get("clip")
+            return Track(path, _stem(path), row.get("assay", ""), row.get("sum_stat") or "sum",
+                         float(clip) if clip not in (None, "", "None") else None, float(row.get("scale") or 1.0))
+    return Track(path, _stem(path), "")
+
+
+def measured_bins(track, chrom: str, start: int, n_bins: int, pool: int) -> np.ndarray:
+    """`[n_bins]` of a measured `Track` from bin start `start` (zeros outside its data)."""
+    from jax_basenji.data.layout import DataError
+    from jax_basenji.data.tracks import BigWigBinner
 
     try:
-        bw = pyBigWig.open(path)
-    except RuntimeError:
-        bw = None
-    if bw is None:
-        raise InputError(f"{path} is not a readable bigWig file")
-    size = bw.chroms().get(chrom)
-    out = np.zeros(n_bins * pool)
-    if size:
-        lo, hi = max(start, 0), min(start + n_bins * pool, size)
-        if lo < hi:
-            out[lo - start:hi - start] = np.nan_to_num(bw.values(chrom, lo, hi, numpy=True))
-    bw.close()
-    return out.reshape(n_bins, pool).sum(axis=1)
+        return BigWigBinner(track, pool).bins(chrom, start, start + n_bins * pool)
+    except DataError as e:
+        raise InputError(str(e)) from None
 
 
-def plot_region(h5_path: str, which: str, measured: list[str], max_tracks: int = 8) -> str:
+def _measured_label(track) -> str:
+    how = [track.sum_stat] + ([f"clip {track.clip:g}"] if track.clip is not None else []) + \
+        ([f"x {track.scale:g}"] if track.scale != 1 else [])
+    return f"measured\n{os.path.basename(track.file)}\n({', '.join(how)})"
+
+
+def plot_region(h5_path: str, which: str, measured: list[str], max_tracks: int = 8,
+                targets: list[dict[str, str]] | None = None) -> str:
     """PNG beside the HDF5: up to `max_tracks` predicted tracks of one region (by name or row), then
-    each measured bigWig over the same bins."""
+    each measured bigWig over the same bins, binned as the head's `targets` record (`measured_track`)."""
     import h5py
 
     with h5py.File(h5_path, "r") as h5:
@@ -53,10 +64,11 @@ def plot_region(h5_path: str, which: str, measured: list[str], max_tracks: int =
         print(f"warning: --plot draws the first {max_tracks} of {total} tracks; choose them with --tracks",
               file=sys.stderr)
     shown = "predicted (blue) and measured (gray) tracks" if measured else "predicted tracks"
-    # both are sums over each bin: the model's targets are bigWig coverage summed per bin
-    fig = tracks_figure(preds, labels, [(f"measured\n{os.path.basename(p)}",
-                                         measured_bins(p, chrom, start, preds.shape[0], pool)) for p in measured],
-                        chrom=chrom, start=start, pool=pool, title=f"{names[row]}: {shown}, sums over {pool} bp bins")
+    # a measured row in the predictions' units: binned as that track's training targets were
+    rows = [measured_track(p, targets) for p in measured]
+    fig = tracks_figure(preds, labels, [(_measured_label(t), measured_bins(t, chrom, start, preds.shape[0], pool))
+                                        for t in rows],
+                        chrom=chrom, start=start, pool=pool, title=f"{names[row]}: {shown}, {pool} bp bins")
     return save_png(fig, plot_path(h5_path, names[row]))
 
 
