@@ -7,6 +7,7 @@ import sys
 from jax_basenji.cli import InputError, Parser, one_line_errors
 from jax_basenji.data.store import convert, verify
 from jax_basenji.data.synth import SynthConfig, synth
+from jax_basenji.data import regions as regions_module
 from jax_basenji.data.regions import RegionsConfig, make_regions
 from jax_basenji.data.tracks import build_tracks, tracks_from_groups, tracks_from_sheet
 
@@ -45,7 +46,7 @@ def parse_args(argv):
     v.add_argument("--store", required=True, help="converted store directory")
     v.add_argument("--species", nargs="+", default=None, help="default: every species of the store")
     r = sub.add_parser("regions", help="a region BED with train/valid/test subsets from a genome (for tracks)",
-                       description=__import__("jax_basenji.data.regions", fromlist=["_"]).__doc__)
+                       description=regions_module.__doc__)
     r.add_argument("--fasta", required=True, help="genome FASTA (indexed or indexable by pyfaidx)")
     r.add_argument("--output", required=True, help="BED to write: chrom start end subset")
     d = RegionsConfig()

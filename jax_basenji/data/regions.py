@@ -74,7 +74,8 @@ def divide(contig_list: list[Contig], cfg: RegionsConfig) -> dict[str, list[Cont
         c = contig_list[k]
         s = next((s for s, frac in (("test", cfg.test_frac), ("valid", cfg.valid_frac))
                   if held[s] < frac * total), "train")
-        held[s] = held.get(s, 0) + c.end - c.start
+        if s in held:
+            held[s] += c.end - c.start
         out[s].append(c)
     return out
 

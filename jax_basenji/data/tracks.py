@@ -61,7 +61,7 @@ def tracks_from_groups(groups: list[list[str]], assays: list[str] | None = None,
     tracks = []
     for i, files in enumerate(groups):
         assay = assays[i] if assays else os.path.basename(os.path.dirname(os.path.abspath(files[0])))
-        tracks += [Track(f, _stem(f), assay.upper(), sum_stat, clip, scale) for f in files]
+        tracks += [Track(f, file_stem(f), assay.upper(), sum_stat, clip, scale) for f in files]
     return tracks
 
 
@@ -76,7 +76,7 @@ def tracks_from_sheet(path: str, *, sum_stat: str = "sum", clip: float | None = 
         file = os.path.join(os.path.dirname(os.path.abspath(path)), row["file"])
         try:
             tracks.append(Track(
-                file, row.get("identifier") or _stem(file),
+                file, row.get("identifier") or file_stem(file),
                 (row.get("assay") or row.get("description", "").split(":")[0] or "UNKNOWN").upper(),
                 row.get("sum_stat") or sum_stat,
                 float(row["clip"]) if row.get("clip") else clip,
@@ -86,7 +86,7 @@ def tracks_from_sheet(path: str, *, sum_stat: str = "sum", clip: float | None = 
     return tracks
 
 
-def _stem(path: str) -> str:
+def file_stem(path: str) -> str:
     name = os.path.basename(path)
     for ext in (".bigWig", ".bigwig", ".bw"):
         if name.endswith(ext):

@@ -14,14 +14,14 @@ from jax_basenji.metrics import pyplot, save_png
 def measured_track(path: str, targets: list[dict[str, str]] | None):
     """A measured bigWig binned as the head's targets were: the sum/mean, clip and scale of the track whose
     targets.txt `file` has this file name (what `data tracks` recorded), else plain per-bin sums."""
-    from jax_basenji.data.tracks import Track, _stem
+    from jax_basenji.data.tracks import Track, file_stem
 
     for row in targets or ():
         if os.path.basename(row.get("file") or "") == os.path.basename(path):
             clip = row.get("clip")
-            return Track(path, _stem(path), row.get("assay", ""), row.get("sum_stat") or "sum",
+            return Track(path, file_stem(path), row.get("assay", ""), row.get("sum_stat") or "sum",
                          float(clip) if clip not in (None, "", "None") else None, float(row.get("scale") or 1.0))
-    return Track(path, _stem(path), "")
+    return Track(path, file_stem(path), "")
 
 
 def measured_bins(track, chrom: str, start: int, n_bins: int, pool: int) -> np.ndarray:
