@@ -94,3 +94,53 @@ def test_data_benchmark_rows_count_the_bytes_copied(tmp_path):
         assert row["bytes"] == row["examples"] * per_example
         assert row["gb_per_s"] == pytest.approx(row["bytes"] / row["seconds"] / 1e9, rel=0.01, abs=1e-3)
         assert row["examples_per_s"] == pytest.approx(row["examples"] / row["seconds"], rel=0.01)
+
+
+GPU_HLO = """HloModule step
+
+ENTRY %main (p0: bf16[4,1024,1,288], p1: bf16[5,1,288,339]) -> bf16[4,1024,1,339] {
+  %p0 = bf16[4,1024,1,288]{3,2,1,0} parameter(0)
+  %p1 = bf16[5,1,288,339]{3,2,1,0} parameter(1)
+  %conv = (bf16[4,1024,1,339]{3,2,1,0}, u8[0]{0}) custom-call(%p0, %p1), window={size=5x1 pad=2_2x0_0}, dim_labels=b01f_01io->b01f, custom_call_target="__cudnn$convForward"
+  %gte = bf16[4,1024,1,339]{3,2,1,0} get-tuple-element(%conv), index=0
+  ROOT %fusion = bf16[4,1024,1,339]{3,2,1,0} fusion(%gte), kind=kLoop, calls=%fused_gelu
+}
+"""
+
+
+def test_hlo_reading_counts_kernels_bytes_and_odd_conv_channels():
+    """The GPU program report (scripts/gpu_compile_report.py) read off HLO text: a cuDNN convolution from 288
+    to 339 channels (cuDNN pads it) and a GELU fusion; bookkeeping instructions are not kernels."""
+    from jax_basenji.bench.hlo import array_bytes, conv_channels, entry_kernels, summary
+
+    assert array_bytes("bf16[4,1024,768]{2,1,0}") == 4 * 1024 * 768 * 2
+    assert array_bytes("(f32[2,3]{1,0}, u8[0]{0})") == 24
+    kernels = entry_kernels(GPU_HLO)
+    assert [(k.op, k.kind) for k in kernels] == [("custom-call", "__cudnn$convForward"), ("fusion", "kLoop")]
+    x, w, y = 4 * 1024 * 288 * 2, 5 * 288 * 339 * 2, 4 * 1024 * 339 * 2
+    assert [k.bytes for k in kernels] == [x + w + y, 2 * y]
+    assert conv_channels(kernels[0]) == (288, 339)
+    report = summary(kernels)
+    assert report["kernels"] == 2 and report["gb_moved"] == pytest.approx((x + w + 3 * y) / 1e9)
+    assert report["conv_kinds"] == {"__cudnn$convForward": 1}
+    assert report["bf16_convs_not_multiple_of_8"] == ["conv"]
+
+
+def test_hlo_reading_of_a_compiled_cpu_program():
+    """The same reading on XLA:CPU's program of the tiny model: its convolutions' channel counts are the
+    config's (stem 4 -> 16)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jax_basenji.bench.hlo import conv_channels, entry_kernels, summary
+    from jax_basenji.model import build_model
+
+    model = build_model(ModelConfig.tiny(), seed=0)
+    model.eval()
+    graph, state = nnx.split(model)
+    text = jax.jit(lambda s, x: nnx.merge(graph, s)(x, "human")).lower(state, jnp.zeros((1, 16_384, 4))).compile()
+    kernels = entry_kernels(text.as_text())
+    convs = [conv_channels(k) for k in kernels if k.dim_labels]
+    assert convs[0] == (4, ModelConfig.tiny().stem_channels)
+    assert summary(kernels)["gb_moved"] > 0

@@ -1,0 +1,104 @@
+"""What a compiled program does, read off its optimized HLO text: kernels, bytes moved, convolution kinds.
+
+`compiled.as_text()` of a jitted function lists the entry computation's instructions; each one that is
+not bookkeeping (parameter, tuple, get-tuple-element, bitcast, constant) is a kernel launch: a fusion, a
+cuDNN or cuBLAS custom call, a copy. Its bytes moved are its operands read plus its result written, each
+counted once: a lower bound on the memory traffic, the figure issue 23 tracks for the GPU train step
+(`scripts/gpu_compile_report.py` compiles it for an H200 without a GPU). The same reading works on any
+backend's HLO, so it is tested on CPU programs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+
+BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2, "f32": 4, "s32": 4, "u32": 4,
+         "f64": 8, "s64": 8, "u64": 8}
+BOOKKEEPING = {"parameter", "tuple", "get-tuple-element", "bitcast", "constant"}
+_INSTRUCTION = re.compile(r"(?:ROOT )?%(\S+) = (\(.*?\)|\S+) ([\w-]+)\((.*?)\)(?:, |$)")
+_ARRAY = re.compile(r"(\w+)\[([\d,]*)\]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    name: str
+    op: str  # fusion, custom-call, copy, ...
+    kind: str  # fusion kind (kLoop, kInput, kOutput, kCustom) or custom-call target, else ""
+    bytes: int  # operands + result
+    shape: str  # result shape
+    operands: tuple[str, ...]  # operand shapes
+    dim_labels: str = ""  # convolutions: e.g. b01f_01io->b01f
+
+
+def array_bytes(shape: str) -> int:
+    """Bytes of an HLO shape (a tuple's elements summed), e.g. `bf16[4,1024,768]{2,1,0}` -> 6,291,456."""
+    total = 0
+    for dtype, dims in _ARRAY.findall(shape):
+        if dtype in BYTES:
+            n = 1
+            for d in filter(None, dims.split(",")):
+                n *= int(d)
+            total += n * BYTES[dtype]
+    return total
+
+
+def entry_kernels(hlo: str) -> list[Kernel]:
+    """The kernels of the entry computation of optimized HLO text, in program order."""
+    start = hlo.find("\nENTRY")
+    if start < 0:
+        raise ValueError("no ENTRY computation in this HLO text")
+    shapes: dict[str, str] = {}
+    kernels = []
+    for line in hlo[start:].splitlines()[1:]:
+        m = _INSTRUCTION.match(line.strip())
+        if not m:
+            continue
+        name, shape, op, args = m.groups()
+        shapes[name] = shape
+        if op in BOOKKEEPING:
+            continue
+        operands = tuple(shapes.get(a.strip().lstrip("%"), "") for a in args.split(",") if a.strip().startswith("%"))
+        kind = re.search(r'kind=(\w+)|custom_call_target="([^"]+)"', line)
+        labels = re.search(r"dim_labels=(\S+?)(?:,|$)", line)
+        kernels.append(Kernel(name, op, next(g for g in kind.groups() if g) if kind else "",
+                              sum(map(array_bytes, operands)) + array_bytes(shape), shape, operands,
+                              labels.group(1) if labels else ""))
+    return kernels
+
+
+def conv_channels(k: Kernel) -> tuple[int, int] | None:
+    """(input, output) feature counts of a convolution kernel, from its dim_labels (`f` = features)."""
+    m = re.fullmatch(r"(\w+)_(\w+)->(\w+)", k.dim_labels)
+    if not m or not k.operands:
+        return None
+
+    def feature(shape: str, labels: str) -> int | None:
+        arrays = _ARRAY.findall(shape)
+        if not arrays:
+            return None
+        dims = [int(d) for d in arrays[0][1].split(",") if d]
+        return dims[labels.index("f")] if len(dims) == len(labels) and "f" in labels else None
+
+    out = feature(k.shape, m.group(3))
+    return feature(k.operands[0], m.group(1)), out
+
+
+def summary(kernels: list[Kernel]) -> dict:
+    """Kernels, GB moved, GB and count per kind, convolution kinds, and the bf16 convolutions whose
+    channel counts are not multiples of 8 (which cuDNN pads on every call)."""
+    def kind_of(k: Kernel) -> str:
+        return f"{k.op}:{k.kind}" if k.kind else k.op
+
+    moved: Counter = Counter()
+    count: Counter = Counter()
+    for k in kernels:
+        moved[kind_of(k)] += k.bytes
+        count[kind_of(k)] += 1
+    convs = [k for k in kernels if k.dim_labels]
+    odd = [k.name for k in convs if k.shape.startswith(("bf16", "(bf16")) and
+           any(c is not None and c % 8 for c in (conv_channels(k) or ()))]
+    return {"kernels": len(kernels), "gb_moved": sum(k.bytes for k in kernels) / 1e9,
+            "by_kind": {k: {"n": count[k], "gb": moved[k] / 1e9} for k in sorted(moved, key=lambda k: -moved[k])},
+            "conv_kinds": dict(Counter(k.kind or k.op for k in convs)), "bf16_convs_not_multiple_of_8": odd}
