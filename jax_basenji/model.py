@@ -47,13 +47,17 @@ class BatchNorm(nnx.Module):
         self.var = nnx.BatchStat(jnp.ones((channels,), dtype))
         self.count = nnx.BatchStat(jnp.zeros((), jnp.int32))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, offset: jax.Array | None = None) -> jax.Array:
+        """Normalise `x + offset` (`offset` `[channels]`: the bias of the conv before, folded in here):
+        in training the offset cancels in x - mean and only enters the running mean; in eval it shifts
+        the running mean. Same result, one add less per element, and no bias in the conv kernel."""
         xf = at_least_f32(x)
         if self.use_running_average:
             mean, var = self.mean[...], self.var[...]
+            mean = mean if offset is None else mean - offset
         else:
             mean, var = batch_moments(x)
-            self.update(mean, var, x.shape[0] * x.shape[1])
+            self.update(mean if offset is None else mean + offset, var, x.shape[0] * x.shape[1])
         y = (xf - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
         return y.astype(x.dtype)
 
@@ -79,11 +83,26 @@ def _kernel_init(cfg: ModelConfig) -> dict:
 
 def Conv(cin: int, cout: int, kernel: int, cfg: ModelConfig, rngs: nnx.Rngs, *,
          dilation: int = 1) -> nnx.Conv:
-    """1-D convolution with symmetric "same" padding (torch's and Keras' for odd kernels), kernel `[k, in, out]`."""
+    """1-D convolution with symmetric "same" padding (torch's and Keras' for odd kernels), kernel `[k, in, out]`.
+
+    Every conv of the model feeds a BatchNorm, which takes its bias (`conv_bias`): the conv holds the
+    `bias` parameter (checkpoints unchanged) but does not add it (`use_bias` False), so XLA:GPU
+    compiles a plain convolution instead of cuDNN's conv + bias + activation call."""
     pad = dilation * (kernel - 1) // 2
-    return nnx.Conv(cin, cout, (kernel,), padding=[(pad, pad)], kernel_dilation=(dilation,),
-                    use_bias=cfg.conv_bias, dtype=cfg.dtype, param_dtype=param_dtype(cfg), rngs=rngs,
-                    **_kernel_init(cfg))
+    conv = nnx.Conv(cin, cout, (kernel,), padding=[(pad, pad)], kernel_dilation=(dilation,), use_bias=False,
+                    dtype=cfg.dtype, param_dtype=param_dtype(cfg), rngs=rngs, **_kernel_init(cfg))
+    if cfg.conv_bias:
+        conv.bias = nnx.Param(jnp.zeros((cout,), param_dtype(cfg)))
+    return conv
+
+
+def conv_bn(conv: nnx.Conv, bn: BatchNorm, x: jax.Array) -> jax.Array:
+    """BatchNorm(conv(x) + conv's bias), the bias folded into the BatchNorm (`Conv`)."""
+    return bn(conv(x), conv_bias(conv))
+
+
+def conv_bias(conv: nnx.Conv) -> jax.Array | None:
+    return None if conv.bias is None else conv.bias[...]
 
 
 def Norm(channels: int, cfg: ModelConfig, zero_scale: bool = False) -> BatchNorm:
@@ -107,13 +126,15 @@ class ConvPoolBlock(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.pre_activation:
-            return max_pool2(self.bn(self.conv(self.act(x))))
-        y = self.conv(x)
+            return max_pool2(conv_bn(self.conv, self.bn, self.act(x)))
         if self.bn.use_running_average or not self.fused:
-            return max_pool2(self.act(self.bn(y)))
-        # Training: one op with a hand-written backward (jax_basenji.fused).
+            return max_pool2(self.act(conv_bn(self.conv, self.bn, x)))
+        # Training: one op with a hand-written backward (jax_basenji.fused); the conv bias cancels in
+        # the normalisation and enters the running mean only.
+        y = self.conv(x)
         z, mean, var = bn_gelu_pool(y, self.bn.scale[...], self.bn.bias[...], self.bn.eps)
-        self.bn.update(mean, var, y.shape[0] * y.shape[1])
+        b = conv_bias(self.conv)
+        self.bn.update(mean if b is None else mean + b, var, y.shape[0] * y.shape[1])
         return z
 
 
@@ -139,10 +160,10 @@ class DilatedResidual(nnx.Module):
     def __call__(self, x: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
         act = self.act
         if self.variant == "basenji2":
-            y = self.bn1(self.conv1(act(x)))
-            return x + self.dropout(self.bn2(self.conv2(act(y))), rngs=rngs)
-        y = act(self.bn1(self.conv1(x)))
-        y = self.dropout(self.bn2(self.conv2(y)), rngs=rngs)
+            y = conv_bn(self.conv1, self.bn1, act(x))
+            return x + self.dropout(conv_bn(self.conv2, self.bn2, act(y)), rngs=rngs)
+        y = act(conv_bn(self.conv1, self.bn1, x))
+        y = self.dropout(conv_bn(self.conv2, self.bn2, y), rngs=rngs)
         if self.variant == "basenji2-double-prime":
             return act(x + y)
         return x + act(y)
@@ -164,7 +185,7 @@ class Final(nnx.Module):
     def __call__(self, x: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
         if self.pre_activation:
             x = self.act(x)
-        return self.act(self.dropout(self.bn(self.conv(x)), rngs=rngs))
+        return self.act(self.dropout(conv_bn(self.conv, self.bn, x), rngs=rngs))
 
 
 class Head(nnx.Module):

@@ -112,6 +112,26 @@ def test_bfloat16_compute_keeps_float32_parameters_statistics_and_outputs():
     assert np.corrcoef(y32.ravel(), y16.ravel())[0, 1] > 0.99
 
 
+@pytest.mark.parametrize("variant", ["basenji2-double-prime", "basenji2-prime"])
+def test_conv_biases_fold_into_the_batchnorm_that_follows(variant):
+    """Every conv feeds a BatchNorm, which takes the conv's bias: in training its gradient is exactly 0
+    (not rounding noise that Adam would amplify to lr-sized steps) and it moves only the running mean; in
+    eval it shifts the running mean, as adding it to the conv output would."""
+    cfg = ModelConfig.tiny(variant=variant)
+    model = build_model(cfg, seed=0)
+    x = jnp.asarray(np.eye(4, dtype=np.float32)[np.random.default_rng(0).integers(0, 4, (2, cfg.seq_length))])
+    grads = nnx.to_flat_state(nnx.grad(lambda m: m(x, "human").mean())(model))
+    biases = [(path, g) for path, g in grads if path[-1] == "bias" and "conv" in str(path[-2])]
+    assert len(biases) == 2 + cfg.tower_layers + 2 * cfg.dilated_layers
+    assert all(not np.any(g[...]) for _, g in biases)
+    model.eval()
+    block = model.final
+    block.conv.bias[...] = jnp.full(block.conv.bias.shape, 0.3)
+    h = jnp.asarray(np.random.default_rng(1).standard_normal((2, 16, cfg.trunk_channels)), jnp.float32)
+    added = block.bn(block.conv(h) + 0.3)
+    np.testing.assert_allclose(block.bn(block.conv(h), block.conv.bias[...]), added, rtol=1e-5, atol=1e-6)
+
+
 def test_remat_trains_like_the_plain_model():
     """--remat only changes what the backward pass stores: the same loss and gradients (without
     dropout, whose masks remat draws per block), and with dropout it trains in a jitted step
