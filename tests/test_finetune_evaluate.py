@@ -293,15 +293,19 @@ def test_evaluate_tss_windows_and_correlations(world, genes, tmp_path):
     want = pred[:, bins // 2 - 1: bins // 2 + 2].sum(axis=1)
     table = [line.rstrip("\n").split("\t") for line in open(os.path.join(out, "tss_predictions.tsv"))]
     assert table[0] == ["gene_id", "chrom", "tss", "strand", "subset", *names]
-    np.testing.assert_allclose(np.array([[float(v) for v in r[5:]] for r in table[1:]]), want, rtol=1e-5)
+    written = np.array([[float(v) for v in r[5:]] for r in table[1:]])  # 8 significant digits
+    np.testing.assert_allclose(written, want, rtol=1e-5)
+    # The correlations are checked on the predictions the command wrote: z-scoring a track whose TSS
+    # predictions barely vary across genes (this untrained model) magnifies fp32 rounding differences
+    # between batchings of the same model far beyond the correlation's own precision.
     observed = np.array([[float(v) for v in line.split("\t")[1:]] for line in open(expr).readlines()[1:]])
     per_track = [line.split("\t") for line in open(os.path.join(out, "tss_per_track.tsv")).readlines()[1:]]
     for t, (_, _, r) in enumerate(per_track):
-        assert float(r) == pytest.approx(pearsonr(np.log1p(want[:, t]), np.log1p(observed[:, t]))[0], abs=1e-5)
+        assert float(r) == pytest.approx(pearsonr(np.log1p(written[:, t]), np.log1p(observed[:, t]))[0], abs=1e-5)
     z = lambda m: (m - m.mean(0)) / m.std(0)  # noqa: E731
     per_gene = [line.split("\t") for line in open(os.path.join(out, "tss_per_gene.tsv")).readlines()[1:]]
     for g, (_, _, r) in enumerate(per_gene):
-        want_r = pearsonr(z(np.log1p(want))[g], z(np.log1p(observed))[g])[0]
+        want_r = pearsonr(z(np.log1p(written))[g], z(np.log1p(observed))[g])[0]
         assert float(r) == pytest.approx(want_r, abs=1e-5)
     for png in ("tss_per_track_hist.png", "tss_per_gene_hist.png", "tss_scatter.png"):
         assert os.path.getsize(os.path.join(out, png)) > 0
