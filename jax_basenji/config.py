@@ -14,6 +14,7 @@ from typing import Any, Mapping
 VARIANTS = ("basenji2-double-prime", "basenji2-prime", "basenji2")
 SEED_VARIANTS = VARIANTS[:2]
 GELU_FORMS = ("erf", "tanh", "sigmoid")
+GEMM_CONVS = ("auto", "none", "stem", "dilated", "stem,dilated")
 
 
 def _round_half_even(x: float) -> int:
@@ -89,6 +90,15 @@ class ModelConfig:
     dtype: str = "float32"
     # Rematerialise every block in the backward pass (memory for long sequences).
     remat: bool = False
+    # Compute layout, run options like remat (parameters and checkpoints keep true widths):
+    # stem and tower channels rounded up to this multiple while computing, zero weights keeping
+    # the padding exactly 0 (bf16 tensor cores need multiples of 8; else cuDNN pads every call).
+    # 0 = 8 on a GPU, 1 (none) elsewhere.
+    channel_multiple: int = 0
+    # Convolutions computed as im2col + one matmul (the GPU runs the 4-channel stem and the
+    # dilated weight gradients poorly as convolutions): "stem", "dilated", "stem,dilated" or
+    # "none"; "auto" = both on a GPU, none elsewhere.
+    gemm_convs: str = "auto"
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -99,6 +109,10 @@ class ModelConfig:
                 raise ValueError(f"unknown {field} {getattr(self, field)!r}; expected one of {allowed}")
         if self.dtype not in ("float32", "bfloat16", "float64"):
             raise ValueError(f"unknown dtype {self.dtype!r}; expected float32, bfloat16 or float64")
+        if self.channel_multiple < 0:
+            raise ValueError(f"channel_multiple must be >= 0 (0 = auto), not {self.channel_multiple}")
+        if self.gemm_convs not in GEMM_CONVS:
+            raise ValueError(f"unknown gemm_convs {self.gemm_convs!r}; expected one of {GEMM_CONVS}")
         if isinstance(self.heads, Mapping):  # accept a dict, store a tuple
             object.__setattr__(self, "heads", tuple(self.heads.items()))
         object.__setattr__(self, "heads", tuple((str(n), int(t)) for n, t in self.heads))
@@ -225,13 +239,13 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def architecture(self) -> "ModelConfig":
-        """This config without its run options (compute dtype, remat): what a checkpoint records.
+        """This config without its run options (compute dtype, remat, layout): what a checkpoint records.
 
         The compute precision and rematerialisation are chosen per command
         (`--precision`, `--remat`), so a model trained in bf16 predicts in fp32
-        unless asked, and a resume may change them.
+        unless asked, and a resume may change them; the layout follows the machine.
         """
-        return self.replace(dtype="float32", remat=False)
+        return self.replace(dtype="float32", remat=False, channel_multiple=0, gemm_convs="auto")
 
     # ----- serialization (stored beside every checkpoint) -----------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.nn.linear import default_kernel_init
 
 from jax_basenji.config import ModelConfig
 from jax_basenji.fused import bn_gelu_pool
@@ -50,20 +51,32 @@ class BatchNorm(nnx.Module):
     def __call__(self, x: jax.Array, offset: jax.Array | None = None) -> jax.Array:
         """Normalise `x + offset` (`offset` `[channels]`: the bias of the conv before, folded in here):
         in training the offset cancels in x - mean and only enters the running mean; in eval it shifts
-        the running mean. Same result, one add less per element, and no bias in the conv kernel."""
+        the running mean. Same result, one add less per element, and no bias in the conv kernel.
+
+        `x` `[batch, length, width]` may be wider than the layer (compute padding, `Conv`): the extra
+        channels get scale and shift 0, so zeros stay zeros, and stay out of the running statistics."""
         xf = at_least_f32(x)
+        width = x.shape[-1]
         if self.use_running_average:
-            mean, var = self.mean[...], self.var[...]
-            mean = mean if offset is None else mean - offset
+            mean = self.mean[...] if offset is None else self.mean[...] - offset
+            mean, var = _pad_to(mean, width), _pad_to(self.var[...], width, 1.0)
         else:
             mean, var = batch_moments(x)
-            self.update(mean if offset is None else mean + offset, var, x.shape[0] * x.shape[1])
-        y = (xf - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
+            self.update(mean, var, x.shape[0] * x.shape[1], offset)
+        scale, bias = self.affine(width)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
         return y.astype(x.dtype)
 
-    def update(self, mean: jax.Array, var: jax.Array, n: int) -> None:
-        """Running statistics from a batch's mean and biased variance over `n` positions."""
-        m = self.momentum
+    def affine(self, width: int) -> tuple[jax.Array, jax.Array]:
+        """scale and shift `[width]`, zero past the layer's channels."""
+        return _pad_to(self.scale[...], width), _pad_to(self.bias[...], width)
+
+    def update(self, mean: jax.Array, var: jax.Array, n: int, offset: jax.Array | None = None) -> None:
+        """Running statistics from a batch's mean and biased variance over `n` positions (`[width]`,
+        the layer's channels first), plus `offset` on the mean (the folded conv bias)."""
+        c, m = self.mean.shape[0], self.momentum
+        mean, var = mean[:c], var[:c]
+        mean = mean if offset is None else mean + offset
         self.mean[...] = (1.0 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
         if self.unbiased:
             var = var * (n / max(n - 1, 1))
@@ -71,37 +84,67 @@ class BatchNorm(nnx.Module):
         self.count[...] = self.count[...] + 1
 
 
+def _pad_to(v: jax.Array, width: int, value: float = 0.0) -> jax.Array:
+    """`[c]` -> `[width]`, `value` past c."""
+    return v if v.shape[0] == width else jnp.pad(v, (0, width - v.shape[0]), constant_values=value)
+
+
 def param_dtype(cfg: ModelConfig):
     """float32 parameters and statistics, float64 for the float64 exactness tests (under jax x64)."""
     return jnp.float64 if cfg.dtype == "float64" else jnp.float32
 
 
-def _kernel_init(cfg: ModelConfig) -> dict:
-    # Keras' he_normal is a truncated normal with variance 2 / fan_in, as jax's.
-    return {"kernel_init": jax.nn.initializers.he_normal()} if cfg.init == "keras" else {}
+def _kernel_init(cfg: ModelConfig):
+    # Keras' he_normal is a truncated normal with variance 2 / fan_in, as jax's; else flax's default.
+    return jax.nn.initializers.he_normal() if cfg.init == "keras" else default_kernel_init
 
 
-def Conv(cin: int, cout: int, kernel: int, cfg: ModelConfig, rngs: nnx.Rngs, *,
-         dilation: int = 1) -> nnx.Conv:
+class Conv(nnx.Module):
     """1-D convolution with symmetric "same" padding (torch's and Keras' for odd kernels), kernel `[k, in, out]`.
 
-    Every conv of the model feeds a BatchNorm, which takes its bias (`conv_bias`): the conv holds the
-    `bias` parameter (checkpoints unchanged) but does not add it (`use_bias` False), so XLA:GPU
-    compiles a plain convolution instead of cuDNN's conv + bias + activation call."""
-    pad = dilation * (kernel - 1) // 2
-    conv = nnx.Conv(cin, cout, (kernel,), padding=[(pad, pad)], kernel_dilation=(dilation,), use_bias=False,
-                    dtype=cfg.dtype, param_dtype=param_dtype(cfg), rngs=rngs, **_kernel_init(cfg))
-    if cfg.conv_bias:
-        conv.bias = nnx.Param(jnp.zeros((cout,), param_dtype(cfg)))
-    return conv
+    Every conv of the model feeds a BatchNorm, which takes its bias (`conv_bn`): the conv holds the
+    `bias` parameter (checkpoints unchanged) but does not add it, so XLA:GPU compiles a plain
+    convolution instead of cuDNN's conv + bias + activation call. Parameters keep their true widths;
+    the compute path may zero-pad channels and run as im2col + one matmul (`__call__`).
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, cfg: ModelConfig, rngs: nnx.Rngs, *,
+                 dilation: int = 1):
+        self.dilation = dilation
+        self.dtype = jnp.dtype(cfg.dtype)
+        self.kernel = nnx.Param(_kernel_init(cfg)(rngs.params(), (kernel, cin, cout), param_dtype(cfg)))
+        self.bias = nnx.Param(jnp.zeros((cout,), param_dtype(cfg))) if cfg.conv_bias else nnx.data(None)
+
+    def __call__(self, x: jax.Array, width: int | None = None, gemm: bool = False) -> jax.Array:
+        """`[batch, length, c]` -> `[batch, length, width]` (default: the true output width), no bias.
+
+        `c` and `width` may exceed the kernel's widths: the kernel is zero-padded to them, so padded
+        input channels are ignored and padded outputs are exactly 0 (their gradients too). `gemm`:
+        the k shifted copies of `x` side by side times the `[k * c, width]` kernel, one matmul whose
+        weight gradient is a matmul as well (cuDNN runs dilated weight gradients slowly)."""
+        kernel = self.kernel[...]
+        k, cin, cout = kernel.shape
+        width = width or cout
+        if (x.shape[-1], width) != (cin, cout):
+            kernel = jnp.pad(kernel, ((0, 0), (0, x.shape[-1] - cin), (0, width - cout)))
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        pad = self.dilation * (k - 1) // 2
+        if not gemm:
+            return jax.lax.conv_general_dilated(x, kernel, (1,), [(pad, pad)], rhs_dilation=(self.dilation,),
+                                                dimension_numbers=("NWC", "WIO", "NWC"))
+        n = x.shape[1]
+        xp = jnp.pad(x, ((0, 0), (pad, pad), (0, 0)))
+        cols = jnp.concatenate([xp[:, j * self.dilation: j * self.dilation + n] for j in range(k)], axis=-1)
+        return cols @ kernel.reshape(k * x.shape[-1], width)
 
 
-def conv_bn(conv: nnx.Conv, bn: BatchNorm, x: jax.Array) -> jax.Array:
-    """BatchNorm(conv(x) + conv's bias), the bias folded into the BatchNorm (`Conv`)."""
-    return bn(conv(x), conv_bias(conv))
+def conv_bn(conv: Conv, bn: BatchNorm, x: jax.Array, **compute) -> jax.Array:
+    """BatchNorm(conv(x) + conv's bias), the bias folded into the BatchNorm (`Conv`); `compute`: `Conv`'s
+    width and gemm."""
+    return bn(conv(x, **compute), conv_bias(conv))
 
 
-def conv_bias(conv: nnx.Conv) -> jax.Array | None:
+def conv_bias(conv: Conv) -> jax.Array | None:
     return None if conv.bias is None else conv.bias[...]
 
 
@@ -111,30 +154,32 @@ def Norm(channels: int, cfg: ModelConfig, zero_scale: bool = False) -> BatchNorm
 
 
 class ConvPoolBlock(nnx.Module):
-    """The stem and every tower block, `[batch, length, cin]` -> `[batch, length // 2, cout]`.
+    """The stem and every tower block, `[batch, length, c]` -> `[batch, length // 2, width]`.
 
     Seed: Conv -> BN -> GELU -> MaxPool(2). Published: GELU -> Conv -> BN -> MaxPool(2).
+    `width` >= cout: the compute width (channels past cout stay exactly 0; `Conv`); `c` >= cin likewise.
     """
 
-    def __init__(self, cin: int, cout: int, kernel: int, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cin: int, cout: int, kernel: int, cfg: ModelConfig, rngs: nnx.Rngs, *,
+                 width: int | None = None, gemm: bool = False):
         self.pre_activation = cfg.pre_activation
         self.act = GELUS[cfg.gelu]
         # The fused train-mode op (jax_basenji.fused) is written for the seed's order and GELU.
         self.fused = not cfg.pre_activation and cfg.gelu == "erf" and cfg.bn_unbiased_var
         self.conv = Conv(cin, cout, kernel, cfg, rngs)
         self.bn = Norm(cout, cfg)
+        self.compute = {"width": width or cout, "gemm": gemm}
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.pre_activation:
-            return max_pool2(conv_bn(self.conv, self.bn, self.act(x)))
+            return max_pool2(conv_bn(self.conv, self.bn, self.act(x), **self.compute))
         if self.bn.use_running_average or not self.fused:
-            return max_pool2(self.act(conv_bn(self.conv, self.bn, x)))
+            return max_pool2(self.act(conv_bn(self.conv, self.bn, x, **self.compute)))
         # Training: one op with a hand-written backward (jax_basenji.fused); the conv bias cancels in
         # the normalisation and enters the running mean only.
-        y = self.conv(x)
-        z, mean, var = bn_gelu_pool(y, self.bn.scale[...], self.bn.bias[...], self.bn.eps)
-        b = conv_bias(self.conv)
-        self.bn.update(mean if b is None else mean + b, var, y.shape[0] * y.shape[1])
+        y = self.conv(x, **self.compute)
+        z, mean, var = bn_gelu_pool(y, *self.bn.affine(y.shape[-1]), self.bn.eps)
+        self.bn.update(mean, var, y.shape[0] * y.shape[1], conv_bias(self.conv))
         return z
 
 
@@ -147,8 +192,9 @@ class DilatedResidual(nnx.Module):
       basenji2: x + branch(x) (the next block's GELU comes first).
     """
 
-    def __init__(self, dilation: int, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, dilation: int, cfg: ModelConfig, rngs: nnx.Rngs, *, gemm: bool = False):
         c, b = cfg.trunk_channels, cfg.bottleneck_channels
+        self.gemm = gemm  # the dilated conv as im2col + one matmul (`Conv`)
         self.variant = cfg.variant
         self.act = GELUS[cfg.gelu]
         self.conv1 = Conv(c, b, cfg.dilated_kernel, cfg, rngs, dilation=dilation)
@@ -160,9 +206,9 @@ class DilatedResidual(nnx.Module):
     def __call__(self, x: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
         act = self.act
         if self.variant == "basenji2":
-            y = conv_bn(self.conv1, self.bn1, act(x))
+            y = conv_bn(self.conv1, self.bn1, act(x), gemm=self.gemm)
             return x + self.dropout(conv_bn(self.conv2, self.bn2, act(y)), rngs=rngs)
-        y = act(conv_bn(self.conv1, self.bn1, x))
+        y = act(conv_bn(self.conv1, self.bn1, x, gemm=self.gemm))
         y = self.dropout(conv_bn(self.conv2, self.bn2, y), rngs=rngs)
         if self.variant == "basenji2-double-prime":
             return act(x + y)
@@ -193,7 +239,7 @@ class Head(nnx.Module):
 
     def __init__(self, channels: int, tracks: int, cfg: ModelConfig, rngs: nnx.Rngs):
         self.linear = nnx.Linear(channels, tracks, dtype=cfg.dtype, param_dtype=param_dtype(cfg), rngs=rngs,
-                                 **_kernel_init(cfg))
+                                 kernel_init=_kernel_init(cfg))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return softplus(at_least_f32(self.linear(x)))
@@ -225,10 +271,14 @@ class Basenji2(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         widths = [cfg.stem_channels, *cfg.tower_channels]
-        self.stem = ConvPoolBlock(4, cfg.stem_channels, cfg.stem_kernel, cfg, rngs)
-        self.tower = nnx.List([ConvPoolBlock(widths[i], widths[i + 1], cfg.tower_kernel, cfg, rngs)
-                               for i in range(cfg.tower_layers)])
-        self.dilated = nnx.List([DilatedResidual(d, cfg, rngs) for d in cfg.dilations])
+        multiple, gemm = compute_layout(cfg)
+        # Compute widths: the stem's and tower's rounded up; the trunk (the last) keeps its own.
+        padded = [-(-w // multiple) * multiple for w in widths[:-1]] + widths[-1:]
+        self.stem = ConvPoolBlock(4, cfg.stem_channels, cfg.stem_kernel, cfg, rngs, width=padded[0],
+                                  gemm="stem" in gemm)
+        self.tower = nnx.List([ConvPoolBlock(widths[i], widths[i + 1], cfg.tower_kernel, cfg, rngs,
+                                             width=padded[i + 1]) for i in range(cfg.tower_layers)])
+        self.dilated = nnx.List([DilatedResidual(d, cfg, rngs, gemm="dilated" in gemm) for d in cfg.dilations])
         self.final = Final(cfg, rngs)
         self.heads = nnx.Dict({name: Head(cfg.final_channels, tracks, cfg, rngs)
                                for name, tracks in cfg.heads})
@@ -282,6 +332,20 @@ class Basenji2(nnx.Module):
         if head not in self.heads:
             raise KeyError(f"unknown head {head!r}; this model has {sorted(self.heads)}")
         return self.heads[head](self.embed(sequence, rngs=rngs))
+
+
+# What "auto" means on a GPU (ModelConfig.channel_multiple, gemm_convs).
+GPU_LAYOUT = {"channel_multiple": 8, "gemm_convs": "stem,dilated"}
+
+
+def compute_layout(cfg: ModelConfig) -> tuple[int, tuple[str, ...]]:
+    """(channel multiple, convolutions run as matmuls) of `cfg`, "auto" resolved for this machine's
+    default backend: on a GPU, channels to multiples of 8 and the stem and dilated convs as matmuls
+    (per-layer H200 measurements in docs/benchmarks.md); elsewhere the plain convolutions."""
+    auto = GPU_LAYOUT if jax.default_backend() == "gpu" else {"channel_multiple": 1, "gemm_convs": "none"}
+    multiple = cfg.channel_multiple or auto["channel_multiple"]
+    gemm = auto["gemm_convs"] if cfg.gemm_convs == "auto" else cfg.gemm_convs
+    return multiple, tuple(g for g in gemm.split(",") if g != "none")
 
 
 def build_model(cfg: ModelConfig, seed: int = 0) -> Basenji2:

@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
 from jax_basenji.bench.hlo import entry_kernels, summary  # noqa: E402
 from jax_basenji.config import ModelConfig  # noqa: E402
-from jax_basenji.model import build_model  # noqa: E402
+from jax_basenji.model import GPU_LAYOUT, build_model  # noqa: E402
 from jax_basenji.train_config import TrainConfig  # noqa: E402
 from jax_basenji.trainer import Trainer  # noqa: E402
 
@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     p.add_argument("--modes", default="train,forward")
+    p.add_argument("--channel-multiple", type=int, default=GPU_LAYOUT["channel_multiple"],
+                   help="compute channel multiple (default: what a GPU runs; 1 = true widths)")
+    p.add_argument("--gemm-convs", default=GPU_LAYOUT["gemm_convs"],
+                   help="convolutions as matmuls (default: what a GPU runs; none = all convolutions)")
     p.add_argument("--target", default=TARGET, help="GPU target description (default: H200)")
     p.add_argument("--json", help="write the report here too")
     p.add_argument("--hlo-dir", help="also write each program's optimized HLO text here")
@@ -86,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     mesh = gpu_mesh(args.target)
     if mesh is None:
         return 0
-    cfg = ModelConfig.preset(args.preset)
+    # The host's backend is the CPU: the GPU's "auto" layout is spelled out.
+    cfg = ModelConfig.preset(args.preset, channel_multiple=args.channel_multiple, gemm_convs=args.gemm_convs)
     t0 = time.time()
     programs = compile_programs(cfg, mesh, args.batch, args.precision, args.modes.split(","))
     report = {"device": mesh.devices.flat[0].device_kind, "preset": args.preset, "batch": args.batch,
-              "precision": args.precision, "compile_s": round(time.time() - t0, 1)}
+              "precision": args.precision,
+              "channel_multiple": args.channel_multiple, "gemm_convs": args.gemm_convs, "compile_s": round(time.time() - t0, 1)}
     for mode, compiled in programs.items():
         text = compiled.as_text()
         if args.hlo_dir:

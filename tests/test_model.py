@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from jax_basenji.config import ModelConfig
-from jax_basenji.model import BatchNorm, build_model
+from jax_basenji.model import BatchNorm, build_model, compute_layout
 from jax_basenji.ops import GELUS, gelu_erf, softplus
 
 
@@ -120,7 +120,7 @@ def test_conv_biases_fold_into_the_batchnorm_that_follows(variant):
     cfg = ModelConfig.tiny(variant=variant)
     model = build_model(cfg, seed=0)
     x = jnp.asarray(np.eye(4, dtype=np.float32)[np.random.default_rng(0).integers(0, 4, (2, cfg.seq_length))])
-    grads = nnx.to_flat_state(nnx.grad(lambda m: m(x, "human").mean())(model))
+    grads = nnx.to_flat_state(nnx.jit(nnx.grad(lambda m: m(x, "human").mean()))(model))
     biases = [(path, g) for path, g in grads if path[-1] == "bias" and "conv" in str(path[-2])]
     assert len(biases) == 2 + cfg.tower_layers + 2 * cfg.dilated_layers
     assert all(not np.any(g[...]) for _, g in biases)
@@ -130,6 +130,50 @@ def test_conv_biases_fold_into_the_batchnorm_that_follows(variant):
     h = jnp.asarray(np.random.default_rng(1).standard_normal((2, 16, cfg.trunk_channels)), jnp.float32)
     added = block.bn(block.conv(h) + 0.3)
     np.testing.assert_allclose(block.bn(block.conv(h), block.conv.bias[...]), added, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-basenji2"])
+def test_the_gpu_layout_computes_the_same_model(preset):
+    """What a GPU runs (ModelConfig.channel_multiple 8, gemm_convs "stem,dilated"): stem and tower widths
+    zero-padded to multiples of 8 (tiny 18, 21, 25, 29, 35 -> 24, 24, 32, 32, 40), the stem and dilated convs
+    as im2col matmuls. From the same parameters, in float64: the same outputs, loss, gradients of every
+    parameter and running statistics; the padded channels are exactly 0 in training and in eval."""
+    from jax_basenji.losses import poisson_loss
+
+    with jax.enable_x64(True):
+        base = ModelConfig.preset(preset, dtype="float64", residual_dropout=0.0, final_dropout=0.0)
+        x = _x(length=4096).astype(jnp.float64)
+        target = jnp.asarray(np.random.default_rng(2).poisson(1.0, (2, base.output_bins(4096), 8)), jnp.float64)
+        results = []
+        for layout in ({"channel_multiple": 1, "gemm_convs": "none"},
+                       {"channel_multiple": 8, "gemm_convs": "stem,dilated"}):
+            model = build_model(base.replace(**layout), seed=3)
+            loss, grads = nnx.jit(nnx.value_and_grad(lambda m: poisson_loss(m(x, "human"), target)))(model)
+            padded = model.tower[1](model.tower[0](model.stem(x)))
+            model.eval()
+            results.append((loss, grads, nnx.state(model, nnx.BatchStat), model(x, "human"), padded))
+        (loss1, grads1, stats1, y1, plain), (loss8, grads8, stats8, y8, padded) = results
+        np.testing.assert_allclose(loss8, loss1, rtol=1e-13)
+        for a, b in zip(jax.tree.leaves(grads8), jax.tree.leaves(grads1), strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * max(1.0, float(np.abs(b).max())))
+        for a, b in zip(jax.tree.leaves(stats8), jax.tree.leaves(stats1), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(y8, y1, rtol=1e-12, atol=1e-13)
+        width = base.tower_channels[1]
+        assert padded.shape[-1] == -(-width // 8) * 8 > width and plain.shape[-1] == width
+        assert not np.any(padded[..., width:])
+        np.testing.assert_allclose(padded[..., :width], plain, rtol=1e-12, atol=1e-13)
+
+
+def test_the_layout_is_a_run_option_resolved_per_machine():
+    """Checkpoints record the architecture only; "auto" is the plain layout off a GPU."""
+    cfg = ModelConfig.tiny(channel_multiple=8, gemm_convs="dilated")
+    assert cfg.architecture() == ModelConfig.tiny()
+    assert compute_layout(cfg) == (8, ("dilated",))
+    assert compute_layout(ModelConfig.tiny()) == ((8, ("stem", "dilated")) if jax.default_backend() == "gpu"
+                                                  else (1, ()))
+    with pytest.raises(ValueError, match="unknown gemm_convs 'all'"):
+        ModelConfig.tiny(gemm_convs="all")
 
 
 def test_remat_trains_like_the_plain_model():
