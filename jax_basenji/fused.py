@@ -3,10 +3,12 @@
 The stem and the tower spend most of their non-convolution time here, on
 tensors of up to 131,072 x 288 values. Autodiff of the three ops saves several
 full-size intermediates and walks them in many passes; this backward keeps
-only the BatchNorm input and recomputes the rest in two fused passes (one
-reduction for d scale / d bias, one elementwise pass for d input). On a
-2-core CPU at 65,536 x 339 this halves the block's non-convolution time
-(268 -> 144 ms; docs/benchmarks.md).
+only the BatchNorm input and the pool's choice (1 byte per pair) and
+recomputes the rest: on a CPU in two fused passes (one reduction for d scale /
+d bias, one elementwise pass for d input), on a GPU in three that never store
+the f32 d(BatchNorm output) (see `_bwd`). On a 2-core CPU at 65,536 x 339 the
+first version halved the block's non-convolution time (268 -> 144 ms;
+docs/benchmarks.md).
 
 Max-pool ties send the gradient to the first element of the pair, as torch's
 MaxPool1d does (JAX's max would split it).
@@ -19,16 +21,24 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jax_basenji.ops import at_least_f32, batch_moments, gelu_erf, max_pool2
+from jax_basenji.ops import at_least_f32, batch_moments, gelu_erf
 
 _SQRT_HALF = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 
+def _normalized(y, mean, rstd, scale, bias):
+    """(xhat `[batch, length, C]`, u = BatchNorm output `[batch, length // 2, 2, C]`), f32."""
+    b, n, c = y.shape
+    xhat = (at_least_f32(y) - mean) * rstd
+    return xhat, (xhat[:, : 2 * (n // 2)] * scale + bias).reshape(b, n // 2, 2, c)
+
+
 def _forward(y, scale, bias, eps):
+    """(pooled `[batch, length // 2, C]` in y's dtype, mean, var, first: the pool took the pair's first)."""
     mean, var = batch_moments(y)
-    u = (at_least_f32(y) - mean) * jax.lax.rsqrt(var + eps) * scale + bias
-    return max_pool2(gelu_erf(u)).astype(y.dtype), mean, var
+    g = gelu_erf(_normalized(y, mean, jax.lax.rsqrt(var + eps), scale, bias)[1])
+    return jnp.maximum(g[:, :, 0], g[:, :, 1]).astype(y.dtype), mean, var, g[:, :, 0] >= g[:, :, 1]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -38,33 +48,56 @@ def bn_gelu_pool(y: jax.Array, scale: jax.Array, bias: jax.Array, eps: float):
     Statistics are at least float32. The mean and variance outputs feed the
     running statistics only, under stop_gradient: their cotangents are ignored.
     """
-    return _forward(y, scale, bias, eps)
+    return _forward(y, scale, bias, eps)[:3]
 
 
 def _fwd(y, scale, bias, eps):
-    out = _forward(y, scale, bias, eps)
-    return out, (y, out[1], out[2], scale, bias)
+    pooled, mean, var, first = _forward(y, scale, bias, eps)
+    # The pool's choice (1 byte per pair) is kept: recomputing it costs a read of y per backward pass.
+    return (pooled, mean, var), (y, mean, var, scale, bias, first)
+
+
+def _input_grad_terms(y, dz, first, mean, rstd, scale, bias):
+    """(xhat, du = d loss / d BatchNorm output) `[batch, length, C]`, f32, from `y` and the pooled cotangent
+    `dz` `[batch, length // 2, C]`."""
+    b, n, c = y.shape
+    xhat, u = _normalized(y, mean, rstd, scale, bias)
+    # Routed by a broadcast select, not a stack: XLA fuses a select into what reads it, a concatenate not.
+    is_first = jax.lax.broadcasted_iota(jnp.int32, (1, 1, 2, 1), 2) == 0
+    da = jnp.where(is_first == first[:, :, None], dz.astype(mean.dtype)[:, :, None], 0)
+    gelu_grad = 0.5 * (1.0 + jax.lax.erf(u * _SQRT_HALF)) + u * _INV_SQRT_2PI * jnp.exp(-0.5 * u * u)
+    du = (da * gelu_grad).reshape(b, n - n % 2, c)
+    if n % 2:  # the odd last position is dropped by the pool: no gradient through it
+        du = jnp.pad(du, ((0, 0), (0, 1), (0, 0)))
+    return xhat, du
 
 
 def _bwd(eps, residuals, cotangents):
-    y, mean, var, scale, bias = residuals
-    dz = cotangents[0].astype(mean.dtype)
-    b, n, c = y.shape
-    half = n // 2
+    y, mean, var, scale, bias, first = residuals
     rstd = jax.lax.rsqrt(var + eps)
-    xhat = (y.astype(mean.dtype) - mean) * rstd
-    u = (xhat[:, : 2 * half] * scale + bias).reshape(b, half, 2, c)
-    first = gelu_erf(u[:, :, 0]) >= gelu_erf(u[:, :, 1])
-    da = jnp.stack([jnp.where(first, dz, 0), jnp.where(first, 0, dz)], axis=2)
-    gelu_grad = 0.5 * (1.0 + jax.lax.erf(u * _SQRT_HALF)) + u * _INV_SQRT_2PI * jnp.exp(-0.5 * u * u)
-    du = (da * gelu_grad).reshape(b, 2 * half, c)
-    if n % 2:  # the odd last position is dropped by the pool: no gradient through it
-        du = jnp.pad(du, ((0, 0), (0, 1), (0, 0)))
-    count = b * n
-    d_bias = du.sum(axis=(0, 1))
-    d_scale = (du * xhat).sum(axis=(0, 1))
-    dy = (rstd * scale) * (du - d_bias / count - xhat * (d_scale / count))
-    return dy.astype(y.dtype), d_scale, d_bias
+    count = y.shape[0] * y.shape[1]
+
+    def input_grads(y, dz, first, separate_passes: bool):
+        terms = lambda y, dz, first: _input_grad_terms(y, dz, first, mean, rstd, scale, bias)
+        xhat, du = terms(y, dz, first)
+        d_bias = du.sum(axis=(0, 1))
+        if separate_passes:  # each reader of du recomputes it from its own copy of the inputs (see below)
+            xhat, du = terms(*jax.lax.optimization_barrier((y, dz, first, d_bias))[:3])
+        d_scale = (du * xhat).sum(axis=(0, 1))
+        if separate_passes:
+            y, dz, first, d_bias, d_scale = jax.lax.optimization_barrier((y, dz, first, d_bias, d_scale))
+            xhat, du = terms(y, dz, first)
+        dy = (rstd * scale) * (du - d_bias / count - xhat * (d_scale / count))
+        return dy.astype(y.dtype), d_scale, d_bias
+
+    # du (f32, twice the size of y) has three readers: the two sums and dy. A GPU is memory-bound here, so
+    # there each reader recomputes du from y and dz instead of reading it back (docs/benchmarks.md); XLA
+    # never duplicates such a producer into several consumers by itself, hence the optimization barriers,
+    # each with a distinct extra operand so that CSE does not merge them. A CPU is compute-bound: there du
+    # is computed once and stored (recomputing it made the block 17 % slower).
+    return jax.lax.platform_dependent(y, cotangents[0], first,
+                                      cpu=functools.partial(input_grads, separate_passes=False),
+                                      default=functools.partial(input_grads, separate_passes=True))
 
 
 bn_gelu_pool.defvjp(_fwd, _bwd)
