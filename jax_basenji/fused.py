@@ -53,18 +53,24 @@ def bn_gelu_pool(y: jax.Array, scale: jax.Array, bias: jax.Array, eps: float):
 
 def _fwd(y, scale, bias, eps):
     pooled, mean, var, first = _forward(y, scale, bias, eps)
-    # The pool's choice (1 byte per pair) is kept: recomputing it costs a read of y per backward pass.
+    # The pool's choice (1 byte per pair) is kept for the GPU backward, where recomputing it costs a read of
+    # y per pass; the CPU backward recomputes it in its one pass over y (and XLA drops the unused residual).
     return (pooled, mean, var), (y, mean, var, scale, bias, first)
 
 
-def _input_grad_terms(y, dz, first, mean, rstd, scale, bias):
+def _input_grad_terms(y, dz, first, mean, rstd, scale, bias, for_gpu: bool):
     """(xhat, du = d loss / d BatchNorm output) `[batch, length, C]`, f32, from `y` and the pooled cotangent
-    `dz` `[batch, length // 2, C]`."""
+    `dz` `[batch, length // 2, C]`; `first` (the pool's choice) is recomputed where None."""
     b, n, c = y.shape
     xhat, u = _normalized(y, mean, rstd, scale, bias)
-    # Routed by a broadcast select, not a stack: XLA fuses a select into what reads it, a concatenate not.
-    is_first = jax.lax.broadcasted_iota(jnp.int32, (1, 1, 2, 1), 2) == 0
-    da = jnp.where(is_first == first[:, :, None], dz.astype(mean.dtype)[:, :, None], 0)
+    if first is None:
+        first = gelu_erf(u[:, :, 0]) >= gelu_erf(u[:, :, 1])
+    dz = dz.astype(mean.dtype)
+    if for_gpu:  # a broadcast select: XLA:GPU fuses it into the reductions that read du, a concatenate not
+        is_first = jax.lax.broadcasted_iota(jnp.int32, (1, 1, 2, 1), 2) == 0
+        da = jnp.where(is_first == first[:, :, None], dz[:, :, None], 0)
+    else:  # a stack: with the select XLA:CPU's train step needed 0.33 GB more temp memory
+        da = jnp.stack([jnp.where(first, dz, 0), jnp.where(first, 0, dz)], axis=2)
     gelu_grad = 0.5 * (1.0 + jax.lax.erf(u * _SQRT_HALF)) + u * _INV_SQRT_2PI * jnp.exp(-0.5 * u * u)
     du = (da * gelu_grad).reshape(b, n - n % 2, c)
     if n % 2:  # the odd last position is dropped by the pool: no gradient through it
@@ -77,14 +83,14 @@ def _bwd(eps, residuals, cotangents):
     rstd = jax.lax.rsqrt(var + eps)
     count = y.shape[0] * y.shape[1]
 
-    def input_grads(y, dz, first, separate_passes: bool):
-        terms = lambda y, dz, first: _input_grad_terms(y, dz, first, mean, rstd, scale, bias)
-        xhat, du = terms(y, dz, first)
+    def input_grads(y, dz, first, for_gpu: bool):
+        terms = lambda y, dz, first: _input_grad_terms(y, dz, first, mean, rstd, scale, bias, for_gpu)
+        xhat, du = terms(y, dz, first if for_gpu else None)
         d_bias = du.sum(axis=(0, 1))
-        if separate_passes:  # each reader of du recomputes it from its own copy of the inputs (see below)
+        if for_gpu:  # each reader of du recomputes it from its own copy of the inputs (see below)
             xhat, du = terms(*jax.lax.optimization_barrier((y, dz, first, d_bias))[:3])
         d_scale = (du * xhat).sum(axis=(0, 1))
-        if separate_passes:
+        if for_gpu:
             y, dz, first, d_bias, d_scale = jax.lax.optimization_barrier((y, dz, first, d_bias, d_scale))
             xhat, du = terms(y, dz, first)
         dy = (rstd * scale) * (du - d_bias / count - xhat * (d_scale / count))
@@ -96,8 +102,8 @@ def _bwd(eps, residuals, cotangents):
     # each with a distinct extra operand so that CSE does not merge them. A CPU is compute-bound: there du
     # is computed once and stored (recomputing it made the block 17 % slower).
     return jax.lax.platform_dependent(y, cotangents[0], first,
-                                      cpu=functools.partial(input_grads, separate_passes=False),
-                                      default=functools.partial(input_grads, separate_passes=True))
+                                      cpu=functools.partial(input_grads, for_gpu=False),
+                                      default=functools.partial(input_grads, for_gpu=True))
 
 
 bn_gelu_pool.defvjp(_fwd, _bwd)

@@ -3,8 +3,8 @@
 #   1. fp32 parity on the GPU: full-model and block parity tests (TF32 off, "highest" precision);
 #   2. 200 bf16 training rounds of `python -m jax_basenji.train` at the real size, batch 8, from a
 #      synthetic store on local disk: seq/s and data_wait_fraction, the figure users will see;
-#   3. bench model, fp32 and bf16, batch 1 / 4 / 8 (and 16 if it fits): JAX vs torch_ref eager (and
-#      torch.compile at batch 8 bf16 and batch 4 fp32), forward and training step, TFLOP/s, MFU, memory;
+#   3. bench model, bf16 at batch 4 / 16 / 32 in one run and fp32 at batch 4: JAX vs torch_ref eager
+#      and torch.compile, forward and training step, blocking and async, TFLOP/s, MFU, memory;
 #   4. variant scoring (issue 22): the variant tests on the GPU (upstream basenji_sad.py parity included),
 #      then bench variants on the published Basenji2 (131,072 bp, 5,313 tracks), batch 4 and 16, JAX vs
 #      torch_ref on the same GPU: variants/s, host-window wait share, peak RSS; incremental scoring
@@ -23,13 +23,13 @@ out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.."  # the repository: parity_tests/ and the package
 export NVIDIA_TF32_OVERRIDE=0  # fp32 means fp32 on both sides: no TF32 in cuBLAS/cuDNN
 if [ "$mode" = "--tiny" ]; then
-    preset=tiny; model=tiny; seq=16384; model_runs="bf16:2:compile fp32:2 bf16:1"; device=cpu
+    preset=tiny; model=tiny; seq=16384; model_runs="bf16:1,2:compile fp32:2"; device=cpu
     steps=4; train_batch=2; tracks=8; examples="train=8,valid=4,test=4"; bench_repeats=2; default_budget=1500
     parity_limit=900; variant_preset=tiny; variant_count=41; variant_batches="4"; dense_count=200; dense_batch=4
     export JAX_PLATFORMS=cpu
 else
     preset=basenji2-double-prime; model=basenji2-double-prime; seq=131072; device=gpu
-    model_runs="bf16:8:compile fp32:4:compile bf16:4 bf16:1 fp32:1 fp32:8 bf16:16"  # precision:batch[:compile]
+    model_runs="bf16:4,16,32:compile fp32:4:compile"  # precision:batches[:compile]
     steps=200; train_batch=8; tracks=5313; examples="train=64,valid=8,test=8"; bench_repeats=5; default_budget=480
     parity_limit=180; variant_preset=basenji2; variant_count=1000; variant_batches="4 16"; dense_count=20000
     dense_batch=16
@@ -83,12 +83,12 @@ fi
 # Most telling first, so a spent budget skips the least: bf16 at the training batch, fp32 parity-grade.
 want model || model_runs=""
 for run in $model_runs; do
-    precision=${run%%:*}; rest=${run#*:}; b=${rest%%:*}
+    precision=${run%%:*}; rest=${run#*:}; batches=${rest%%:*}
     extra=()
     [ "${rest#*:}" = compile ] && extra=(--torch-compile)
-    step "model_${precision}_b$b" 240 python -m jax_basenji.bench model --preset "$preset" \
-        --seq-length "$seq" --batch-size "$b" --precision "$precision" --device "$device" \
-        --repeats "$bench_repeats" --json "$out/model_${precision}_b$b.json" "${extra[@]}"
+    step "model_${precision}_b${batches//,/_}" 420 python -m jax_basenji.bench model --preset "$preset" \
+        --seq-length "$seq" --batch-size ${batches//,/ } --precision "$precision" --device "$device" \
+        --repeats "$bench_repeats" --json "$out/model_${precision}_b${batches//,/_}.json" "${extra[@]}"
 done
 
 # 4. Variant scoring: the tests on this device, then throughput at the real size.

@@ -21,15 +21,46 @@ def test_model_benchmark_smoke(tmp_path):
     assert bench.main(["model", "--preset", "tiny", "--seq-length", "4096", "--batch-size", "2",
                        "--warmup", "0", "--repeats", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert set(result["rows"]) == {"torch_forward", "jax_forward", "torch_train", "jax_train"}
-    for row in result["rows"].values():
+    [run] = result["runs"]
+    assert run["batch_size"] == 2
+    assert set(run["rows"]) == {"torch_forward", "jax_forward", "torch_train", "jax_train"}
+    for row in run["rows"].values():
         assert row["median_s"] > 0 and row["sequences_per_s"] > 0 and row["peak_rss_gb"] > 0
         assert row["async_s"] > 0 and row["async_sequences_per_s"] > 0
-    for key in ("forward_ratio", "train_step_ratio"):
-        assert result[key] > 0
+        assert "mfu" not in row  # MFU only for bf16 on a GPU whose peak is known
+    for key in ("forward_ratio", "train_step_ratio", "forward_async_ratio", "train_step_async_ratio"):
+        assert run[key] > 0
     # Both sides ran the same weights on the same input.
-    assert result["forward_max_rel_diff"] < 1e-5
-    assert result["rows"]["jax_train"]["compile_s"] > 0
+    assert run["forward_max_rel_diff"] < 1e-5
+    assert run["rows"]["jax_train"]["compile_s"] > 0
+
+
+def test_model_benchmark_runs_each_batch_size_and_reports_mfu_on_a_gpu(monkeypatch):
+    """The parent's bookkeeping, with children that report fixed times as a bf16 H200 would."""
+    from jax_basenji.bench import model as bench_model_module
+
+    times = {"torch": 0.02, "torch_compile": 0.015, "jax": 0.01}  # seconds per call, async 80 % of it
+
+    def fake_child(a):
+        np.save(a["prediction"], np.ones((a["batch_size"], 3)))
+        scale = a["batch_size"] / 4 * (3 if a["mode"] == "train" else 1)
+        median = times[a["framework"]] * scale
+        return {"median_s": median, "async_s": 0.8 * median, "peak_rss_gb": 1.0, "version": "x",
+                "device_kind": "NVIDIA H200"}
+
+    monkeypatch.setattr(bench_model_module, "_run_child", fake_child)
+    result = bench_model_module.bench_model(preset="tiny", batch_sizes=(4, 16), seq_length=4096, precision="bf16",
+                                            device="gpu", torch_compile=True, log=lambda *_: None)
+    assert [run["batch_size"] for run in result["runs"]] == [4, 16]
+    flops = model_flops(ModelConfig.tiny(), 4096)
+    for run in result["runs"]:
+        assert run["forward_ratio"] == pytest.approx(0.5) and run["train_step_ratio"] == pytest.approx(0.5)
+        assert run["forward_ratio_vs_compile"] == pytest.approx(0.01 / 0.015)
+        jax_train = run["rows"]["jax_train"]
+        expected = flops["train_step"] * run["batch_size"] / jax_train["median_s"] / 1e12
+        assert jax_train["tflops"] == pytest.approx(expected)
+        assert jax_train["mfu"] == pytest.approx(expected / 989.0)
+        assert jax_train["async_mfu"] == pytest.approx(expected / 0.8 / 989.0)
 
 
 def test_model_benchmark_keeps_the_forward_weights_on_the_device():

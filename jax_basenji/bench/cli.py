@@ -1,15 +1,16 @@
 """Benchmarks.
 
-  python -m jax_basenji.bench model [--preset basenji2-double-prime] [--batch-size 1]
+  python -m jax_basenji.bench model [--preset basenji2-double-prime] [--batch-size 1 [4 ...]]
       [--seq-length 131072] [--precision fp32|bf16] [--device cpu|gpu] [--torch-compile] [--json out.json]
   python -m jax_basenji.bench data --store STORE [--species human] [--batch-size 4] [--threads 1 2] [--seconds 20]
   python -m jax_basenji.bench predict [--preset basenji2-double-prime] [--chrom-length 1000000] [--batch-size 4]
   python -m jax_basenji.bench variants [--preset basenji2-double-prime] [--variants 64] [--batch-size 4]
 
 `model`: JAX vs torch_ref with the same weights and inputs, eval forward and a
-full SGD training step, median of --repeats timed runs after warm-up, first
-call (compilation) separately, peak memory, TFLOP/s (MFU on GPU) and the
-JAX/torch time ratios (see jax_basenji.bench.model).
+full SGD training step at each --batch-size, median of --repeats blocking runs after
+warm-up and the same number issued back to back (async), first call (compilation)
+separately, peak memory, TFLOP/s (MFU for bf16 on a GPU) and the JAX/torch time ratios
+(see jax_basenji.bench.model).
 
 `data`: examples/s and GB/s (targets + sequences copied into the batches) of the
 training input path, one row per configuration: `--pipeline reader` (default, what
@@ -39,7 +40,8 @@ def parse_args(argv):
     m.add_argument("--preset", default="basenji2-double-prime",
                    help="model preset: basenji2-double-prime, basenji2-prime, basenji2 (published), tiny "
                         "or tiny-basenji2")
-    m.add_argument("--batch-size", type=int, default=1)
+    m.add_argument("--batch-size", type=int, nargs="+", default=[1],
+                   help="one or more batch sizes, each run in turn (e.g. 4 16 32)")
     m.add_argument("--seq-length", type=int, help="input length in bp (default: the preset's)")
     m.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     m.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
     if args.what == "_child":
         return child_main(args.spec)
     if args.what == "model":
-        result = bench_model(preset=args.preset, batch_size=args.batch_size, seq_length=args.seq_length,
+        result = bench_model(preset=args.preset, batch_sizes=args.batch_size, seq_length=args.seq_length,
                              precision=args.precision, device=args.device, modes=tuple(args.modes),
                              warmup=args.warmup, repeats=args.repeats, torch_compile=args.torch_compile)
     elif args.what == "predict":

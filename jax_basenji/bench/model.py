@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -251,62 +252,74 @@ def _run_child(a: dict) -> dict:
         return json.load(f)
 
 
-def bench_model(*, preset: str, batch_size: int, seq_length: int | None, precision: str, device: str,
-                modes: tuple[str, ...] = ("forward", "train"), warmup: int = 1, repeats: int = 5,
+def _row(r: dict, batch_size: int, flop: float, device: str, precision: str) -> dict:
+    """`r` (a child's figures) with throughput, TFLOP/s and, for bf16 on a known GPU, MFU added."""
+    r["sequences_per_s"] = batch_size / r["median_s"]
+    r["async_sequences_per_s"] = batch_size / r["async_s"]
+    r["tflops"] = flop * batch_size / r["median_s"] / 1e12
+    r["async_tflops"] = flop * batch_size / r["async_s"] / 1e12
+    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in r.get("device_kind", "")), None)
+    if device == "gpu" and peak and precision == "bf16":
+        r["mfu"], r["async_mfu"] = r["tflops"] / peak, r["async_tflops"] / peak
+    return r
+
+
+def _bench_batch(spec: dict, batch_size: int, modes, frameworks, flops: dict, tmp: str, log) -> dict:
+    """Every (mode, framework) at one batch size: {"batch_size", "rows", ratios, forward_max_rel_diff}."""
+    result, rows = {"batch_size": batch_size}, {}
+    for mode in modes:
+        key = "train_step" if mode == "train" else "forward"
+        for framework in frameworks:
+            a = {**spec, "framework": framework, "mode": mode, "batch_size": batch_size,
+                 "result": os.path.join(tmp, f"{framework}_{mode}.json"),
+                 "prediction": os.path.join(tmp, f"{framework}_{mode}.npy")}
+            r = rows[f"{framework}_{mode}"] = _row(_run_child(a), batch_size, flops[key], spec["device"],
+                                                   spec["precision"])
+            mfu = f"  MFU {r['mfu']:.1%} (async {r['async_mfu']:.1%})" if "mfu" in r else ""
+            log(f"batch {batch_size:3d} {framework:13s} {mode:7s} median {r['median_s'] * 1e3:9.1f} ms  async "
+                f"{r['async_s'] * 1e3:9.1f} ms  {r['sequences_per_s']:8.2f} seq/s  compile "
+                f"{r.get('compile_s', 0):5.1f} s  {r['tflops']:7.3f} TFLOP/s{mfu}  peak RSS {r['peak_rss_gb']:.2f} GB")
+        result[f"{key}_ratio"] = rows[f"jax_{mode}"]["median_s"] / rows[f"torch_{mode}"]["median_s"]
+        result[f"{key}_async_ratio"] = rows[f"jax_{mode}"]["async_s"] / rows[f"torch_{mode}"]["async_s"]
+        log(f"batch {batch_size:3d} {key}_ratio (JAX time / torch time) = {result[f'{key}_ratio']:.3f} "
+            f"(async {result[f'{key}_async_ratio']:.3f})")
+        if "torch_compile" in frameworks:
+            ratio = rows[f"jax_{mode}"]["median_s"] / rows[f"torch_compile_{mode}"]["median_s"]
+            result[f"{key}_ratio_vs_compile"] = ratio
+            log(f"batch {batch_size:3d} {key}_ratio_vs_compile (JAX time / torch.compile time) = {ratio:.3f}")
+    if "forward" in modes:
+        ref = np.load(os.path.join(tmp, "torch_forward.npy"))
+        got = np.load(os.path.join(tmp, "jax_forward.npy"))
+        result["forward_max_rel_diff"] = float(np.abs(got - ref).max() / np.abs(ref).max())
+        log(f"batch {batch_size:3d} forward outputs agree to max|d|/max|ref| = {result['forward_max_rel_diff']:.2e}")
+    result["rows"] = rows
+    return result
+
+
+def bench_model(*, preset: str, batch_sizes: Sequence[int], seq_length: int | None, precision: str,
+                device: str, modes: tuple[str, ...] = ("forward", "train"), warmup: int = 1, repeats: int = 5,
                 lr: float = 1e-4, torch_compile: bool = False, log=print) -> dict:
-    """Both frameworks, every mode; returns the figures and the JAX / torch time ratios (with
-    `torch_compile`, also torch_ref under torch.compile and the JAX / compiled-torch ratios)."""
+    """Both frameworks, every mode, at each batch size: {..., "runs": [one `_bench_batch` result per batch
+    size]} with the JAX / torch time ratios (with `torch_compile`, torch_ref under torch.compile too)."""
     import torch
 
     from torch_ref import build_torch_model
 
     cfg = ModelConfig.preset(preset)
     seq_length = seq_length or cfg.seq_length
-    bins = cfg.output_bins(seq_length)
     flops = model_flops(cfg, seq_length)
-    rows, result = {}, {"benchmark": "model", "preset": preset, "batch_size": batch_size,
-                        "seq_length": seq_length, "precision": precision, "device": device,
-                        "host": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
-                        "gflop_per_sequence": {k: round(v / 1e9, 2) for k, v in flops.items()}}
+    result = {"benchmark": "model", "preset": preset, "batch_sizes": list(batch_sizes), "seq_length": seq_length,
+              "precision": precision, "device": device, "host": platform.processor() or platform.machine(),
+              "cpu_cores": os.cpu_count(), "gflop_per_sequence": {k: round(v / 1e9, 2) for k, v in flops.items()}}
+    frameworks = ("torch", "torch_compile", "jax") if torch_compile else ("torch", "jax")
     with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:
         torch.manual_seed(0)
         weights = os.path.join(tmp, "weights.pt")
         torch.save(build_torch_model(cfg).state_dict(), weights)
-        frameworks = ("torch", "torch_compile", "jax") if torch_compile else ("torch", "jax")
-        for mode in modes:
-            for framework in frameworks:
-                a = {"framework": framework, "mode": mode, "config": cfg.to_dict(), "weights": weights,
-                     "batch_size": batch_size, "seq_length": seq_length, "bins": bins,
-                     "precision": precision, "device": device, "warmup": warmup, "repeats": repeats,
-                     "lr": lr, "result": os.path.join(tmp, f"{framework}_{mode}.json"),
-                     "prediction": os.path.join(tmp, f"{framework}_{mode}.npy")}
-                r = _run_child(a)
-                key = "train_step" if mode == "train" else "forward"
-                r["sequences_per_s"] = batch_size / r["median_s"]
-                r["async_sequences_per_s"] = batch_size / r["async_s"]
-                r["tflops"] = flops[key] * batch_size / r["median_s"] / 1e12
-                peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in r.get("device_kind", "")), None)
-                if device == "gpu" and peak and precision == "bf16":
-                    r["mfu"] = r["tflops"] / peak
-                    r["async_mfu"] = flops[key] * batch_size / r["async_s"] / 1e12 / peak
-                rows[f"{framework}_{mode}"] = r
-                log(f"{framework:13s} {mode:7s} median {r['median_s'] * 1e3:10.1f} ms  async "
-                    f"{r['async_s'] * 1e3:10.1f} ms  "
-                    f"{r['sequences_per_s']:8.2f} seq/s  compile {r.get('compile_s', 0):5.1f} s  "
-                    f"{r['tflops']:7.3f} TFLOP/s  peak RSS {r['peak_rss_gb']:.2f} GB")
-            key = "train_step" if mode == "train" else "forward"
-            result[f"{key}_ratio"] = rows[f"jax_{mode}"]["median_s"] / rows[f"torch_{mode}"]["median_s"]
-            log(f"{key}_ratio (JAX time / torch time) = {result[f'{key}_ratio']:.3f}")
-            if torch_compile:
-                ratio = rows[f"jax_{mode}"]["median_s"] / rows[f"torch_compile_{mode}"]["median_s"]
-                result[f"{key}_ratio_vs_compile"] = ratio
-                log(f"{key}_ratio_vs_compile (JAX time / torch.compile time) = {ratio:.3f}")
-        if "forward" in modes:
-            ref = np.load(os.path.join(tmp, "torch_forward.npy"))
-            got = np.load(os.path.join(tmp, "jax_forward.npy"))
-            result["forward_max_rel_diff"] = float(np.abs(got - ref).max() / np.abs(ref).max())
-            log(f"forward outputs agree to max|d|/max|ref| = {result['forward_max_rel_diff']:.2e}")
-    result["rows"] = rows
-    result["versions"] = {"jax": rows[f"jax_{modes[0]}"]["version"], "torch": torch.__version__,
-                          "python": platform.python_version()}
+        spec = {"config": cfg.to_dict(), "weights": weights, "seq_length": seq_length,
+                "bins": cfg.output_bins(seq_length), "precision": precision, "device": device,
+                "warmup": warmup, "repeats": repeats, "lr": lr}
+        result["runs"] = [_bench_batch(spec, b, modes, frameworks, flops, tmp, log) for b in batch_sizes]
+    first = result["runs"][0]["rows"][f"jax_{modes[0]}"]
+    result["versions"] = {"jax": first["version"], "torch": torch.__version__, "python": platform.python_version()}
     return result
