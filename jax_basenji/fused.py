@@ -54,7 +54,8 @@ def bn_gelu_pool(y: jax.Array, scale: jax.Array, bias: jax.Array, eps: float):
 def _fwd(y, scale, bias, eps):
     pooled, mean, var, first = _forward(y, scale, bias, eps)
     # The pool's choice (1 byte per pair) is kept for the GPU backward, where recomputing it costs a read of
-    # y per pass; the CPU backward recomputes it in its one pass over y (and XLA drops the unused residual).
+    # y per pass; the CPU backward recomputes it in its one pass over y (the residual is then unused, for
+    # XLA to drop).
     return (pooled, mean, var), (y, mean, var, scale, bias, first)
 
 

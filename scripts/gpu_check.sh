@@ -80,7 +80,8 @@ EOF
 [ $? -eq 0 ] || status=1
 fi
 # 3. Model benchmarks, both frameworks in the same run.
-# Most telling first, so a spent budget skips the least: bf16 at the training batch, fp32 parity-grade.
+# Most telling first, so a spent budget skips the least: bf16 over the batch sizes (its JSON is rewritten
+# after each, so a time limit keeps the finished ones), then fp32 parity-grade.
 want model || model_runs=""
 for run in $model_runs; do
     precision=${run%%:*}; rest=${run#*:}; batches=${rest%%:*}

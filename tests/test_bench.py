@@ -35,8 +35,9 @@ def test_model_benchmark_smoke(tmp_path):
     assert run["rows"]["jax_train"]["compile_s"] > 0
 
 
-def test_model_benchmark_runs_each_batch_size_and_reports_mfu_on_a_gpu(monkeypatch):
-    """The parent's bookkeeping, with children that report fixed times as a bf16 H200 would."""
+def test_model_benchmark_runs_each_batch_size_and_reports_mfu_on_a_gpu(monkeypatch, tmp_path):
+    """The parent's bookkeeping, with children that report fixed times as a bf16 H200 would; a child
+    that fails at the largest batch leaves the JSON of the batch sizes already measured."""
     from jax_basenji.bench import model as bench_model_module
 
     times = {"torch": 0.02, "torch_compile": 0.015, "jax": 0.01}  # seconds per call, async 80 % of it
@@ -61,6 +62,18 @@ def test_model_benchmark_runs_each_batch_size_and_reports_mfu_on_a_gpu(monkeypat
         assert jax_train["tflops"] == pytest.approx(expected)
         assert jax_train["mfu"] == pytest.approx(expected / 989.0)
         assert jax_train["async_mfu"] == pytest.approx(expected / 0.8 / 989.0)
+
+    def out_of_memory_at_32(a):
+        if a["batch_size"] == 32:
+            raise RuntimeError("jax train benchmark failed: RESOURCE_EXHAUSTED")
+        return fake_child(a)
+
+    monkeypatch.setattr(bench_model_module, "_run_child", out_of_memory_at_32)
+    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+        bench_model_module.bench_model(preset="tiny", batch_sizes=(4, 32), seq_length=4096, precision="bf16",
+                                       device="gpu", json_path=str(tmp_path / "out.json"), log=lambda *_: None)
+    saved = json.load(open(tmp_path / "out.json"))
+    assert [run["batch_size"] for run in saved["runs"]] == [4] and saved["runs"][0]["forward_ratio"] == 0.5
 
 
 def test_model_benchmark_keeps_the_forward_weights_on_the_device():

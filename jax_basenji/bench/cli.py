@@ -91,7 +91,8 @@ def main(argv=None) -> int:
     if args.what == "model":
         result = bench_model(preset=args.preset, batch_sizes=args.batch_size, seq_length=args.seq_length,
                              precision=args.precision, device=args.device, modes=tuple(args.modes),
-                             warmup=args.warmup, repeats=args.repeats, torch_compile=args.torch_compile)
+                             warmup=args.warmup, repeats=args.repeats, torch_compile=args.torch_compile,
+                             json_path=args.json)
     elif args.what == "predict":
         from jax_basenji.bench.inference import bench_predict
 

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jax_basenji.atomic import write_json
 from jax_basenji.config import ModelConfig
 
 # Dense bf16 peak of the accelerators we report MFU for (TFLOP/s, no sparsity).
@@ -298,9 +299,11 @@ def _bench_batch(spec: dict, batch_size: int, modes, frameworks, flops: dict, tm
 
 def bench_model(*, preset: str, batch_sizes: Sequence[int], seq_length: int | None, precision: str,
                 device: str, modes: tuple[str, ...] = ("forward", "train"), warmup: int = 1, repeats: int = 5,
-                lr: float = 1e-4, torch_compile: bool = False, log=print) -> dict:
+                lr: float = 1e-4, torch_compile: bool = False, json_path: str | None = None, log=print) -> dict:
     """Both frameworks, every mode, at each batch size: {..., "runs": [one `_bench_batch` result per batch
-    size]} with the JAX / torch time ratios (with `torch_compile`, torch_ref under torch.compile too)."""
+    size]} with the JAX / torch time ratios (with `torch_compile`, torch_ref under torch.compile too).
+    `json_path` is rewritten after each batch size, so a run cut short (a time limit, an out-of-memory
+    child at the largest batch) keeps the figures of the batch sizes it finished."""
     import torch
 
     from torch_ref import build_torch_model
@@ -319,7 +322,11 @@ def bench_model(*, preset: str, batch_sizes: Sequence[int], seq_length: int | No
         spec = {"config": cfg.to_dict(), "weights": weights, "seq_length": seq_length,
                 "bins": cfg.output_bins(seq_length), "precision": precision, "device": device,
                 "warmup": warmup, "repeats": repeats, "lr": lr}
-        result["runs"] = [_bench_batch(spec, b, modes, frameworks, flops, tmp, log) for b in batch_sizes]
-    first = result["runs"][0]["rows"][f"jax_{modes[0]}"]
-    result["versions"] = {"jax": first["version"], "torch": torch.__version__, "python": platform.python_version()}
+        result["versions"] = {"torch": torch.__version__, "python": platform.python_version()}
+        result["runs"] = []
+        for b in batch_sizes:
+            result["runs"].append(_bench_batch(spec, b, modes, frameworks, flops, tmp, log))
+            result["versions"]["jax"] = result["runs"][0]["rows"][f"jax_{modes[0]}"]["version"]
+            if json_path:
+                write_json(json_path, result)
     return result
