@@ -30,8 +30,8 @@ def test_model_best_is_the_best_logged_validation_and_predicts(store, tmp_path):
     """Six validations of both species; --select valid_loss --select-species mean picks the round
     whose mean loss over species is the lowest in metrics.jsonl, model_best holds weights other than
     the last round's (it was not re-saved from the final state), and it is a model checkpoint that
-    predict reads. SGD at lr 0.5 with momentum 0.99 overshoots: the loss falls to a minimum at round
-    3 and then rises, by margins (>25 %) far beyond any change of fp32 rounding."""
+    predict reads. SGD at lr 0.5 with momentum 0.99 overshoots: the loss falls for two or three rounds,
+    then rises to several times its first value by round 6, a margin far beyond any change of rounding."""
     config = dict(eval_every=1, optimizer="sgd", lr=0.5, momentum=0.99, select="valid_loss", select_species="mean")
     summary = train(ModelConfig.tiny(), small_run(store, tmp_path / "run", steps=6, **config), progress=False)
     rows = _valid_rows(tmp_path / "run")
@@ -45,7 +45,7 @@ def test_model_best_is_the_best_logged_validation_and_predicts(store, tmp_path):
     assert meta["selection"]["best"] == pytest.approx(np.mean(by_round[best_round]), rel=1e-12)
     assert meta["n_value"] == 0.0  # a fresh model trained on the store's encoding
 
-    assert best_round == 3  # not the last: else the last round's weights would pass as the best's
+    assert best_round < 6  # else the last round's weights would pass as the best's
     best, last = flat(load_arrays(summary["model_best"])[0]), flat(load_arrays(summary["model"])[0])
     assert best.keys() == last.keys() and any(not np.array_equal(best[k], last[k]) for k in last)
 
