@@ -61,10 +61,10 @@ def _fwd(y, scale, bias, eps):
 
 def _input_grad_terms(y, dz, first, mean, rstd, scale, bias, for_gpu: bool):
     """(xhat, du = d loss / d BatchNorm output) `[batch, length, C]`, f32, from `y` and the pooled cotangent
-    `dz` `[batch, length // 2, C]`; `first` (the pool's choice) is recomputed where None."""
+    `dz` `[batch, length // 2, C]`; off the GPU `first` (the pool's choice) is recomputed, not read."""
     b, n, c = y.shape
     xhat, u = _normalized(y, mean, rstd, scale, bias)
-    if first is None:
+    if not for_gpu:
         first = gelu_erf(u[:, :, 0]) >= gelu_erf(u[:, :, 1])
     dz = dz.astype(mean.dtype)
     if for_gpu:  # a broadcast select: XLA:GPU fuses it into the reductions that read du, a concatenate not
@@ -86,7 +86,7 @@ def _bwd(eps, residuals, cotangents):
 
     def input_grads(y, dz, first, for_gpu: bool):
         terms = lambda y, dz, first: _input_grad_terms(y, dz, first, mean, rstd, scale, bias, for_gpu)
-        xhat, du = terms(y, dz, first if for_gpu else None)
+        xhat, du = terms(y, dz, first)
         d_bias = du.sum(axis=(0, 1))
         if for_gpu:  # each reader of du recomputes it from its own copy of the inputs (see below)
             xhat, du = terms(*jax.lax.optimization_barrier((y, dz, first, d_bias))[:3])

@@ -325,8 +325,9 @@ def bench_model(*, preset: str, batch_sizes: Sequence[int], seq_length: int | No
         result["versions"] = {"torch": torch.__version__, "python": platform.python_version()}
         result["runs"] = []
         for b in batch_sizes:
-            result["runs"].append(_bench_batch(spec, b, modes, frameworks, flops, tmp, log))
-            result["versions"]["jax"] = result["runs"][0]["rows"][f"jax_{modes[0]}"]["version"]
+            run = _bench_batch(spec, b, modes, frameworks, flops, tmp, log)
+            result["runs"].append(run)
+            result["versions"]["jax"] = run["rows"][f"jax_{modes[0]}"]["version"]
             if json_path:
                 write_json(json_path, result)
     return result
