@@ -118,7 +118,7 @@ def test_variants_benchmark_scores_the_same_snvs_in_both_frameworks(tmp_path):
     assert 0 < g["incremental"] < g["full"]
 
 
-def test_data_benchmark_rows_count_the_bytes_copied(tmp_path):
+def test_data_benchmark_rows_count_the_bytes_copied(tmp_path, capsys):
     """One row per thread count; bytes = examples x (sequence index + float16 targets)."""
     from jax_basenji.data.__main__ import main as data_main
     from jax_basenji.data.store import convert
@@ -138,6 +138,27 @@ def test_data_benchmark_rows_count_the_bytes_copied(tmp_path):
         assert row["bytes"] == row["examples"] * per_example
         assert row["gb_per_s"] == pytest.approx(row["bytes"] / row["seconds"] / 1e9, rel=0.01, abs=1e-3)
         assert row["examples_per_s"] == pytest.approx(row["examples"] / row["seconds"], rel=0.01)
+        assert row["memcpy_gb_per_s"] > 0 and row["copy_crc_gb_per_s"] > 0 and row["order_ms_per_batch"] > 0
+        assert row["order_examples"] == 8
+    assert "scaling_vs_1_thread" not in rows[0]
+    assert rows[1]["scaling_vs_1_thread"] == pytest.approx(rows[1]["gb_per_s"] / rows[0]["gb_per_s"], rel=0.01)
+
+    # A small store read as if it held 1,000 examples: the order is a 1,000-example store's, every row a real one.
+    assert bench.main(["data", "--store", str(tmp_path / "store"), "--species", "human", "--batch-size", "2",
+                       "--threads", "1", "--seconds", "0.2", "--order-examples", "1000", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["order_examples"] == 1000 and row["examples"] > 0 and row["bytes"] == row["examples"] * per_example
+    assert bench.main(["data", "--store", str(tmp_path / "store"), "--species", "human", "--order-examples", "4"]) == 2
+    assert "error: --order-examples 4 is below the store's 8 examples" in capsys.readouterr().err
+
+
+def test_data_benchmark_threads_default_to_a_scaling_curve_up_to_the_cores(monkeypatch):
+    """1, 2, 4, ... and the core count: each power of two below the cores, then all of them."""
+    from jax_basenji.bench.data import default_threads
+
+    for cores, expected in ((1, [1]), (2, [1, 2]), (6, [1, 2, 4, 6]), (16, [1, 2, 4, 8, 16])):
+        monkeypatch.setattr("os.cpu_count", lambda: cores)
+        assert default_threads() == expected
 
 
 GPU_HLO = """HloModule step

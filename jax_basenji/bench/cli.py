@@ -2,7 +2,7 @@
 
   python -m jax_basenji.bench model [--preset basenji2-double-prime] [--batch-size 1 [4 ...]]
       [--seq-length 131072] [--precision fp32|bf16] [--device cpu|gpu] [--torch-compile] [--json out.json]
-  python -m jax_basenji.bench data --store STORE [--species human] [--batch-size 4] [--threads 1 2] [--seconds 20]
+  python -m jax_basenji.bench data --store STORE [--species human] [--batch-size 4] [--threads 1 2 ...] [--seconds 20]
   python -m jax_basenji.bench predict [--preset basenji2-double-prime] [--chrom-length 1000000] [--batch-size 4]
   python -m jax_basenji.bench variants [--preset basenji2-double-prime] [--variants 64] [--batch-size 4]
 
@@ -17,8 +17,10 @@ training input path, one row per configuration: `--pipeline reader` (default, wh
 training runs: threads copying store rows into batch buffers, augmentation left to
 the jitted step) for each of `--threads`; `--pipeline grain` (make_dataset with host
 augmentation, the path before issue 14) for each of `--workers` (0: in-process).
-After a warm-up; with `--repeats N`, the median of N timed runs. `--json`: the list
-of rows.
+After a warm-up; with `--repeats N`, the median of N timed runs; each row also gives the
+scaling against one thread, one thread's memcpy and copy + CRC32C rates on this host (the
+memory-bandwidth ceiling) and the caller's milliseconds per batch of order (grain's shuffle).
+`--json`: the list of rows.
 
 `predict` / `variants`: `predict genome`'s tiling of a random chromosome / `variants score`
 on random SNVs, JAX vs torch_ref on the same windows and weights: windows/s, bp/s or
@@ -28,7 +30,7 @@ variants/s, and the time ratio (see jax_basenji.bench.inference).
 from __future__ import annotations
 
 from jax_basenji.atomic import write_json
-from jax_basenji.bench.data import bench_data
+from jax_basenji.bench.data import bench_data, default_threads
 from jax_basenji.bench.model import bench_model, child_main
 from jax_basenji.cli import Parser, one_line_errors
 
@@ -59,9 +61,13 @@ def parse_args(argv):
     d.add_argument("--batch-size", type=int, default=4)
     d.add_argument("--pipeline", choices=("reader", "grain"), default="reader",
                    help="reader: the training path; grain: make_dataset with host augmentation (before issue 14)")
-    d.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="reader threads, one row each")
+    d.add_argument("--threads", type=int, nargs="+", default=default_threads(),
+                   help="reader threads, one row each (default: 1, 2, 4, ... and the host's core count)")
     d.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2],
                    help="grain worker processes (0: in-process), one row each")
+    d.add_argument("--order-examples", type=int,
+                   help="shuffle as a store of this many examples would (example i reads row i mod the store's "
+                        "size): a small synthetic store's order costs grain ~100x more per batch than a real one's")
     d.add_argument("--seconds", type=float, default=20.0, help="timed seconds per run")
     d.add_argument("--repeats", type=int, default=1, help="runs per configuration; the median is reported")
     d.add_argument("--json", help="also write the rows to this JSON file (a list)")

@@ -263,7 +263,7 @@ class StoreSubset:
             if out.shape != rows.shape[1:] or out.dtype != rows.dtype or not out.flags.c_contiguous:
                 raise ValueError(f"read_into needs a C-contiguous {rows.shape[1:]} {rows.dtype} array, "
                                  f"got {out.shape} {out.dtype}")
-            value = _copy_checksummed(rows[j], out)
+            value = copy_checksummed(rows[j], out)
             if crcs is not None and f"{value:08x}" != crcs[j][which]:
                 raise DataError(f"{os.path.join(self.dir, self.shards[k])}{('.seq.u8', '.tgt.f16')[which]}: "
                                 f"example {j} does not match its checksum (damaged store; re-run data convert "
@@ -284,7 +284,7 @@ class StoreSubset:
 COPY_CHUNK = 1 << 20
 
 
-def _copy_checksummed(source: np.ndarray, out: np.ndarray) -> int:
+def copy_checksummed(source: np.ndarray, out: np.ndarray) -> int:
     """`out[...] = source` (same shape and dtype, both C-contiguous); returns the CRC32C of `out`'s bytes."""
     src, dst = source.reshape(-1).view(np.uint8), out.reshape(-1).view(np.uint8)
     value = 0
