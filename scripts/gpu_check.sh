@@ -9,7 +9,10 @@
 #      then bench variants on the published Basenji2 (131,072 bp, 5,313 tracks), batch 4 and 16, JAX vs
 #      torch_ref on the same GPU: variants/s, host-window wait share, peak RSS; incremental scoring
 #      (issue 26) on random, dense-clustered and sparse SNVs beside the full path.
-# GPU_CHECK_STEPS picks sections (default "parity train model variants").
+#   5. (opt-in, section "xla") bench model bf16 train+forward at batch 4 and 16 with Triton GEMM fusions
+#      off (XLA_FLAGS=--xla_gpu_enable_triton_gemm=false), the one XLA option the deviceless compile
+#      favoured (train step 17.88 -> 16.84 GB at batch 4; forward 3.56 -> 3.69 GB): compare with 3.
+# GPU_CHECK_STEPS picks sections (default "parity train model variants"; add "xla" for 5).
 # Every result is JSON in OUT_DIR (plus the logs); a failing step is recorded and the next one runs.
 #
 #   scripts/gpu_check.sh OUT_DIR           on the GPU machine
@@ -25,6 +28,7 @@ export NVIDIA_TF32_OVERRIDE=0  # fp32 means fp32 on both sides: no TF32 in cuBLA
 if [ "$mode" = "--tiny" ]; then
     preset=tiny; model=tiny; seq=16384; model_runs="bf16:1,2:compile fp32:2"; device=cpu
     steps=4; train_batch=2; tracks=8; examples="train=8,valid=4,test=4"; bench_repeats=2; default_budget=1500
+    xla_batches=1
     parity_limit=900; variant_preset=tiny; variant_count=41; variant_batches="4"; dense_count=200; dense_batch=4
     export JAX_PLATFORMS=cpu
 else
@@ -32,7 +36,7 @@ else
     model_runs="bf16:4,16,32:compile fp32:4:compile"  # precision:batches[:compile]
     steps=200; train_batch=8; tracks=5313; examples="train=64,valid=8,test=8"; bench_repeats=5; default_budget=480
     parity_limit=180; variant_preset=basenji2; variant_count=1000; variant_batches="4 16"; dense_count=20000
-    dense_batch=16
+    dense_batch=16; xla_batches="4 16"
 fi
 sections=" ${GPU_CHECK_STEPS:-parity train model variants} "
 want() { [[ $sections == *" $1 "* ]]; }
@@ -108,6 +112,16 @@ if want variants; then
     step variants_sparse 300 python -m jax_basenji.bench variants --preset "$variant_preset" --seq-length "$seq" \
         --tracks "$tracks" --variants "$variant_count" --spacing 100000 --batch-size "$dense_batch" \
         --json "$out/variants_sparse.json"
+fi
+
+# 5 (opt-in). An XLA option A/B: the deviceless compile cannot autotune, so only a GPU can say whether
+# cuBLAS beats Triton's GEMM fusions here (tiny: the same run without the GPU-only flag, to check the step).
+if want xla; then
+    xla_flags="${XLA_FLAGS:-}"
+    [ "$device" = gpu ] && xla_flags="$xla_flags --xla_gpu_enable_triton_gemm=false"
+    step model_bf16_no_triton_gemm 420 env XLA_FLAGS="$xla_flags" python -m jax_basenji.bench model \
+        --preset "$preset" --seq-length "$seq" --batch-size $xla_batches --precision bf16 \
+        --device "$device" --repeats "$bench_repeats" --json "$out/model_bf16_no_triton_gemm.json"
 fi
 rm -rf "$data"
 python - "$out" <<'EOF'

@@ -3,7 +3,7 @@ report what the program does: kernels, GB moved per step, convolution kinds, bf1
 channel counts cuDNN must pad. Regressions of the GPU program show on a CPU machine this way.
 
   python scripts/gpu_compile_report.py [--preset basenji2-double-prime] [--batch 4] [--precision bf16]
-      [--modes train,forward] [--json report.json] [--hlo-dir DIR]
+      [--modes train,forward] [--xla-option NAME=VALUE ...] [--json report.json] [--hlo-dir DIR]
 
 Needs the jax CUDA plugin of the installed jax version (not a GPU), e.g. in a separate environment:
   pip install "jax-cuda13-plugin==$(python -c 'import jax; print(jax.__version__)')" jax-cuda13-pjrt==...
@@ -50,8 +50,10 @@ def gpu_mesh(target: str) -> Mesh | None:
     return Mesh(np.asarray(topo.devices), ("data",))
 
 
-def compile_programs(cfg: ModelConfig, mesh: Mesh, batch: int, precision: str, modes: list[str]) -> dict:
-    """{mode: compiled} for "train" (the Trainer's own step, SGD as the paper) and "forward" (eval)."""
+def compile_programs(cfg: ModelConfig, mesh: Mesh, batch: int, precision: str, modes: list[str],
+                     options: dict | None = None) -> dict:
+    """{mode: compiled} for "train" (the Trainer's own step, SGD as the paper) and "forward" (eval),
+    compiled with XLA `options` (`compile(compiler_options=...)`) on top of the defaults."""
     rep, shard = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
     bins, tracks = cfg.output_bins(cfg.seq_length), cfg.head_tracks["human"]
     seq = jax.ShapeDtypeStruct((batch, cfg.seq_length, 4), jnp.float32, sharding=shard)
@@ -61,7 +63,7 @@ def compile_programs(cfg: ModelConfig, mesh: Mesh, batch: int, precision: str, m
         trainer = Trainer(cfg, tc, mesh)
         tgt = jax.ShapeDtypeStruct((batch, bins, tracks), jnp.float32, sharding=shard)
         out["train"] = trainer.train_step.lower(trainer.abstract_state(), {"sequence": seq, "target": tgt},
-                                                "human").compile()
+                                                "human").compile(options)
     if "forward" in modes:
         model_cfg = cfg.replace(dtype="bfloat16") if precision == "bf16" else cfg
         abstract = nnx.eval_shape(lambda: build_model(model_cfg))
@@ -69,8 +71,16 @@ def compile_programs(cfg: ModelConfig, mesh: Mesh, batch: int, precision: str, m
         graph, state = nnx.split(abstract)
         state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
         forward = jax.jit(lambda state, x: nnx.merge(graph, state)(x, "human"))
-        out["forward"] = forward.lower(state, seq).compile()
+        out["forward"] = forward.lower(state, seq).compile(options)
     return out
+
+
+def parse_option(text: str) -> tuple[str, bool | int | str]:
+    """"NAME=VALUE" -> (NAME, VALUE as a bool, an int or the string): XLA's option parser takes typed values."""
+    name, value = text.split("=", 1)
+    if value.lower() in ("true", "false"):
+        return name, value.lower() == "true"
+    return name, int(value) if value.lstrip("-").isdigit() else value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gemm-convs", default=GPU_LAYOUT["gemm_convs"],
                    help="convolutions as matmuls (default: what a GPU runs; none = all convolutions)")
     p.add_argument("--target", default=TARGET, help="GPU target description (default: H200)")
+    p.add_argument("--xla-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="an XLA compiler option on top of the defaults (repeatable), e.g. "
+                        "xla_gpu_enable_triton_gemm=false")
     p.add_argument("--json", help="write the report here too")
     p.add_argument("--hlo-dir", help="also write each program's optimized HLO text here")
     args = p.parse_args(argv)
@@ -93,10 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     # The host's backend is the CPU: the GPU's "auto" layout is spelled out.
     cfg = ModelConfig.preset(args.preset, channel_multiple=args.channel_multiple, gemm_convs=args.gemm_convs)
     t0 = time.time()
-    programs = compile_programs(cfg, mesh, args.batch, args.precision, args.modes.split(","))
+    options = dict(parse_option(o) for o in args.xla_option)
+    programs = compile_programs(cfg, mesh, args.batch, args.precision, args.modes.split(","), options)
     report = {"device": mesh.devices.flat[0].device_kind, "preset": args.preset, "batch": args.batch,
               "precision": args.precision,
-              "channel_multiple": args.channel_multiple, "gemm_convs": args.gemm_convs, "compile_s": round(time.time() - t0, 1)}
+              "channel_multiple": args.channel_multiple, "gemm_convs": args.gemm_convs, "xla_options": options, "compile_s": round(time.time() - t0, 1)}
     for mode, compiled in programs.items():
         text = compiled.as_text()
         if args.hlo_dir:
