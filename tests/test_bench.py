@@ -120,6 +120,8 @@ def test_variants_benchmark_scores_the_same_snvs_in_both_frameworks(tmp_path):
 
 def test_data_benchmark_rows_count_the_bytes_copied(tmp_path, capsys):
     """One row per thread count; bytes = examples x (sequence index + float16 targets)."""
+    from jax_basenji.bench.data import AsManyExamples
+    from jax_basenji.data import BasenjiSource
     from jax_basenji.data.__main__ import main as data_main
     from jax_basenji.data.store import convert
 
@@ -148,6 +150,15 @@ def test_data_benchmark_rows_count_the_bytes_copied(tmp_path, capsys):
                        "--threads", "1", "--seconds", "0.2", "--order-examples", "1000", "--json", str(out)]) == 0
     (row,) = json.loads(out.read_text())
     assert row["order_examples"] == 1000 and row["examples"] > 0 and row["bytes"] == row["examples"] * per_example
+    source = BasenjiSource(str(tmp_path / "store"), "human", "train")
+    wide = AsManyExamples(source, 1000)
+    assert len(wide) == 1000 and wide.target_shape == source.target_shape
+    got = (np.empty(4096, np.uint8), np.empty((28, 8), np.float16))
+    want = (np.empty(4096, np.uint8), np.empty((28, 8), np.float16))
+    wide.read_into(803, *got)
+    source.read_into(803 % 8, *want)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
     assert bench.main(["data", "--store", str(tmp_path / "store"), "--species", "human", "--order-examples", "4"]) == 2
     assert "error: --order-examples 4 is below the store's 8 examples" in capsys.readouterr().err
 
