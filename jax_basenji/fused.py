@@ -3,7 +3,7 @@
 The stem and the tower spend most of their non-convolution time here, on
 tensors of up to 131,072 x 288 values. Autodiff of the three ops saves several
 full-size intermediates and walks them in many passes; this backward keeps
-only the BatchNorm input and the pool's choice (1 byte per pair) and
+only the BatchNorm input and (for a GPU) the pool's choice, 1 byte per pair, and
 recomputes the rest: on a CPU in two fused passes (one reduction for d scale /
 d bias, one elementwise pass for d input), on a GPU in three that never store
 the f32 d(BatchNorm output) (see `_bwd`). On a 2-core CPU at 65,536 x 339 the
@@ -34,11 +34,17 @@ def _normalized(y, mean, rstd, scale, bias):
     return xhat, (xhat[:, : 2 * (n // 2)] * scale + bias).reshape(b, n // 2, 2, c)
 
 
+def _takes_first(g):
+    """`[batch, length // 2, 2, C]` GELU outputs -> `[batch, length // 2, C]`: the pool takes the pair's first
+    (ties included, as torch's MaxPool1d)."""
+    return g[:, :, 0] >= g[:, :, 1]
+
+
 def _forward(y, scale, bias, eps):
     """(pooled `[batch, length // 2, C]` in y's dtype, mean, var, first: the pool took the pair's first)."""
     mean, var = batch_moments(y)
     g = gelu_erf(_normalized(y, mean, jax.lax.rsqrt(var + eps), scale, bias)[1])
-    return jnp.maximum(g[:, :, 0], g[:, :, 1]).astype(y.dtype), mean, var, g[:, :, 0] >= g[:, :, 1]
+    return jnp.maximum(g[:, :, 0], g[:, :, 1]).astype(y.dtype), mean, var, _takes_first(g)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -64,13 +70,12 @@ def _input_grad_terms(y, dz, first, mean, rstd, scale, bias, for_gpu: bool):
     `dz` `[batch, length // 2, C]`; off the GPU `first` (the pool's choice) is recomputed, not read."""
     b, n, c = y.shape
     xhat, u = _normalized(y, mean, rstd, scale, bias)
-    if not for_gpu:
-        first = gelu_erf(u[:, :, 0]) >= gelu_erf(u[:, :, 1])
     dz = dz.astype(mean.dtype)
     if for_gpu:  # a broadcast select: XLA:GPU fuses it into the reductions that read du, a concatenate not
         is_first = jax.lax.broadcasted_iota(jnp.int32, (1, 1, 2, 1), 2) == 0
         da = jnp.where(is_first == first[:, :, None], dz[:, :, None], 0)
     else:  # a stack: with the select XLA:CPU's train step needed 0.33 GB more temp memory
+        first = _takes_first(gelu_erf(u))
         da = jnp.stack([jnp.where(first, dz, 0), jnp.where(first, 0, dz)], axis=2)
     gelu_grad = 0.5 * (1.0 + jax.lax.erf(u * _SQRT_HALF)) + u * _INV_SQRT_2PI * jnp.exp(-0.5 * u * u)
     du = (da * gelu_grad).reshape(b, n - n % 2, c)

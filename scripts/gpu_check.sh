@@ -86,14 +86,19 @@ fi
 # 3. Model benchmarks, both frameworks in the same run.
 # Most telling first, so a spent budget skips the least: bf16 over the batch sizes (its JSON is rewritten
 # after each, so a time limit keeps the finished ones), then fp32 parity-grade.
+model_step() {  # model_step NAME PRECISION "BATCHES" [bench options...], under the env given before it
+    local name=$1 precision=$2 batches=$3
+    shift 3
+    step "$name" 420 env XLA_FLAGS="${XLA_FLAGS:-}" python -m jax_basenji.bench model --preset "$preset" \
+        --seq-length "$seq" --batch-size $batches --precision "$precision" --device "$device" \
+        --repeats "$bench_repeats" --json "$out/$name.json" "$@"
+}
 want model || model_runs=""
 for run in $model_runs; do
     precision=${run%%:*}; rest=${run#*:}; batches=${rest%%:*}
     extra=()
     [ "${rest#*:}" = compile ] && extra=(--torch-compile)
-    step "model_${precision}_b${batches//,/_}" 420 python -m jax_basenji.bench model --preset "$preset" \
-        --seq-length "$seq" --batch-size ${batches//,/ } --precision "$precision" --device "$device" \
-        --repeats "$bench_repeats" --json "$out/model_${precision}_b${batches//,/_}.json" "${extra[@]}"
+    model_step "model_${precision}_b${batches//,/_}" "$precision" "${batches//,/ }" "${extra[@]}"
 done
 
 # 4. Variant scoring: the tests on this device, then throughput at the real size.
@@ -119,9 +124,7 @@ fi
 if want xla; then
     xla_flags="${XLA_FLAGS:-}"
     [ "$device" = gpu ] && xla_flags="$xla_flags --xla_gpu_enable_triton_gemm=false"
-    step model_bf16_no_triton_gemm 420 env XLA_FLAGS="$xla_flags" python -m jax_basenji.bench model \
-        --preset "$preset" --seq-length "$seq" --batch-size $xla_batches --precision bf16 \
-        --device "$device" --repeats "$bench_repeats" --json "$out/model_bf16_no_triton_gemm.json"
+    XLA_FLAGS="$xla_flags" model_step model_bf16_no_triton_gemm bf16 "$xla_batches"
 fi
 rm -rf "$data"
 python - "$out" <<'EOF'
