@@ -1,4 +1,4 @@
-"""Helper of test_train.py, run in a subprocess: a few float64 training rounds on
+"""Helper of test_train_distributed.py, run in a subprocess: a few float64 training rounds on
 however many (simulated) devices XLA_FLAGS gives, saving the parameters.
 
   JAX_ENABLE_X64=1 XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharded_steps.py STORE OUT.npz
