@@ -114,6 +114,11 @@ def bench_pipeline(source, *, batch_size: int, seconds: float, threads: int | No
             "target_gb_per_s": round(target_bytes / elapsed / 1e9, 3)}
 
 
+def _rate(row: dict) -> float:
+    """Bytes per second, unrounded: a small store's rate rounds to 0.000 GB/s."""
+    return row["bytes"] / row["seconds"]
+
+
 def bench_data(args) -> list[dict]:
     """One row per thread count (or worker count), the median of `args.repeats` runs."""
     if min(args.threads) < 0 or min(args.workers) < 0 or args.repeats < 1 or args.seconds <= 0:
@@ -140,11 +145,11 @@ def bench_data(args) -> list[dict]:
             load = os.getloadavg()[0]
             runs.append({**bench_pipeline(source, batch_size=args.batch_size, seconds=args.seconds, **config),
                          "load_average_1min": round(load, 2)})
-        row = {**sorted(runs, key=lambda r: r["gb_per_s"])[len(runs) // 2], **context}  # the median run
+        row = {**sorted(runs, key=_rate)[len(runs) // 2], **context}  # the median run
         if len(runs) > 1:
             row["runs"] = [{k: r[k] for k in ("examples_per_s", "gb_per_s", "load_average_1min")} for r in runs]
         if rows and rows[0].get("threads") == 1:
-            row["scaling_vs_1_thread"] = round(row["gb_per_s"] / rows[0]["gb_per_s"], 3)
+            row["scaling_vs_1_thread"] = round(_rate(row) / _rate(rows[0]), 3)
         rows.append(row)
         what = f"threads={row['threads']}" if "threads" in row else f"workers={row['workers']}"
         scaling = f"  x{row['scaling_vs_1_thread']} of 1 thread" if "scaling_vs_1_thread" in row else ""
