@@ -120,16 +120,20 @@ def test_init_from_a_checkpoint_or_a_seed_pt(store, tmp_path):
 
 def test_run_options_apply_the_same_way_whatever_the_initial_weights(store, tmp_path):
     """--bn-momentum (and --remat) override the model's own value for a fresh model and a checkpoint
-    alike (a checkpoint used to drop them); without it, a checkpoint keeps its own."""
-    def run(name, **kw):
-        out = train(ModelConfig.tiny(), small_run(store, tmp_path / name, steps=1, eval_every=0, species=("human",),
-                                                  **kw), progress=False)
-        return out["model"], load_arrays(out["model"])[1].bn_momentum
+    alike (a checkpoint used to drop them); without it, a checkpoint keeps its own. One run shows that
+    the model it saves has the run's value; the rest is how a run resolves its model config."""
+    from jax_basenji.train.setup import resolve
 
-    fresh, momentum = run("fresh", bn_momentum=0.5)
-    assert momentum == 0.5  # the tiny preset's own is 0.9
-    assert run("kept", init_from=fresh)[1] == 0.5
-    assert run("over", init_from=fresh, bn_momentum=0.3)[1] == 0.3
+    fresh = train(ModelConfig.tiny(), small_run(store, tmp_path / "fresh", steps=1, eval_every=0, species=("human",),
+                                                bn_momentum=0.5), progress=False)["model"]
+    assert load_arrays(fresh)[1].bn_momentum == 0.5  # the tiny preset's own is 0.9
+
+    def resolved(**kw):
+        tc = small_run(store, tmp_path / "unused", species=("human",), init_from=fresh, **kw)
+        return resolve(ModelConfig.tiny(), tc, None, None).model_cfg
+
+    assert resolved().bn_momentum == 0.5
+    assert (resolved(bn_momentum=0.3, remat=True).bn_momentum, resolved(remat=True).remat) == (0.3, True)
 
 
 @pytest.mark.parametrize("recipe, want", [
