@@ -37,25 +37,45 @@ from jax_basenji.sharding import replicated
 from jax_basenji.train_config import TrainConfig
 
 
-def learning_rate(tc: TrainConfig) -> optax.Schedule:
-    """Linear warm-up to `lr`, then constant or cosine decay to 0 at `steps`."""
-    after = (optax.constant_schedule(tc.lr) if tc.schedule == "constant"
-             else optax.cosine_decay_schedule(tc.lr, max(tc.steps - tc.warmup_steps, 1)))
-    if not tc.warmup_steps:
-        return after
-    return optax.join_schedules([optax.linear_schedule(0.0, tc.lr, tc.warmup_steps), after], [tc.warmup_steps])
+def hyperparameters(tc: TrainConfig) -> dict[str, jax.Array]:
+    """The run's numbers that enter the train step as arguments, not constants: runs that differ only in
+    them (learning rate, length, momentum, weight decay, clipping) share one compiled program. float32
+    scalars (float64 under jax_enable_x64)."""
+    dtype = jax.dtypes.canonicalize_dtype(np.float64)
+    return {k: jnp.asarray(v, dtype) for k, v in (("lr", tc.lr), ("steps", tc.steps), ("warmup_steps", tc.warmup_steps),
+                                          ("momentum", tc.momentum), ("weight_decay", tc.weight_decay),
+                                          ("clip_norm", tc.clip_norm or np.inf))}  # inf: g * min(1, inf) = g
 
 
-def direction(tc: TrainConfig) -> optax.GradientTransformation:
-    """The optimizer without its learning rate: the update is -lr * direction."""
+def learning_rate(tc: TrainConfig, hyper: dict | None = None):
+    """step -> learning rate: linear warm-up to `lr`, then constant or cosine decay to 0 at `steps`
+    (optax's linear and cosine schedules). `hyper`: `hyperparameters(tc)`, possibly traced."""
+    h = hyperparameters(tc) if hyper is None else hyper
+    cosine = tc.schedule == "cosine"
+
+    def schedule(step):
+        lr, warm = h["lr"], h["warmup_steps"]
+        step = jnp.asarray(step, lr.dtype)
+        after = lr
+        if cosine:
+            decay = jnp.maximum(h["steps"] - warm, 1.0)
+            after = lr * (0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(step - warm, decay) / decay)))
+        return jnp.where(step < warm, lr * step / jnp.maximum(warm, 1.0), after)
+
+    return schedule
+
+
+def direction(tc: TrainConfig, hyper: dict | None = None) -> optax.GradientTransformation:
+    """The optimizer without its learning rate: the update is -lr * direction. Which transforms (and so the
+    optimizer state's structure) comes from `tc`; momentum and weight decay from `hyper` (possibly traced)."""
+    h = hyperparameters(tc) if hyper is None else hyper
+    decay = [optax.add_decayed_weights(h["weight_decay"])] if tc.weight_decay else []
     if tc.optimizer == "sgd":  # torch SGD: buf = m * buf + (g + wd * p)
-        parts = [optax.add_decayed_weights(tc.weight_decay)] if tc.weight_decay else []
-        return optax.chain(*parts, optax.trace(decay=tc.momentum))
+        return optax.chain(*decay, optax.trace(decay=h["momentum"]))
     if tc.optimizer == "adam":  # L2 in the gradient, like torch.optim.Adam(weight_decay=...)
-        parts = [optax.add_decayed_weights(tc.weight_decay)] if tc.weight_decay else []
-        return optax.chain(*parts, optax.scale_by_adam(b1=tc.momentum))
+        return optax.chain(*decay, optax.scale_by_adam(b1=h["momentum"]))
     # torch AdamW: p <- p - lr * (adam + wd * p), decoupled from the moments.
-    return optax.chain(optax.scale_by_adam(b1=tc.momentum), optax.add_decayed_weights(tc.weight_decay))
+    return optax.chain(optax.scale_by_adam(b1=h["momentum"]), optax.add_decayed_weights(h["weight_decay"]))
 
 
 class Trainer:
@@ -93,10 +113,18 @@ class Trainer:
         ends = np.cumsum([0] + [m[1] for m in tc.modalities])
         self._groups = [(name, slice(int(ends[i]), int(ends[i + 1])), weight, log1p)
                         for i, (name, _, weight, log1p) in enumerate(tc.modalities)]
-        self.schedule = learning_rate(tc)
-        self.tx = direction(tc)
-        self.train_step = jax.jit(self._train_step, static_argnames="head", donate_argnums=0)
+        self.tx = direction(tc)  # the optimizer state's structure (init); the step builds its own from `hyper`
+        self.hyper = jax.device_put(hyperparameters(tc), replicated(mesh))
+        self._train_jit = jax.jit(self._train_step, static_argnames="head", donate_argnums=0)
         self.eval_step = jax.jit(self._eval_step, static_argnames="head")
+
+    def train_step(self, state: dict, batch: dict, head: str) -> tuple[dict, dict]:
+        """One optimizer step (`_train_step`, jitted; `state` is donated)."""
+        return self._train_jit(state, batch, self.hyper, head=head)
+
+    def lower_train_step(self, state, batch: dict, head: str) -> jax.stages.Lowered:
+        """The train step lowered for `state` and `batch` (arrays or ShapeDtypeStructs)."""
+        return self._train_jit.lower(state, batch, self.hyper, head=head)
 
     # ----- state ---------------------------------------------------------------------------
     def _init(self) -> dict:
@@ -150,9 +178,10 @@ class Trainer:
         return total / len(self._groups), parts
 
     # ----- steps ---------------------------------------------------------------------------
-    def _train_step(self, state: dict, batch: dict, head: str) -> tuple[dict, dict]:
+    def _train_step(self, state: dict, batch: dict, hyper: dict, head: str) -> tuple[dict, dict]:
         """One optimizer step on one species batch: `sequence` [B, L, 4] one-hot and `target` [B, bins, T],
-        or a reader batch (`sequence` [B, L] index, `rc`, `shift`) augmented here (`augment_batch`)."""
+        or a reader batch (`sequence` [B, L] index, `rc`, `shift`) augmented here (`augment_batch`);
+        `hyper`: `hyperparameters(tc)` as float32 scalars."""
         batch = augment_batch(batch, self.strand_pairs.get(head))
         species_index = list(self.cfg.head_tracks).index(head)
         key = jax.random.wrap_key_data(state["key"])
@@ -174,15 +203,15 @@ class Trainer:
         active = {"trunk": {} if frozen_trunk else trunk, "head": heads[head]}
         (loss, (parts, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(active)
         grad_norm = optax.tree.norm(grads)
-        if self.tc.clip_norm:
-            grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, self.tc.clip_norm / (grad_norm + 1e-6)), grads)
-        lr = self.schedule(state["step"])
+        grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, hyper["clip_norm"] / (grad_norm + 1e-6)), grads)
+        lr = learning_rate(self.tc, hyper)(state["step"])
+        tx = direction(self.tc, hyper)
         if frozen_trunk:
             new_trunk, opt_trunk = trunk, state["opt"]["trunk"]
         else:
-            d_trunk, opt_trunk = self.tx.update(grads["trunk"], state["opt"]["trunk"], active["trunk"])
+            d_trunk, opt_trunk = tx.update(grads["trunk"], state["opt"]["trunk"], active["trunk"])
             new_trunk = jax.tree.map(lambda p, d: p - lr * d, active["trunk"], d_trunk)
-        d_head, opt_head = self.tx.update(grads["head"], state["opt"]["heads"][head], active["head"])
+        d_head, opt_head = tx.update(grads["head"], state["opt"]["heads"][head], active["head"])
         new_head = jax.tree.map(lambda p, d: p - lr * d, active["head"], d_head)
         new_state = {
             "params": {**new_trunk, "heads": {**heads, head: new_head}},

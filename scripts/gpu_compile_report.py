@@ -62,7 +62,7 @@ def compile_programs(cfg: ModelConfig, mesh: Mesh, batch: int, precision: str, m
         tc = TrainConfig(species=("human",), batch_size=batch, precision=precision)
         trainer = Trainer(cfg, tc, mesh)
         tgt = jax.ShapeDtypeStruct((batch, bins, tracks), jnp.float32, sharding=shard)
-        out["train"] = trainer.train_step.lower(trainer.abstract_state(), {"sequence": seq, "target": tgt},
+        out["train"] = trainer.lower_train_step(trainer.abstract_state(), {"sequence": seq, "target": tgt},
                                                 "human").compile(options)
     if "forward" in modes:
         model_cfg = cfg.replace(dtype="bfloat16") if precision == "bf16" else cfg

@@ -206,7 +206,7 @@ def _jax_child(a: dict) -> dict:
         trainer = Trainer(cfg, tc, mesh)
         holder = {"state": trainer.init_state(arrays)}
         t0 = time.perf_counter()
-        compiled = trainer.train_step.lower(holder["state"], batch, "human").compile()
+        compiled = trainer.lower_train_step(holder["state"], batch, "human").compile()
         compile_s = time.perf_counter() - t0
 
         def step():
