@@ -41,10 +41,11 @@ def hyperparameters(tc: TrainConfig) -> dict[str, jax.Array]:
     """The run's numbers that enter the train step as arguments, not constants: runs that differ only in
     them (learning rate, length, momentum, weight decay, clipping) share one compiled program. float32
     scalars (float64 under jax_enable_x64)."""
+    values = {"lr": tc.lr, "steps": tc.steps, "warmup_steps": tc.warmup_steps, "momentum": tc.momentum,
+              "weight_decay": tc.weight_decay,
+              "clip_norm": tc.clip_norm or np.inf}  # no clipping: g * min(1, inf) = g exactly
     dtype = jax.dtypes.canonicalize_dtype(np.float64)
-    return {k: jnp.asarray(v, dtype) for k, v in (("lr", tc.lr), ("steps", tc.steps), ("warmup_steps", tc.warmup_steps),
-                                          ("momentum", tc.momentum), ("weight_decay", tc.weight_decay),
-                                          ("clip_norm", tc.clip_norm or np.inf))}  # inf: g * min(1, inf) = g
+    return {k: jnp.asarray(v, dtype) for k, v in values.items()}
 
 
 def learning_rate(tc: TrainConfig, hyper: dict | None = None):
@@ -181,7 +182,7 @@ class Trainer:
     def _train_step(self, state: dict, batch: dict, hyper: dict, head: str) -> tuple[dict, dict]:
         """One optimizer step on one species batch: `sequence` [B, L, 4] one-hot and `target` [B, bins, T],
         or a reader batch (`sequence` [B, L] index, `rc`, `shift`) augmented here (`augment_batch`);
-        `hyper`: `hyperparameters(tc)` as float32 scalars."""
+        `hyper`: `hyperparameters(tc)`."""
         batch = augment_batch(batch, self.strand_pairs.get(head))
         species_index = list(self.cfg.head_tracks).index(head)
         key = jax.random.wrap_key_data(state["key"])
