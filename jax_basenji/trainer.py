@@ -124,7 +124,8 @@ class Trainer:
         return self._train_jit(state, batch, self.hyper, head=head)
 
     def lower_train_step(self, state, batch: dict, head: str) -> jax.stages.Lowered:
-        """The train step lowered for `state` and `batch` (arrays or ShapeDtypeStructs)."""
+        """The train step lowered for `state` and `batch` (arrays or ShapeDtypeStructs); its compiled
+        program is called as `(state, batch, trainer.hyper)`."""
         return self._train_jit.lower(state, batch, self.hyper, head=head)
 
     # ----- state ---------------------------------------------------------------------------

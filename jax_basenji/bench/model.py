@@ -210,7 +210,7 @@ def _jax_child(a: dict) -> dict:
         compile_s = time.perf_counter() - t0
 
         def step():
-            holder["state"], holder["metrics"] = compiled(holder["state"], batch)
+            holder["state"], holder["metrics"] = compiled(holder["state"], batch, trainer.hyper)
 
         def sync():
             holder["metrics"]["loss"].block_until_ready()
