@@ -106,8 +106,9 @@ def close(got: dict, want: dict, what: str, max_y: float | None = None) -> None:
     SAD and D2 within one float32 ulp of every bin's REF and ALT prediction, eps * sum(|REF| + |ALT|) (the
     predictions are softplus outputs: eps * (REF_SUM + ALT_SUM)). XLA:CPU's rounding depends on a row's
     batch size and position on some CPUs (AVX2: one window at batch 1 and at batch 4 differs by up to
-    2 ulp), so the bins an edit cannot reach need not cancel bit for bit in either path; the bound is
-    ~5e-3 of the largest |SAD| at 131,072 bp, and an off-grid or N-padded slice misses it by far. Given
+    2 ulp), so the bins an edit cannot reach need not cancel bit for bit in either path. Where that was
+    seen (Basenji2'', 131,072 bp) the bound was 5e-3 of the largest |SAD| and the paths 1e-2 of it
+    apart; a slice 64 bp off the pooling grid missed it by 0.087, twice the largest |SAD|. Given
     `max_y`, the largest prediction, each bin's ALT - REF (`[edits, bins, tracks]`) within 1e-6 of it."""
     bound = np.finfo(np.float32).eps * (np.abs(want["REF_SUM"]) + np.abs(want["ALT_SUM"]))
     for s in STATS:
