@@ -108,7 +108,7 @@ def close(got: dict, want: dict, what: str, max_y: float | None = None) -> None:
     batch size and position on some CPUs (AVX2: one window at batch 1 and at batch 4 differs by up to
     2 ulp), so the bins an edit cannot reach need not cancel bit for bit in either path. Where that was
     seen (Basenji2'', 131,072 bp) the bound was 5e-3 of the largest |SAD| and the paths 1e-2 of it
-    apart; a slice 64 bp off the pooling grid missed it by 0.087, twice the largest |SAD|. Given
+    apart; a slice planted 64 bp off the pooling grid (Basenji2'', 32,768 bp) gave SADs 0.087 off. Given
     `max_y`, the largest prediction, each bin's ALT - REF (`[edits, bins, tracks]`) within 1e-6 of it."""
     bound = np.finfo(np.float32).eps * (np.abs(want["REF_SUM"]) + np.abs(want["ALT_SUM"]))
     for s in STATS:
