@@ -80,7 +80,8 @@ DEVICES = textwrap.dedent("""
 
 
 def test_devices_picks_the_first_n_and_a_short_batch_still_uses_all_of_them(world):
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", DEVICES, str(world / "ckpt")], capture_output=True, text=True,
                          env={**os.environ, **env}, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

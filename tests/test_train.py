@@ -11,6 +11,7 @@ from jax_basenji.checkpoint import CheckpointError, load_arrays
 from jax_basenji.config import ModelConfig
 from jax_basenji.data.__main__ import main as data_main
 from jax_basenji.data.store import convert
+from jax_basenji.data.tfrecord import read_records
 from jax_basenji.train import main as train_main
 from jax_basenji.train import train
 from jax_basenji.train_config import TrainConfig
@@ -20,6 +21,19 @@ from tests.train_helpers import flat, make_store, small_run
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return make_store(tmp_path_factory.mktemp("train_data"))
+
+
+def _tensorboard_scalars(workdir) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value)]} of the run's TensorBoard event files (TFRecords of Event protos)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars = {}
+    for name in sorted(os.listdir(workdir / "tensorboard")):
+        for record in read_records(str(workdir / "tensorboard" / name), compression=None):
+            event = Event.FromString(record)
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
 
 
 def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(store, tmp_path):
@@ -41,7 +55,8 @@ def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(sto
     assert all(0 <= r["data_wait_fraction"] <= 1 for r in records if r["split"] == "train")
     for png in ("loss.png", "pearson_r.png", "pearson_r_hist.png"):
         assert (tmp_path / "run" / png).stat().st_size > 1000
-    assert os.listdir(tmp_path / "run" / "tensorboard")
+    assert _tensorboard_scalars(tmp_path / "run")["valid/human/loss"] == [
+        (r["step"], pytest.approx(r["loss"])) for r in valid if r["species"] == "human"]
     _, _, best_meta = load_arrays(str(tmp_path / "run" / "model_best"))  # a model checkpoint, as model/
     assert best_meta["selection"]["metric"] == "valid_loss" and best_meta["selection"]["round"] in (3, 6)
     arrays, cfg, _ = load_arrays(summary["model"])

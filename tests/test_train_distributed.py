@@ -21,7 +21,7 @@ def store(tmp_path_factory):
 def _sharded_steps(store, out, devices=1, distributed=None):
     """tests/sharded_steps.py in subprocesses: float64 rounds on `devices` simulated devices (per
     process), in one process or as `distributed` processes joined by jax.distributed on localhost."""
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}",
            "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"}
     cmd = [sys.executable, os.path.join(ROOT, "tests", "sharded_steps.py"), store, str(out)]
     if distributed:
@@ -56,7 +56,7 @@ def _assert_same_training(a, b):
 def test_two_processes_of_four_devices_equal_one_device(store, tmp_path):
     """Global batch 8 on 1 device, and on 8 devices: 2 processes joined by jax.distributed (CPU
     collectives, 4 examples each), each holding 4 simulated devices (1 example each). 3 rounds of
-    both species with dropout and augmentation, in float64. (In float32 the runs differ by up to
+    the human head with dropout and augmentation, in float64. (In float32 the runs differ by up to
     1e-2 upstream of the max-pools, where rounding decides near-ties, see
     parity_tests/test_train_mode.py: that says nothing about the sharding.) One run covers both
     the devices of one process and the processes: a separate 8-device run cost 30 s more."""

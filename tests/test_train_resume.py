@@ -1,10 +1,7 @@
-"""Resuming a training run: after kill -9, and from an older checkpoint when the newest is damaged."""
+"""Resuming a training run from an older checkpoint when the newest is damaged. (After kill -9: the
+2-process CLI run of tests/test_train_multiprocess_cli.py.)"""
 
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,44 +11,10 @@ from jax_basenji.config import ModelConfig
 from jax_basenji.train import train
 from tests.train_helpers import flat, make_store, small_run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return make_store(tmp_path_factory.mktemp("resume_data"))
-
-
-def _run_train(store, workdir, *extra, wait=True):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, "-m", "jax_basenji.train", "--data", store, "--workdir", str(workdir),
-           "--model", "tiny", "--optimizer", "adam", "--lr", "1e-3", "--momentum", "0.9",
-           "--eval-every", "0", "--eval-batches", "1", "--no-progress", *extra]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if wait:
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, out[-3000:]
-    return proc
-
-
-def test_kill_9_and_resume_gives_the_uninterrupted_result(store, tmp_path):
-    args = ("--steps", "12", "--checkpoint-every", "4", "--batch-size", "4")
-    _run_train(store, tmp_path / "straight", *args)
-    proc = _run_train(store, tmp_path / "killed", *args, wait=False)
-    marker = tmp_path / "killed" / "checkpoints" / "latest" / "8"
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "killed" / "model").exists()
-    _run_train(store, tmp_path / "killed", *args)
-    a = flat(load_arrays(str(tmp_path / "straight" / "model"))[0])
-    b = flat(load_arrays(str(tmp_path / "killed" / "model"))[0])
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 def _damage_newest_array_file(step_dir):
