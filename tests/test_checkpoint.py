@@ -12,12 +12,13 @@ from jax_basenji.checkpoint import CheckpointError, load_model, model_arrays, re
 from jax_basenji.config import ModelConfig
 from jax_basenji.integrity import json_crc
 from jax_basenji.model import build_model
+from tests.forward import forward
 
 
 def _trained_tiny(seed=4):
     model = build_model(ModelConfig.tiny(variant="basenji2-prime"), seed=seed)
     model.train()
-    model(np.eye(4, dtype=np.float32)[np.zeros((1, 16_384), int)])  # move BN statistics
+    forward(model, np.eye(4, dtype=np.float32)[np.zeros((1, 16_384), int)])  # move BN statistics
     return model
 
 

@@ -31,6 +31,7 @@ from jax_basenji.evaluate.__main__ import main as evaluate_main
 from jax_basenji.model import build_model
 from jax_basenji.train import train
 from jax_basenji.train_config import TrainConfig
+from tests.forward import forward
 
 SEQ = 16_384
 CROP = SEQ // 16
@@ -167,7 +168,7 @@ def test_finetuned_model_converts_to_a_seed_finetuned_pt(world, tuned, tmp_path)
     x = np.eye(4, dtype=np.float32)[np.random.default_rng(0).integers(0, 4, (2, SEQ))]
     with torch.no_grad():
         want = wrapper(torch.from_numpy(x)).numpy()
-    got = np.asarray(model(x, "finetune"))
+    got = np.asarray(forward(model, x, "finetune"))
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
@@ -210,7 +211,7 @@ def test_a_seed_finetuned_pt_continues_training(world, tmp_path):
 def _predict_examples(ckpt, source, head):
     model, _ = checkpoint.load_model(ckpt)
     seqs = np.stack([source[i]["sequence"] for i in range(len(source))]).astype(np.float32)
-    return np.asarray(model(seqs, head)), np.stack([source[i]["target"] for i in range(len(source))])
+    return np.asarray(forward(model, seqs, head)), np.stack([source[i]["target"] for i in range(len(source))])
 
 
 def test_evaluate_positions_matches_scipy(world, tuned, head_only, tmp_path):
@@ -288,7 +289,7 @@ def test_evaluate_tss_windows_and_correlations(world, genes, tmp_path):
     model, _ = checkpoint.load_model(world["pretrained"])
     windows = np.stack([index_to_one_hot(world["genome"].fetch(c, t - SEQ // 2, t + SEQ // 2))
                         for _, c, t, _, _ in rows]).astype(np.float32)
-    pred = np.asarray(model(windows, "mouse"))
+    pred = np.asarray(forward(model, windows, "mouse"))
     bins = pred.shape[1]
     want = pred[:, bins // 2 - 1: bins // 2 + 2].sum(axis=1)
     table = [line.rstrip("\n").split("\t") for line in open(os.path.join(out, "tss_predictions.tsv"))]

@@ -26,6 +26,7 @@ from jax_basenji.predict.core import Ensemble, Predictor
 from jax_basenji.variants.__main__ import main as variants_main
 from jax_basenji.variants.incremental import MAX_EDIT, IncrementalScorer, SliceGeometry
 from jax_basenji.variants.score import statistics
+from tests.forward import forward
 from tests.interrupt import interrupt_after_first_record, planned_groups
 
 STATS = ("SAD", "REF_SUM", "ALT_SUM", "D2")
@@ -42,7 +43,7 @@ def calibrated(cfg: ModelConfig, seed: int):
     float32 rounding (at initial statistics a tiny model's SADs are 1e-6 of its predictions)."""
     model = build_model(cfg, seed=seed)
     x = index_to_one_hot(random_bases(np.random.default_rng(seed), (2, cfg.seq_length)))
-    model(x, cfg.heads[0][0])
+    forward(model, x, cfg.heads[0][0])
     model.eval()
     return model
 

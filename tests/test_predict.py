@@ -7,6 +7,7 @@ from jax_basenji import predict
 from jax_basenji.checkpoint import load_model, save_model
 from jax_basenji.config import ModelConfig
 from jax_basenji.model import build_model
+from tests.forward import forward
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +15,7 @@ def ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
     model = build_model(ModelConfig.tiny(), seed=7)
     model.train()
-    model(np.eye(4, dtype=np.float32)[np.random.default_rng(0).integers(0, 4, (2, 16_384))])
+    forward(model, np.eye(4, dtype=np.float32)[np.random.default_rng(0).integers(0, 4, (2, 16_384))])
     save_model(str(path), model)
     return str(path)
 
@@ -35,7 +36,7 @@ def test_predictions_match_the_model_whatever_the_batching(ckpt, tmp_path):
     out = np.load(tmp_path / "out.npy")
     assert out.shape == (5, 112, 8) and out.dtype == np.float32
     model, _ = load_model(ckpt)
-    want = np.asarray(model(seqs.astype(np.float32), "human"))
+    want = np.asarray(forward(model, seqs.astype(np.float32), "human"))
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
 
 
@@ -58,7 +59,7 @@ def test_other_valid_lengths_and_n_rows_match_the_model(ckpt, tmp_path, length, 
     out = np.load(tmp_path / "out.npy")
     assert out.shape == (2, length // 128 - 16, tracks)
     model, _ = load_model(ckpt)
-    np.testing.assert_allclose(out, np.asarray(model(seqs.astype(np.float32), head)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, np.asarray(forward(model, seqs.astype(np.float32), head)), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("seqs,head,message", [
@@ -126,12 +127,12 @@ def test_rc_and_shift_ensemble_is_the_mean_of_its_members(ckpt, tmp_path):
     members = []
     for shift in (-1, 0, 1):
         shifted = np.stack([shift_sequence(s.astype(np.float32), shift) for s in seqs])
-        members.append(np.asarray(model(shifted, "human")))
+        members.append(np.asarray(forward(model, shifted, "human")))
         rc = np.stack([reverse_complement(s, np.zeros((1, 8)))[0] for s in shifted])
-        members.append(np.asarray(model(rc, "human"))[:, ::-1][:, :, pairs])
+        members.append(np.asarray(forward(model, rc, "human"))[:, ::-1][:, :, pairs])
     want = np.mean(members, axis=0)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    plain = np.asarray(model(seqs.astype(np.float32), "human"))
+    plain = np.asarray(forward(model, seqs.astype(np.float32), "human"))
     assert np.abs(got - plain).max() > 1e-3  # the ensemble is not the plain prediction
 
 

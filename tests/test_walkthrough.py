@@ -30,6 +30,7 @@ from jax_basenji.data import BasenjiSource
 from jax_basenji.data.genome import Genome
 from jax_basenji.data.layout import index_to_one_hot, read_bed_file, read_targets_file
 from jax_basenji.data.synth import SynthConfig, synth
+from tests.forward import forward
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 SEQ = 16_384
@@ -162,7 +163,7 @@ def _predict(ckpt, source, head):
     # N as the model was trained: fine-tuned from a seed .pt, whose kipoiseq encoding has N = 0.25
     assert checkpoint.n_value_of(meta) == 0.25
     seqs[seqs.sum(-1) == 0] = 0.25
-    return np.asarray(model(seqs, head), np.float64)
+    return np.asarray(forward(model, seqs, head), np.float64)
 
 
 def test_positions_compare_rna_as_log1p_by_default(walk):
@@ -192,7 +193,7 @@ def test_tss_of_the_gtf_takes_subsets_from_the_regions(walk):
         tss = int(r[2])
         x = index_to_one_hot(genome.fetch(r[1], tss - SEQ // 2, tss + SEQ // 2))[None].astype(np.float32)
         x[x.sum(-1) == 0] = 0.25  # N as a converted seed .pt records it
-        pred = np.asarray(model(x, "mouse"))[0]
+        pred = np.asarray(forward(model, x, "mouse"))[0]
         b = pred.shape[0] // 2
         np.testing.assert_allclose([float(v) for v in r[5:]], pred[b - 1:b + 2].sum(0), rtol=1e-5)
 
