@@ -17,6 +17,7 @@
 import h5py
 import numpy as np
 import pytest
+from flax import nnx
 
 from jax_basenji.checkpoint import save_model
 from jax_basenji.config import ModelConfig
@@ -60,7 +61,7 @@ def test_the_towers_receptive_field_is_the_computed_one(preset, length):
     base = random_bases(np.random.default_rng(0), length)
     positions = [0, 1, 127, 128, 259, 260, 3000, 3071, length - 260, length - 1]
     windows = np.stack([base] + [np.where(np.arange(length) == p, (base + 1) % 4, base) for p in positions])
-    tower = np.asarray(model.conv_tower(index_to_one_hot(windows)))
+    tower = np.asarray(nnx.jit(lambda m, x: m.conv_tower(x))(model, index_to_one_hot(windows)))
     for k, p in enumerate(positions):
         first, last = geo.reached(p, p)
         changed = np.flatnonzero((tower[k + 1] != tower[0]).any(-1))
