@@ -12,6 +12,7 @@ from flax import nnx
 
 
 @partial(nnx.jit, static_argnames="head")
-def forward(model: nnx.Module, sequence: jax.Array, head: str = "human") -> jax.Array:
-    """`model(sequence, head)`: `[batch, length, 4]` -> `[batch, bins, tracks]`."""
-    return model(sequence, head)
+def forward(model: nnx.Module, sequence: jax.Array, head: str = "human",
+            rngs: nnx.Rngs | None = None) -> jax.Array:
+    """`model(sequence, head, rngs=rngs)`: `[batch, length, 4]` -> `[batch, bins, tracks]`."""
+    return model(sequence, head, rngs=rngs)

@@ -21,8 +21,8 @@ def store(tmp_path_factory):
 def _sharded_steps(store, out, devices=1, distributed=None):
     """tests/sharded_steps.py in subprocesses: float64 rounds on `devices` simulated devices (per
     process), in one process or as `distributed` processes joined by jax.distributed on localhost."""
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}",
-           "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"}
     cmd = [sys.executable, os.path.join(ROOT, "tests", "sharded_steps.py"), store, str(out)]
     if distributed:
         with socket.socket() as sock:

@@ -4,8 +4,9 @@ Both processes are killed once a checkpoint exists, mid-run; the same commands r
 resume from it. The final weights must be bit-identical to an uninterrupted 2-process run of
 the same commands. Both species train, alternating, so the resume also restores where each
 species' data stream was. (A single-process run resumes through the same code, minus
-jax.distributed: tests/test_train_resume.py resumes in-process runs.) (That 2 processes compute what 1 process computes is shown in float64 by
-tests/test_train_distributed.py; in float32 the reduction order differs between layouts.)
+jax.distributed: tests/test_train_resume.py resumes in-process runs.) That 2 processes compute what
+1 process computes is shown in float64 by tests/test_train_distributed.py; in float32 the reduction
+order differs between layouts.
 """
 
 import os
@@ -39,7 +40,8 @@ def _port() -> int:
 def _start(store, workdir) -> list[subprocess.Popen]:
     """Both processes of one 2-process CLI run; each holds 1 CPU device."""
     port = _port()
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
     cmd = [sys.executable, "-m", "jax_basenji.train", "--data", store, "--model", "tiny", "--workdir", str(workdir),
            "--steps", str(STEPS), "--batch-size", "4", "--optimizer", "adam", "--lr", "1e-3", "--eval-every", "0",
            "--eval-batches", "1", "--checkpoint-every", "2", "--no-progress",
