@@ -22,6 +22,7 @@ from jax_basenji.data.__main__ import main as data_main
 from jax_basenji.data.store import convert
 from jax_basenji.evaluate.__main__ import main as evaluate_main
 from jax_basenji.model import build_model
+from tests.forward import forward
 
 SEQ, CROP, POOL = 16_384, 1_024, 128
 BINS = (SEQ - 2 * CROP) // POOL  # 112 target bins per region
@@ -98,7 +99,7 @@ def test_tss_from_regions_sums_3_bins_and_adds_up_each_gene_across_regions(world
     path = _write_table(tmp_path / "genes.tsv", ["gene_id", "chrom", "tss", "strand"], genes)
     src = BasenjiSource(world["store"], "mouse", "train")
     seqs = np.stack([src[i]["sequence"] for i in range(len(src))]).astype(np.float32)
-    pred = np.asarray(world["model"](seqs, "mouse"), np.float64)
+    pred = np.asarray(forward(world["model"], seqs, "mouse"), np.float64)
     target = np.stack([src[i]["target"] for i in range(len(src))]).astype(np.float64)
 
     for width in (3, 5):
@@ -160,7 +161,7 @@ def test_tss_from_genome_keeps_each_genes_first_row_and_correlates_per_subset(wo
     kept = list(first.values())
     assert len(kept) == len(subsets) and kept[2][2] != 30_000
     windows = np.stack([_one_hot(world["genome"], c, t - SEQ // 2, t + SEQ // 2) for _, c, t, _, _ in kept])
-    pred = np.asarray(world["model"](windows, "mouse"), np.float64)
+    pred = np.asarray(forward(world["model"], windows, "mouse"), np.float64)
     want = pred[:, BINS // 2 - 1: BINS // 2 + 2].sum(1)
     _, rows = _read_table(os.path.join(out, "tss_predictions.tsv"))
     assert [r[0] for r in rows] == list(first)
@@ -273,7 +274,7 @@ def test_positions_first_sequences_and_assays_by_chip_kind(world, tmp_path):
     src = BasenjiSource(world["store"], "mouse", "train")
     assert len(src) == 4
     seqs = np.stack([_one_hot(world["genome"], r.chrom, r.start, r.end) for r in src.regions[:3]])
-    x = np.asarray(world["model"](seqs, "mouse"), np.float64).reshape(-1, 4)
+    x = np.asarray(forward(world["model"], seqs, "mouse"), np.float64).reshape(-1, 4)
     y = np.stack([src[i]["target"] for i in range(3)]).astype(np.float64).reshape(-1, 4)
     want = [pearsonr(x[:, t], y[:, t])[0] for t in range(4)]
     _, rows = _read_table(os.path.join(out, "tracks.tsv"))

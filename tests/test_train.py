@@ -36,9 +36,16 @@ def _tensorboard_scalars(workdir) -> dict[str, list[tuple[int, float]]]:
     return scalars
 
 
-def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(store, tmp_path):
-    summary = train(ModelConfig.tiny(), small_run(store, tmp_path / "run"), progress=False)
-    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+@pytest.fixture(scope="module")
+def run(store, tmp_path_factory):
+    """A 6-round run of both species, validated at rounds 3 and 6: (its workdir, train()'s summary)."""
+    workdir = tmp_path_factory.mktemp("train") / "run"
+    return workdir, train(ModelConfig.tiny(), small_run(store, workdir), progress=False)
+
+
+def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(store, run):
+    workdir, summary = run
+    records = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     valid = [r for r in records if r["split"] == "valid"]
     assert {(r["step"], r["species"]) for r in valid} == {(3, "human"), (3, "mouse"), (6, "human"), (6, "mouse")}
     # every assay of the species' tracks is reported (the synthetic targets.txt: CAGE pairs, ATAC, CHIP)
@@ -54,22 +61,29 @@ def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(sto
     assert any(r["split"] == "train" and r["seq_per_s"] > 0 for r in records)
     assert all(0 <= r["data_wait_fraction"] <= 1 for r in records if r["split"] == "train")
     for png in ("loss.png", "pearson_r.png", "pearson_r_hist.png"):
-        assert (tmp_path / "run" / png).stat().st_size > 1000
-    assert _tensorboard_scalars(tmp_path / "run")["valid/human/loss"] == [
+        assert (workdir / png).stat().st_size > 1000
+    assert _tensorboard_scalars(workdir)["valid/human/loss"] == [
         (r["step"], pytest.approx(r["loss"])) for r in valid if r["species"] == "human"]
-    _, _, best_meta = load_arrays(str(tmp_path / "run" / "model_best"))  # a model checkpoint, as model/
+    _, _, best_meta = load_arrays(str(workdir / "model_best"))  # a model checkpoint, as model/
     assert best_meta["selection"]["metric"] == "valid_loss" and best_meta["selection"]["round"] in (3, 6)
     arrays, cfg, _ = load_arrays(summary["model"])
     assert cfg.head_tracks == {"human": 8, "mouse": 4}
     assert np.isfinite(summary["human"]["loss"])
 
 
-def test_other_model_config_in_the_workdir_is_refused(store, tmp_path):
-    train(ModelConfig.tiny(), small_run(store, tmp_path / "run", steps=1, checkpoint_every=1, eval_every=0,
-                                        species=("human",)), progress=False)
+def _files(workdir) -> dict[str, tuple[int, int]]:
+    return {os.path.join(d, f): (os.stat(os.path.join(d, f)).st_size, os.stat(os.path.join(d, f)).st_mtime_ns)
+            for d, _, names in os.walk(workdir) for f in names}
+
+
+def test_other_model_config_in_the_workdir_is_refused(store, run):
+    """Refused before anything is written: the run's files are as they were."""
+    workdir, _ = run
+    before = _files(workdir)
     with pytest.raises(CheckpointError, match=r"holds a checkpoint of another model config: bn_momentum=0.9 "
                                               r"\(now 0.99\)"):
-        train(ModelConfig.tiny(bn_momentum=0.99), small_run(store, tmp_path / "run", steps=4), progress=False)
+        train(ModelConfig.tiny(bn_momentum=0.99), small_run(store, workdir, steps=8), progress=False)
+    assert _files(workdir) == before
 
 
 def test_non_finite_loss_stops_with_a_clear_message(store, tmp_path, capsys):
