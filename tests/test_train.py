@@ -72,8 +72,9 @@ def test_training_writes_metrics_plots_tensorboard_and_a_predict_ready_model(sto
 
 
 def _files(workdir) -> dict[str, tuple[int, int]]:
-    return {os.path.join(d, f): (os.stat(os.path.join(d, f)).st_size, os.stat(os.path.join(d, f)).st_mtime_ns)
-            for d, _, names in os.walk(workdir) for f in names}
+    """{path: (size, mtime)} of every file under `workdir`."""
+    stats = {os.path.join(d, f): os.stat(os.path.join(d, f)) for d, _, names in os.walk(workdir) for f in names}
+    return {path: (st.st_size, st.st_mtime_ns) for path, st in stats.items()}
 
 
 def test_other_model_config_in_the_workdir_is_refused(store, run):
