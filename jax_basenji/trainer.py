@@ -17,6 +17,7 @@ learning rate taken from the schedule at the round counter.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import jax
@@ -115,9 +116,14 @@ class Trainer:
         self._groups = [(name, slice(int(ends[i]), int(ends[i + 1])), weight, log1p)
                         for i, (name, _, weight, log1p) in enumerate(tc.modalities)]
         self.tx = direction(tc)  # the optimizer state's structure (init); the step builds its own from `hyper`
-        self.hyper = jax.device_put(hyperparameters(tc), replicated(mesh))
         self._train_jit = jax.jit(self._train_step, static_argnames="head", donate_argnums=0)
         self.eval_step = jax.jit(self._eval_step, static_argnames="head")
+
+    @cached_property
+    def hyper(self) -> dict[str, jax.Array]:
+        """`hyperparameters(tc)`, replicated on the mesh: placed on first use, so that lowering for devices
+        this process cannot run on (scripts/gpu_compile_report.py's deviceless GPU) places nothing."""
+        return jax.device_put(hyperparameters(self.tc), replicated(self.mesh))
 
     def train_step(self, state: dict, batch: dict, head: str) -> tuple[dict, dict]:
         """One optimizer step (`_train_step`, jitted; `state` is donated)."""
@@ -126,7 +132,10 @@ class Trainer:
     def lower_train_step(self, state, batch: dict, head: str) -> jax.stages.Lowered:
         """The train step lowered for `state` and `batch` (arrays or ShapeDtypeStructs); its compiled
         program is called as `(state, batch, trainer.hyper)`."""
-        return self._train_jit.lower(state, batch, self.hyper, head=head)
+        rep = replicated(self.mesh)
+        hyper = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=rep)
+                 for k, v in jax.eval_shape(lambda: hyperparameters(self.tc)).items()}
+        return self._train_jit.lower(state, batch, hyper, head=head)
 
     # ----- state ---------------------------------------------------------------------------
     def _init(self) -> dict:

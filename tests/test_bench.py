@@ -221,3 +221,23 @@ def test_hlo_reading_of_a_compiled_cpu_program():
     convs = [conv_channels(k) for k in kernels if k.dim_labels]
     assert convs[0] == (4, ModelConfig.tiny().stem_channels)
     assert summary(kernels)["gb_moved"] > 0
+
+
+def test_the_train_step_lowers_without_placing_anything():
+    """scripts/gpu_compile_report.py lowers the Trainer's own step for a deviceless GPU, where placing an
+    array crashes the process: lowering transfers nothing to a device (hyperparameters included)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jax_basenji.sharding import local_mesh
+    from jax_basenji.train_config import TrainConfig
+    from jax_basenji.trainer import Trainer
+
+    cfg = ModelConfig.tiny(seq_length=4096)
+    trainer = Trainer(cfg, TrainConfig(species=("human",), batch_size=2), local_mesh())
+    batch = {"sequence": jax.ShapeDtypeStruct((2, 4096, 4), jnp.float32),
+             "target": jax.ShapeDtypeStruct((2, cfg.output_bins(4096), 8), jnp.float32)}
+    with jax.transfer_guard("disallow_explicit"):
+        lowered = trainer.lower_train_step(trainer.abstract_state(), batch, "human")
+    assert "hyper" not in vars(trainer)  # placed on the first real step only
+    assert lowered.out_info[1]["loss"].shape == ()
