@@ -175,19 +175,21 @@ def test_data_benchmark_threads_default_to_a_scaling_curve_up_to_the_cores(monke
 
 GPU_HLO = """HloModule step
 
-ENTRY %main (p0: bf16[4,1024,1,288], p1: bf16[5,1,288,339]) -> bf16[4,1024,1,339] {
+ENTRY %main (p0: bf16[4,1024,1,288], p1: bf16[5,1,288,339], p2: f32[339]) -> bf16[4,1024,1,339] {
   %p0 = bf16[4,1024,1,288]{3,2,1,0} parameter(0)
   %p1 = bf16[5,1,288,339]{3,2,1,0} parameter(1)
+  %p2 = f32[339]{0} parameter(2)
   %conv = (bf16[4,1024,1,339]{3,2,1,0}, u8[0]{0}) custom-call(%p0, %p1), window={size=5x1 pad=2_2x0_0}, dim_labels=b01f_01io->b01f, custom_call_target="__cudnn$convForward"
   %gte = bf16[4,1024,1,339]{3,2,1,0} get-tuple-element(%conv), index=0
-  ROOT %fusion = bf16[4,1024,1,339]{3,2,1,0} fusion(%gte), kind=kLoop, calls=%fused_gelu
+  ROOT %fusion = bf16[4,1024,1,339]{3,2,1,0} fusion(%gte, %p2, %p2, %p2, %p2, /*index=5*/%gte), kind=kLoop, calls=%fused_gelu
 }
 """
 
 
 def test_hlo_reading_counts_kernels_bytes_and_odd_conv_channels():
     """The GPU program report (scripts/gpu_compile_report.py) read off HLO text: a cuDNN convolution from 288
-    to 339 channels (cuDNN pads it) and a GELU fusion; bookkeeping instructions are not kernels."""
+    to 339 channels (cuDNN pads it) and a GELU fusion; bookkeeping instructions are not kernels. Operands
+    from the sixth on, written `/*index=5*/%name`, are read too."""
     from jax_basenji.bench.hlo import array_bytes, conv_channels, entry_kernels, summary
 
     assert array_bytes("bf16[4,1024,768]{2,1,0}") == 4 * 1024 * 768 * 2
@@ -195,10 +197,11 @@ def test_hlo_reading_counts_kernels_bytes_and_odd_conv_channels():
     kernels = entry_kernels(GPU_HLO)
     assert [(k.op, k.kind) for k in kernels] == [("custom-call", "__cudnn$convForward"), ("fusion", "kLoop")]
     x, w, y = 4 * 1024 * 288 * 2, 5 * 288 * 339 * 2, 4 * 1024 * 339 * 2
-    assert [k.bytes for k in kernels] == [x + w + y, 2 * y]
+    fused = 3 * y + 4 * 339 * 4  # the conv output twice, four f32[339], the result
+    assert [k.bytes for k in kernels] == [x + w + y, fused]
     assert conv_channels(kernels[0]) == (288, 339)
     report = summary(kernels)
-    assert report["kernels"] == 2 and report["gb_moved"] == pytest.approx((x + w + 3 * y) / 1e9)
+    assert report["kernels"] == 2 and report["gb_moved"] == pytest.approx((x + w + y + fused) / 1e9)
     assert report["conv_kinds"] == {"__cudnn$convForward": 1}
     assert report["bf16_convs_not_multiple_of_8"] == ["conv"]
 

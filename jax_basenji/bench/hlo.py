@@ -19,6 +19,7 @@ BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2, "
 BOOKKEEPING = {"parameter", "tuple", "get-tuple-element", "bitcast", "constant"}
 _INSTRUCTION = re.compile(r"(?:ROOT )?%(\S+) = (\(.*?\)|\S+) ([\w-]+)\((.*?)\)(?:, |$)")
 _ARRAY = re.compile(r"(\w+)\[([\d,]*)\]")
+_COMMENT = re.compile(r"/\*.*?\*/")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +60,9 @@ def entry_kernels(hlo: str) -> list[Kernel]:
         shapes[name] = shape
         if op in BOOKKEEPING:
             continue
-        operands = tuple(shapes.get(a.strip().lstrip("%"), "") for a in args.split(",") if a.strip().startswith("%"))
+        # Operands past the fifth carry a position comment: `/*index=5*/%name`.
+        names = (_COMMENT.sub("", a).strip() for a in args.split(","))
+        operands = tuple(shapes.get(a[1:], "") for a in names if a.startswith("%"))
         kind = re.search(r'kind=(\w+)|custom_call_target="([^"]+)"', line)
         labels = re.search(r"dim_labels=(\S+?)(?:,|$)", line)
         kernels.append(Kernel(name, op, next(g for g in kind.groups() if g) if kind else "",
