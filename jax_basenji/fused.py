@@ -1,4 +1,4 @@
-"""Train-mode BatchNorm -> GELU -> MaxPool(2) with a hand-written backward pass.
+"""Train-mode BatchNorm -> GELU -> MaxPool(2), and train-mode BatchNorm alone, with hand-written backward passes.
 
 The stem and the tower spend most of their non-convolution time here, on
 tensors of up to 131,072 x 288 values. Autodiff of the three ops saves several
@@ -113,3 +113,41 @@ def _bwd(eps, residuals, cotangents):
 
 
 bn_gelu_pool.defvjp(_fwd, _bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float):
+    """Train-mode BatchNorm: `x` `[batch, length, C]` -> (output in x's dtype, batch mean `[C]`, biased
+    var `[C]`); statistics at least float32, their cotangents ignored (as `bn_gelu_pool`'s).
+
+    Autodiff of the single-pass moments keeps the f32 `x - shift` for the backward, and of the
+    normalisation the f32 x-hat; XLA:GPU wrote and read back two f32 copies of each dilated block's
+    BatchNorm input per step (docs/benchmarks.md). This backward keeps x alone and recomputes x-hat in
+    its two passes: one reduction (d scale, d bias) and one elementwise pass (d x).
+    """
+    return _batch_norm(x, scale, bias, eps)
+
+
+def _batch_norm(x, scale, bias, eps):
+    mean, var = batch_moments(x)
+    rstd = jax.lax.rsqrt(var + eps)
+    return ((at_least_f32(x) - mean) * rstd * scale + bias).astype(x.dtype), mean, var
+
+
+def _bn_fwd(x, scale, bias, eps):
+    out, mean, var = _batch_norm(x, scale, bias, eps)
+    return (out, mean, var), (x, mean, var, scale)
+
+
+def _bn_bwd(eps, residuals, cotangents):
+    x, mean, var, scale = residuals
+    rstd = jax.lax.rsqrt(var + eps)
+    xhat = (at_least_f32(x) - mean) * rstd
+    dy = cotangents[0].astype(mean.dtype)
+    count = x.shape[0] * x.shape[1]
+    d_bias, d_scale = dy.sum(axis=(0, 1)), (dy * xhat).sum(axis=(0, 1))
+    dx = (rstd * scale) * (dy - d_bias / count - xhat * (d_scale / count))
+    return dx.astype(x.dtype), d_scale.astype(scale.dtype), d_bias.astype(scale.dtype)
+
+
+batch_norm.defvjp(_bn_fwd, _bn_bwd)

@@ -22,8 +22,8 @@ from flax import nnx
 from flax.nnx.nn.linear import default_kernel_init
 
 from jax_basenji.config import ModelConfig
-from jax_basenji.fused import bn_gelu_pool
-from jax_basenji.ops import GELUS, at_least_f32, batch_moments, max_pool2, softplus
+from jax_basenji.fused import batch_norm, bn_gelu_pool
+from jax_basenji.ops import GELUS, at_least_f32, max_pool2, softplus
 
 
 def _assign(variable: nnx.Variable, value: jax.Array) -> None:
@@ -62,16 +62,15 @@ class BatchNorm(nnx.Module):
 
         `x` `[batch, length, width]` may be wider than the layer (compute padding, `Conv`): the extra
         channels get scale and shift 0, so zeros stay zeros, and stay out of the running statistics."""
-        xf = at_least_f32(x)
         width = x.shape[-1]
-        if self.use_running_average:
-            mean = self.mean[...] if offset is None else self.mean[...] - offset
-            mean, var = _pad_to(mean, width), _pad_to(self.var[...], width, 1.0)
-        else:
-            mean, var = batch_moments(x)
+        if not self.use_running_average:  # training: a hand-written backward (jax_basenji.fused)
+            y, mean, var = batch_norm(x, *self.affine(width), self.eps)
             self.update(mean, var, x.shape[0] * x.shape[1], offset)
+            return y
+        mean = self.mean[...] if offset is None else self.mean[...] - offset
+        mean, var = _pad_to(mean, width), _pad_to(self.var[...], width, 1.0)
         scale, bias = self.affine(width)
-        y = (xf - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
+        y = (at_least_f32(x) - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
         return y.astype(x.dtype)
 
     def affine(self, width: int) -> tuple[jax.Array, jax.Array]:

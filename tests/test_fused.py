@@ -1,4 +1,4 @@
-"""The fused train-mode BatchNorm -> GELU -> MaxPool(2) equals its unfused definition."""
+"""The fused train-mode BatchNorm -> GELU -> MaxPool(2), and train-mode BatchNorm alone, equal their definitions."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from jax_basenji.fused import bn_gelu_pool
+from jax_basenji.fused import batch_norm, bn_gelu_pool
 
 EPS = 1e-5
 
@@ -68,3 +68,32 @@ def test_pool_ties_send_the_gradient_to_the_first_element_like_torch():
     w = jnp.asarray(rng.normal(size=(1, 8, 3)))
     g = jax.grad(lambda y: (bn_gelu_pool(y, scale, bias, EPS)[0] * w).sum())(y)
     np.testing.assert_allclose(g, torch_reference(y, scale, bias, w)[0], rtol=0, atol=1e-12)
+
+
+def plain_batch_norm(x, scale, bias):
+    mean = x.mean(axis=(0, 1))
+    var = jnp.square(x - mean).mean(axis=(0, 1))
+    return (x - mean) * jax.lax.rsqrt(var + EPS) * scale + bias, mean, var
+
+
+@pytest.mark.parametrize("shape", [(2, 36, 5), (1, 37, 3)])
+def test_batch_norm_outputs_and_gradients_equal_autodiff_and_torch_in_float64(shape):
+    """The train-mode BatchNorm of the dilated and final blocks (a backward that keeps only its input)."""
+    rng = np.random.default_rng(shape[1])
+    x = jnp.asarray(rng.normal(size=shape) * 3 + 1)
+    scale, bias = jnp.asarray(rng.normal(size=shape[2]) + 1), jnp.asarray(rng.normal(size=shape[2]))
+    w = jnp.asarray(rng.normal(size=shape))
+    for a, b in zip(batch_norm(x, scale, bias, EPS), plain_batch_norm(x, scale, bias)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
+
+    def loss(f):
+        return lambda *args: (f(*args)[0] * w).sum()
+
+    got = jax.grad(loss(lambda *a: batch_norm(*a, EPS)), argnums=(0, 1, 2))(x, scale, bias)
+    auto = jax.grad(loss(plain_batch_norm), argnums=(0, 1, 2))(x, scale, bias)
+    xt, st, bt = (torch.tensor(np.asarray(a), requires_grad=True) for a in (x, scale, bias))
+    out = torch.nn.functional.batch_norm(xt.transpose(1, 2), None, None, st, bt, training=True, eps=EPS)
+    (out.transpose(1, 2) * torch.tensor(np.asarray(w))).sum().backward()
+    for a, b, c in zip(got, auto, (xt.grad, st.grad, bt.grad)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a, c.numpy(), rtol=0, atol=1e-12)
