@@ -120,9 +120,8 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float):
     """Train-mode BatchNorm: `x` `[batch, length, C]` -> (output in x's dtype, batch mean `[C]`, biased
     var `[C]`); statistics at least float32, their cotangents ignored (as `bn_gelu_pool`'s).
 
-    Autodiff of the single-pass moments keeps the f32 `x - shift` for the backward, and of the
-    normalisation the f32 x-hat; XLA:GPU wrote and read back two f32 copies of each dilated block's
-    BatchNorm input per step (docs/benchmarks.md). This backward keeps x alone and recomputes x-hat in
+    Under autodiff, XLA:GPU's backward of each dilated block's BatchNorm wrote two f32 arrays the size
+    of its input and read them back (docs/benchmarks.md). This backward keeps x alone and recomputes x-hat in
     its two passes: one reduction (d scale, d bias) and one elementwise pass (d x).
     """
     return _batch_norm(x, scale, bias, eps)
