@@ -37,6 +37,14 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def replicated_value(value, mesh: Mesh) -> jax.Array:
+    """A host value that every process holds (e.g. the round counter), replicated on the mesh.
+    `jax.device_put` would first check across processes that all pass the same value: in a multi-process
+    run a blocking all-gather, which every training round paid before its step could be queued."""
+    value = np.asarray(value)
+    return jax.make_array_from_callback(value.shape, replicated(mesh), lambda _: value)
+
+
 def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(DATA_AXIS))
 

@@ -17,7 +17,7 @@ from jax_basenji.config import ModelConfig
 from jax_basenji.data import make_dataset
 from jax_basenji.data.pipeline import make_train_iterator
 from jax_basenji.metrics import MetricsWriter, plot_curves
-from jax_basenji.sharding import global_batch, local_batch_size, make_mesh, replicated
+from jax_basenji.sharding import global_batch, local_batch_size, make_mesh, replicated_value
 from jax_basenji.train.checkpoints import RunCheckpoints
 from jax_basenji.train.selection import Selection
 from jax_basenji.train.setup import resolve
@@ -173,7 +173,7 @@ class TrainingRun:
 
     def train_round(self, r: int) -> None:
         """One optimizer step per species, then the previous round's losses are checked and logged."""
-        self.state["step"] = jax.device_put(np.int32(r), replicated(self.mesh))
+        self.state["step"] = replicated_value(np.int32(r), self.mesh)
         outs = {}
         for s in self.tc.species:
             batch = global_batch(self.log.next_batch(self.iterators[s]), self.mesh)
