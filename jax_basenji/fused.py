@@ -1,14 +1,15 @@
 """Train-mode BatchNorm -> GELU -> MaxPool(2), and train-mode BatchNorm alone, with hand-written backward passes.
 
-The stem and the tower spend most of their non-convolution time here, on
+The stem and the tower spend most of their non-convolution time in `bn_gelu_pool`, on
 tensors of up to 131,072 x 288 values. Autodiff of the three ops saves several
-full-size intermediates and walks them in many passes; this backward keeps
+full-size intermediates and walks them in many passes; its backward keeps
 only the BatchNorm input and (for a GPU) the pool's choice, 1 byte per pair, and
 recomputes the rest: on a CPU in two fused passes (one reduction for d scale /
 d bias, one elementwise pass for d input), on a GPU in three that never store
 the f32 d(BatchNorm output) (see `_bwd`). On a 2-core CPU at 65,536 x 339 the
 first version halved the block's non-convolution time (268 -> 144 ms;
-docs/benchmarks.md).
+docs/benchmarks.md). `batch_norm` (the dilated and final blocks, the published
+tower) keeps only its input likewise.
 
 Max-pool ties send the gradient to the first element of the pair, as torch's
 MaxPool1d does (JAX's max would split it).
@@ -84,6 +85,11 @@ def _input_grad_terms(y, dz, first, mean, rstd, scale, bias, for_gpu: bool):
     return xhat, du
 
 
+def _input_grad(du, xhat, rstd, scale, d_bias, d_scale, count):
+    """d BatchNorm input from du = d BatchNorm output, both `[batch, length, C]`, over `count` positions."""
+    return (rstd * scale) * (du - d_bias / count - xhat * (d_scale / count))
+
+
 def _bwd(eps, residuals, cotangents):
     y, mean, var, scale, bias, first = residuals
     rstd = jax.lax.rsqrt(var + eps)
@@ -99,8 +105,7 @@ def _bwd(eps, residuals, cotangents):
         if for_gpu:
             y, dz, first, d_bias, d_scale = jax.lax.optimization_barrier((y, dz, first, d_bias, d_scale))
             xhat, du = terms(y, dz, first)
-        dy = (rstd * scale) * (du - d_bias / count - xhat * (d_scale / count))
-        return dy.astype(y.dtype), d_scale, d_bias
+        return _input_grad(du, xhat, rstd, scale, d_bias, d_scale, count).astype(y.dtype), d_scale, d_bias
 
     # du (f32, twice the size of y) has three readers: the two sums and dy. A GPU is memory-bound here, so
     # there each reader recomputes du from y and dz instead of reading it back (docs/benchmarks.md); XLA
@@ -121,8 +126,8 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float):
     var `[C]`); statistics at least float32, their cotangents ignored (as `bn_gelu_pool`'s).
 
     Under autodiff, XLA:GPU's backward of each dilated block's BatchNorm wrote two f32 arrays the size
-    of its input and read them back (docs/benchmarks.md). This backward keeps x alone and recomputes x-hat in
-    its two passes: one reduction (d scale, d bias) and one elementwise pass (d x).
+    of its input and read them back (docs/benchmarks.md). This backward keeps x (and the `[C]` statistics)
+    and recomputes x-hat in its two passes: one reduction (d scale, d bias), one elementwise pass (d x).
     """
     return _batch_norm(x, scale, bias, eps)
 
@@ -145,7 +150,7 @@ def _bn_bwd(eps, residuals, cotangents):
     dy = cotangents[0].astype(mean.dtype)
     count = x.shape[0] * x.shape[1]
     d_bias, d_scale = dy.sum(axis=(0, 1)), (dy * xhat).sum(axis=(0, 1))
-    dx = (rstd * scale) * (dy - d_bias / count - xhat * (d_scale / count))
+    dx = _input_grad(dy, xhat, rstd, scale, d_bias, d_scale, count)
     return dx.astype(x.dtype), d_scale.astype(scale.dtype), d_bias.astype(scale.dtype)
 
 

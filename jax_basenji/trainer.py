@@ -132,10 +132,7 @@ class Trainer:
     def lower_train_step(self, state, batch: dict, head: str) -> jax.stages.Lowered:
         """The train step lowered for `state` and `batch` (arrays or ShapeDtypeStructs); its compiled
         program is called as `(state, batch, trainer.hyper)`."""
-        rep = replicated(self.mesh)
-        hyper = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=rep)
-                 for k, v in jax.eval_shape(lambda: hyperparameters(self.tc)).items()}
-        return self._train_jit.lower(state, batch, hyper, head=head)
+        return self._train_jit.lower(state, batch, self._abstract(lambda: hyperparameters(self.tc)), head=head)
 
     # ----- state ---------------------------------------------------------------------------
     def _init(self) -> dict:
@@ -162,9 +159,12 @@ class Trainer:
 
     def abstract_state(self) -> Any:
         """Shapes, dtypes and shardings of the train state: the checkpoint restore target."""
+        return self._abstract(self._init)
+
+    def _abstract(self, make) -> Any:
+        """ShapeDtypeStructs, replicated on the mesh, of what `make()` returns (nothing is computed)."""
         rep = replicated(self.mesh)
-        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
-                            jax.eval_shape(self._init))
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), jax.eval_shape(make))
 
     def _model(self, graph, params, stats):
         p = jax.tree.unflatten(self._param_def, jax.tree.leaves(params))
