@@ -22,7 +22,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jax_basenji.ops import at_least_f32, batch_moments, gelu_erf
+from jax_basenji.ops import at_least_f32, batch_moments, gelu_erf, normalize
 
 _SQRT_HALF = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
@@ -134,8 +134,7 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float):
 
 def _batch_norm(x, scale, bias, eps):
     mean, var = batch_moments(x)
-    rstd = jax.lax.rsqrt(var + eps)
-    return ((at_least_f32(x) - mean) * rstd * scale + bias).astype(x.dtype), mean, var
+    return normalize(x, mean, var, scale, bias, eps), mean, var
 
 
 def _bn_fwd(x, scale, bias, eps):

@@ -23,7 +23,7 @@ from flax.nnx.nn.linear import default_kernel_init
 
 from jax_basenji.config import ModelConfig
 from jax_basenji.fused import batch_norm, bn_gelu_pool
-from jax_basenji.ops import GELUS, at_least_f32, max_pool2, softplus
+from jax_basenji.ops import GELUS, at_least_f32, max_pool2, normalize, softplus
 
 
 def _assign(variable: nnx.Variable, value: jax.Array) -> None:
@@ -69,9 +69,7 @@ class BatchNorm(nnx.Module):
             return y
         mean = self.mean[...] if offset is None else self.mean[...] - offset
         mean, var = _pad_to(mean, width), _pad_to(self.var[...], width, 1.0)
-        scale, bias = self.affine(width)
-        y = (at_least_f32(x) - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
-        return y.astype(x.dtype)
+        return normalize(x, mean, var, *self.affine(width), self.eps)
 
     def affine(self, width: int) -> tuple[jax.Array, jax.Array]:
         """scale and shift `[width]`, zero past the layer's channels."""

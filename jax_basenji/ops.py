@@ -64,6 +64,13 @@ def batch_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return k + m1, jnp.maximum(m2 - jnp.square(m1), 0.0)
 
 
+def normalize(x: jax.Array, mean: jax.Array, var: jax.Array, scale: jax.Array, bias: jax.Array,
+              eps: float) -> jax.Array:
+    """BatchNorm's affine normalisation of `[batch, length, C]` by `[C]` statistics, computed in at least
+    float32, returned in x's dtype."""
+    return ((at_least_f32(x) - mean) * jax.lax.rsqrt(var + eps) * scale + bias).astype(x.dtype)
+
+
 def fill_n(one_hot: jax.Array, value: float) -> jax.Array:
     """`[..., L, 4]` one-hot with its all-zero (N) rows set to `value` in every channel (kipoiseq's
     0.25); the input's dtype is kept unless it cannot hold `value` (then float32)."""

@@ -59,7 +59,8 @@ def test_other_valid_lengths_and_n_rows_match_the_model(ckpt, tmp_path, length, 
     out = np.load(tmp_path / "out.npy")
     assert out.shape == (2, length // 128 - 16, tracks)
     model, _ = load_model(ckpt)
-    np.testing.assert_allclose(out, np.asarray(forward(model, seqs.astype(np.float32), head)), rtol=1e-5, atol=1e-6)
+    want = np.asarray(forward(model, seqs.astype(np.float32), head))
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("seqs,head,message", [
