@@ -50,7 +50,7 @@ def _leaves(tree, prefix=()):
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("ft")
     basenji = str(root / "basenji")
-    synth(basenji, {"human": 4, "mouse": 3}, SynthConfig(
+    synth(basenji, {"human": 8, "mouse": 4}, SynthConfig(  # the track counts of train_helpers.make_store: the same programs
         seq_length=SEQ, examples=(("train", 16), ("valid", 4), ("test", 8)), records_per_file=8), progress=False)
     store = str(root / "store")
     convert(basenji, store, progress=False)
@@ -281,7 +281,7 @@ def test_evaluate_tss_windows_and_correlations(world, genes, tmp_path):
     rng = np.random.default_rng(0)
     with open(expr, "w") as f:
         f.write("gene_id\t" + "\t".join(names) + "\n")
-        f.writelines(f"{r[0]}\t" + "\t".join(f"{v:.4f}" for v in rng.gamma(2, 3, 3)) + "\n" for r in rows)
+        f.writelines(f"{r[0]}\t" + "\t".join(f"{v:.4f}" for v in rng.gamma(2, 3, len(names))) + "\n" for r in rows)
     out = str(tmp_path / "tss")
     assert evaluate_main(["tss", "--checkpoint", world["pretrained"], "--fasta", world["fasta"], "--genes", small,
                           "--head", "mouse", "--targets", expr, "--output", out, "--batch-size", "4",
@@ -356,7 +356,7 @@ def test_evaluate_tss_from_regions_and_ridge(world, genes, tmp_path):
     genes_m = [line.split("\t") for line in open(matrix).read().splitlines()[1:]]
     x = np.log1p(np.array([[float(v) for v in r[5:]] for r in genes_m]))
     rng = np.random.default_rng(3)
-    y_log = 1 + x @ rng.uniform(0.5, 1.5, size=(3, 2)) + rng.uniform(0, 0.3, size=(len(x), 2))
+    y_log = 1 + x @ rng.uniform(0.5, 1.5, size=(x.shape[1], 2)) + rng.uniform(0, 0.3, size=(len(x), 2))
     expr = str(tmp_path / "cells.tsv")
     with open(expr, "w") as f:
         f.write("gene_id\tcellA\tcellB\n")
@@ -443,14 +443,18 @@ def test_attribution_equals_torch_input_x_gradient(world, tmp_path):
     (["positions", "--head", "nope", "--data", "{store}", "--species", "mouse"], "unknown head 'nope'"),
     (["tss", "--head", "mouse", "--fasta", "{fasta}", "--genes", "{bad_genes}"], "lacks the column(s) ['tss']"),
     (["tss", "--head", "mouse", "--fasta", "{fasta}", "--genes", "{chrz_genes}"], "chromosome 'chrZ' is not in"),
+    (["tss", "--head", "mouse", "--fasta", "{fasta}", "--genes", "{short_row_genes}"],
+     "short.tsv line 3: 3 tab-separated fields, the header has 4"),
 ])
 def test_bad_input_gives_one_line_errors(world, tmp_path, capsys, argv, message):
     bad = tmp_path / "bad.tsv"
     bad.write_text("gene_id\tchrom\tstrand\ng1\tchr1\t+\n")
     chrz = tmp_path / "chrz.tsv"
     chrz.write_text("gene_id\tchrom\ttss\tstrand\ng1\tchrZ\t100\t+\n")
+    short = tmp_path / "short.tsv"  # a row missing a field: its values would shift into other columns
+    short.write_text("gene_id\tchrom\ttss\tstrand\ng1\tchr1\t100\t+\ng2\tchr1\t+\n")
     fill = {"store": os.path.join(str(world["root"]), "store"), "fasta": world["fasta"], "bad_genes": str(bad),
-            "chrz_genes": str(chrz)}
+            "chrz_genes": str(chrz), "short_row_genes": str(short)}
     argv = [a.format(**fill) for a in argv]
     assert evaluate_main([argv[0], "--checkpoint", world["pretrained"], *argv[1:], "--output",
                           str(tmp_path / "o"), "--no-progress"]) == 2

@@ -89,7 +89,7 @@ def test_other_model_config_in_the_workdir_is_refused(store, run):
 
 def test_non_finite_loss_stops_with_a_clear_message(store, tmp_path, capsys):
     rc = train_main(["--data", store, "--workdir", str(tmp_path / "run"), "--model", "tiny", "--species", "human",
-                     "--steps", "6", "--optimizer", "sgd", "--lr", "1e30", "--clip-norm", "0",
+                     "--steps", "6", "--optimizer", "adam", "--lr", "1e30", "--clip-norm", "0",
                      "--checkpoint-every", "1", "--eval-every", "0", "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 3 and "stopped. Last good checkpoint:" in err
@@ -126,7 +126,8 @@ def test_real_basenji2_trains_on_cpu(tmp_path):
 
 
 def test_init_from_a_checkpoint_or_a_seed_pt(store, tmp_path):
-    """--init-from: a jax_basenji checkpoint, or a seed .pt through the converter (lr 0 keeps them)."""
+    """--init-from: a jax_basenji checkpoint, or a seed .pt through the converter (lr 0 keeps them; Adam, as the
+    module's run, so that both share its compiled programs)."""
     import torch
 
     from torch_ref import Basenji2 as TorchBasenji2
@@ -134,7 +135,7 @@ def test_init_from_a_checkpoint_or_a_seed_pt(store, tmp_path):
     torch.manual_seed(3)
     tmodel = TorchBasenji2(ModelConfig.tiny(heads={"human": 8, "mouse": 4}))
     torch.save({"module." + k: v for k, v in tmodel.state_dict().items()}, tmp_path / "seed.pt")
-    frozen = dict(steps=1, optimizer="sgd", lr=0.0, eval_every=1, checkpoint_every=1)
+    frozen = dict(steps=1, lr=0.0, eval_every=1, checkpoint_every=1)
     first = train(ModelConfig.tiny(), small_run(store, tmp_path / "a", init_from=str(tmp_path / "seed.pt"), **frozen),
                   progress=False)
     got = flat(load_arrays(first["model"])[0])

@@ -1,9 +1,12 @@
 """The real training CLI as 2 processes on localhost (jax.distributed), killed with SIGKILL and resumed.
 
 Both processes are killed once a checkpoint exists, mid-run; the same commands run again
-resume from it. The final weights must be bit-identical to an uninterrupted 2-process run of
-the same commands. Both species train, alternating, so the resume also restores where each
-species' data stream was. (A single-process run resumes through the same code, minus
+resume from it. The final weights must be bit-identical to an uninterrupted run of the same command
+in one process holding 2 devices: the same layout (one batch half per device; a 2-operand all-reduce
+sums in either order to the same bits), and one process compiles once where two compile twice (on
+CPU, JAX's compilation-cache key includes the device assignment and only process 0 writes entries,
+so process 1 of every 2-process run compiles everything itself). Both species train, alternating, so
+the resume also restores where each species' data stream was. (A single-process run resumes through the same code, minus
 jax.distributed: tests/test_train_resume.py resumes in-process runs.) That 2 processes compute what
 1 process computes is shown in float64 by tests/test_train_distributed.py; in float32 the reduction
 order differs between layouts.
@@ -37,17 +40,18 @@ def _port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(store, workdir) -> list[subprocess.Popen]:
-    """Both processes of one 2-process CLI run; each holds 1 CPU device."""
-    port = _port()
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1"
+def _start(store, workdir, processes: int = 2) -> list[subprocess.Popen]:
+    """The processes of one CLI run on 2 CPU devices: 2 processes of 1 device, or 1 process of 2."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={2 // processes}"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
     cmd = [sys.executable, "-m", "jax_basenji.train", "--data", store, "--model", "tiny", "--workdir", str(workdir),
            "--steps", str(STEPS), "--batch-size", "4", "--optimizer", "adam", "--lr", "1e-3", "--eval-every", "0",
-           "--eval-batches", "1", "--checkpoint-every", "2", "--no-progress",
-           "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2"]
-    return [subprocess.Popen([*cmd, "--process-id", str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True) for i in range(2)]
+           "--eval-batches", "1", "--checkpoint-every", "2", "--no-progress"]
+    if processes > 1:
+        cmd += ["--coordinator-address", f"127.0.0.1:{_port()}", "--num-processes", str(processes)]
+    per_process = [["--process-id", str(i)] for i in range(processes)] if processes > 1 else [[]]
+    return [subprocess.Popen([*cmd, *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for extra in per_process]
 
 
 def _finish(procs) -> None:
@@ -62,7 +66,7 @@ def _saved_rounds(workdir) -> list[int]:
 
 
 def test_two_process_cli_killed_and_resumed_equals_an_uninterrupted_run(store, tmp_path):
-    _finish(_start(store, tmp_path / "whole"))
+    _finish(_start(store, tmp_path / "whole", processes=1))
 
     procs = _start(store, tmp_path / "killed")
     deadline = time.time() + 300

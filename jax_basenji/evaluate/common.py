@@ -77,16 +77,21 @@ def write_tsv(path: str, header: list[str], rows) -> str:
 
 
 def read_tsv(path: str, required: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of a tab-separated table with a header line; InputError for missing columns."""
+    """(header, rows) of a tab-separated table with a header line; InputError for missing columns and for
+    a row whose field count is not the header's (its values would land in other columns)."""
     with open(path) as f:
-        lines = [line.rstrip("\n").split("\t") for line in f if line.strip() and not line.startswith("#")]
+        lines = [(n, line.rstrip("\n").split("\t")) for n, line in enumerate(f, 1)
+                 if line.strip() and not line.startswith("#")]
     if not lines:
         raise InputError(f"{path} is empty")
-    header = lines[0]
+    header = lines[0][1]
     missing = [c for c in required if c not in header]
     if missing:
         raise InputError(f"{path} lacks the column(s) {missing}; its header is {header}")
-    return header, lines[1:]
+    for n, row in lines[1:]:
+        if len(row) != len(header):
+            raise InputError(f"{path} line {n}: {len(row)} tab-separated fields, the header has {len(header)}")
+    return header, [row for _, row in lines[1:]]
 
 
 def _fmt(v) -> str:
