@@ -50,7 +50,8 @@ def _leaves(tree, prefix=()):
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("ft")
     basenji = str(root / "basenji")
-    synth(basenji, {"human": 8, "mouse": 4}, SynthConfig(  # the track counts of train_helpers.make_store: the same programs
+    # train_helpers.make_store's track counts: the pre-training below shares the other tests' programs
+    synth(basenji, {"human": 8, "mouse": 4}, SynthConfig(
         seq_length=SEQ, examples=(("train", 16), ("valid", 4), ("test", 8)), records_per_file=8), progress=False)
     store = str(root / "store")
     convert(basenji, store, progress=False)

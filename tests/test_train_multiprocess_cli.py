@@ -6,8 +6,8 @@ in one process holding 2 devices: the same layout (one batch half per device; a 
 sums in either order to the same bits), and one process compiles once where two compile twice (on
 CPU, JAX's compilation-cache key includes the device assignment and only process 0 writes entries,
 so process 1 of every 2-process run compiles everything itself). Both species train, alternating, so
-the resume also restores where each species' data stream was. (A single-process run resumes through the same code, minus
-jax.distributed: tests/test_train_resume.py resumes in-process runs.) That 2 processes compute what
+the resume also restores where each species' data stream was. (A single-process run resumes through
+the same code, minus jax.distributed: tests/test_train_resume.py resumes in-process runs.) That 2 processes compute what
 1 process computes is shown in float64 by tests/test_train_distributed.py; in float32 the reduction
 order differs between layouts.
 """
