@@ -28,10 +28,15 @@ _SQRT_HALF = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 
+def _xhat(x, mean, rstd):
+    """`[batch, length, C]` standardised by the `[C]` batch statistics, f32: what both backwards recompute."""
+    return (at_least_f32(x) - mean) * rstd
+
+
 def _normalized(y, mean, rstd, scale, bias):
     """(xhat `[batch, length, C]`, u = BatchNorm output `[batch, length // 2, 2, C]`), f32."""
     b, n, c = y.shape
-    xhat = (at_least_f32(y) - mean) * rstd
+    xhat = _xhat(y, mean, rstd)
     return xhat, (xhat[:, : 2 * (n // 2)] * scale + bias).reshape(b, n // 2, 2, c)
 
 
@@ -145,7 +150,7 @@ def _bn_fwd(x, scale, bias, eps):
 def _bn_bwd(eps, residuals, cotangents):
     x, mean, var, scale = residuals
     rstd = jax.lax.rsqrt(var + eps)
-    xhat = (at_least_f32(x) - mean) * rstd
+    xhat = _xhat(x, mean, rstd)
     dy = cotangents[0].astype(mean.dtype)
     count = x.shape[0] * x.shape[1]
     d_bias, d_scale = dy.sum(axis=(0, 1)), (dy * xhat).sum(axis=(0, 1))

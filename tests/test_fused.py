@@ -11,23 +11,28 @@ from jax_basenji.fused import batch_norm, bn_gelu_pool
 EPS = 1e-5
 
 
+def plain_batch_norm(x, scale, bias):
+    mean = x.mean(axis=(0, 1))
+    var = jnp.square(x - mean).mean(axis=(0, 1))
+    return (x - mean) * jax.lax.rsqrt(var + EPS) * scale + bias, mean, var
+
+
 def unfused(y, scale, bias):
-    mean = y.mean(axis=(0, 1))
-    var = jnp.square(y - mean).mean(axis=(0, 1))
-    u = (y - mean) * jax.lax.rsqrt(var + EPS) * scale + bias
+    u, mean, var = plain_batch_norm(y, scale, bias)
     a = jax.nn.gelu(u, approximate=False)
     b, n, c = a.shape
     return a[:, : n - n % 2].reshape(b, n // 2, 2, c).max(axis=2), mean, var
 
 
-def torch_reference(y, scale, bias, weights):
-    """The seed's ops in torch float64: gradients of sum(weights * block(y))."""
+def torch_reference(y, scale, bias, weights, gelu_pool: bool = True):
+    """The seed's ops in torch float64 (BatchNorm, then GELU and MaxPool1d(2) unless `gelu_pool` is False):
+    gradients of sum(weights * block(y))."""
     y, scale, bias = (torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)
                       for a in (y, scale, bias))
-    x = y.transpose(1, 2)
-    u = torch.nn.functional.batch_norm(x, None, None, scale, bias, training=True, eps=EPS)
-    out = torch.nn.functional.max_pool1d(torch.nn.functional.gelu(u), 2).transpose(1, 2)
-    (out * torch.tensor(np.asarray(weights))).sum().backward()
+    out = torch.nn.functional.batch_norm(y.transpose(1, 2), None, None, scale, bias, training=True, eps=EPS)
+    if gelu_pool:
+        out = torch.nn.functional.max_pool1d(torch.nn.functional.gelu(out), 2)
+    (out.transpose(1, 2) * torch.tensor(np.asarray(weights))).sum().backward()
     return [t.grad.numpy() for t in (y, scale, bias)]
 
 
@@ -70,12 +75,6 @@ def test_pool_ties_send_the_gradient_to_the_first_element_like_torch():
     np.testing.assert_allclose(g, torch_reference(y, scale, bias, w)[0], rtol=0, atol=1e-12)
 
 
-def plain_batch_norm(x, scale, bias):
-    mean = x.mean(axis=(0, 1))
-    var = jnp.square(x - mean).mean(axis=(0, 1))
-    return (x - mean) * jax.lax.rsqrt(var + EPS) * scale + bias, mean, var
-
-
 @pytest.mark.parametrize("shape", [(2, 36, 5), (1, 37, 3)])
 def test_batch_norm_outputs_and_gradients_equal_autodiff_and_torch_in_float64(shape):
     """The train-mode BatchNorm of the dilated and final blocks (a backward that keeps only its input)."""
@@ -91,9 +90,6 @@ def test_batch_norm_outputs_and_gradients_equal_autodiff_and_torch_in_float64(sh
 
     got = jax.grad(loss(lambda *a: batch_norm(*a, EPS)), argnums=(0, 1, 2))(x, scale, bias)
     auto = jax.grad(loss(plain_batch_norm), argnums=(0, 1, 2))(x, scale, bias)
-    xt, st, bt = (torch.tensor(np.asarray(a), requires_grad=True) for a in (x, scale, bias))
-    out = torch.nn.functional.batch_norm(xt.transpose(1, 2), None, None, st, bt, training=True, eps=EPS)
-    (out.transpose(1, 2) * torch.tensor(np.asarray(w))).sum().backward()
-    for a, b, c in zip(got, auto, (xt.grad, st.grad, bt.grad)):
+    for a, b, c in zip(got, auto, torch_reference(x, scale, bias, w, gelu_pool=False)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(a, c.numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(a, c, rtol=0, atol=1e-12)

@@ -7,9 +7,9 @@ sums in either order to the same bits), and one process compiles once where two 
 CPU, JAX's compilation-cache key includes the device assignment and only process 0 writes entries,
 so process 1 of every 2-process run compiles everything itself). Both species train, alternating, so
 the resume also restores where each species' data stream was. (A single-process run resumes through
-the same code, minus jax.distributed: tests/test_train_resume.py resumes in-process runs.) That 2 processes compute what
-1 process computes is shown in float64 by tests/test_train_distributed.py; in float32 the reduction
-order differs between layouts.
+the same code, minus jax.distributed: tests/test_train_resume.py resumes in-process runs.) That 2
+processes compute what 1 process of 1 device computes is shown in float64 by
+tests/test_train_distributed.py; in float32 the reduction order differs between those layouts.
 """
 
 import os
@@ -47,11 +47,10 @@ def _start(store, workdir, processes: int = 2) -> list[subprocess.Popen]:
     cmd = [sys.executable, "-m", "jax_basenji.train", "--data", store, "--model", "tiny", "--workdir", str(workdir),
            "--steps", str(STEPS), "--batch-size", "4", "--optimizer", "adam", "--lr", "1e-3", "--eval-every", "0",
            "--eval-batches", "1", "--checkpoint-every", "2", "--no-progress"]
-    if processes > 1:
-        cmd += ["--coordinator-address", f"127.0.0.1:{_port()}", "--num-processes", str(processes)]
-    per_process = [["--process-id", str(i)] for i in range(processes)] if processes > 1 else [[]]
-    return [subprocess.Popen([*cmd, *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True) for extra in per_process]
+    coordinator = ["--coordinator-address", f"127.0.0.1:{_port()}", "--num-processes", str(processes)]
+    roles = [[*coordinator, "--process-id", str(i)] for i in range(processes)] if processes > 1 else [[]]
+    return [subprocess.Popen([*cmd, *role], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for role in roles]
 
 
 def _finish(procs) -> None:
