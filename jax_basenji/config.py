@@ -95,9 +95,9 @@ class ModelConfig:
     # the padding exactly 0 (bf16 tensor cores need multiples of 8; else cuDNN pads every call).
     # 0 = 8 on a GPU, 1 (none) elsewhere.
     channel_multiple: int = 0
-    # Convolutions computed as im2col + one matmul (the GPU runs the 4-channel stem and the
-    # dilated weight gradients poorly as convolutions): "stem", "dilated", "stem,dilated" or
-    # "none"; "auto" = both on a GPU, none elsewhere.
+    # Convolutions computed as matmuls (the GPU runs the 4-channel stem and the dilated weight
+    # gradients poorly as convolutions; jax_basenji.gemm_conv): "stem", "dilated", "stem,dilated"
+    # or "none"; "auto" = both on a GPU, none elsewhere.
     gemm_convs: str = "auto"
 
     def __post_init__(self):

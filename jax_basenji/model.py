@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn.linear import default_kernel_init
 
+from jax_basenji import gemm_conv
 from jax_basenji.config import ModelConfig
 from jax_basenji.fused import batch_norm, bn_gelu_pool
 from jax_basenji.ops import GELUS, at_least_f32, max_pool2, normalize, softplus
@@ -124,22 +125,19 @@ class Conv(nnx.Module):
 
         `c` and `width` may exceed the kernel's widths: the kernel is zero-padded to them, so padded
         input channels are ignored and padded outputs are exactly 0 (their gradients too). `gemm`:
-        the k shifted copies of `x` side by side times the `[k * c, width]` kernel, one matmul whose
-        weight gradient is a matmul as well (cuDNN runs dilated weight gradients slowly)."""
+        the convolution as matmuls (`gemm_conv.conv`), whose weight gradient is a matmul as well (cuDNN runs
+        dilated weight gradients slowly)."""
         kernel = self.kernel[...]
         k, cin, cout = kernel.shape
         width = width or cout
         if (x.shape[-1], width) != (cin, cout):
             kernel = jnp.pad(kernel, ((0, 0), (0, x.shape[-1] - cin), (0, width - cout)))
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        if gemm:
+            return gemm_conv.conv(x, kernel, self.dilation)
         pad = self.dilation * (k - 1) // 2
-        if not gemm:
-            return jax.lax.conv_general_dilated(x, kernel, (1,), [(pad, pad)], rhs_dilation=(self.dilation,),
-                                                dimension_numbers=("NWC", "WIO", "NWC"))
-        n = x.shape[1]
-        xp = jnp.pad(x, ((0, 0), (pad, pad), (0, 0)))
-        cols = jnp.concatenate([xp[:, j * self.dilation: j * self.dilation + n] for j in range(k)], axis=-1)
-        return cols @ kernel.reshape(k * x.shape[-1], width)
+        return jax.lax.conv_general_dilated(x, kernel, (1,), [(pad, pad)], rhs_dilation=(self.dilation,),
+                                            dimension_numbers=("NWC", "WIO", "NWC"))
 
 
 def conv_bn(conv: Conv, bn: BatchNorm, x: jax.Array, **compute) -> jax.Array:

@@ -61,9 +61,13 @@ def compile_programs(cfg: ModelConfig, mesh: Mesh, batch: int, precision: str, m
     if "train" in modes:
         tc = TrainConfig(species=("human",), batch_size=batch, precision=precision)
         trainer = Trainer(cfg, tc, mesh)
-        tgt = jax.ShapeDtypeStruct((batch, bins, tracks), jnp.float32, sharding=shard)
-        out["train"] = trainer.lower_train_step(trainer.abstract_state(), {"sequence": seq, "target": tgt},
-                                                "human").compile(options)
+        # The batch as the training reader hands it over (uint8 index, float16 targets, augmentation
+        # draws), so the program is the one `train` runs, on-device augmentation included.
+        reader = {"sequence": jax.ShapeDtypeStruct((batch, cfg.seq_length), jnp.uint8, sharding=shard),
+                  "target": jax.ShapeDtypeStruct((batch, bins, tracks), jnp.float16, sharding=shard),
+                  "rc": jax.ShapeDtypeStruct((batch,), jnp.bool_, sharding=shard),
+                  "shift": jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=shard)}
+        out["train"] = trainer.lower_train_step(trainer.abstract_state(), reader, "human").compile(options)
     if "forward" in modes:
         model_cfg = cfg.replace(dtype="bfloat16") if precision == "bf16" else cfg
         abstract = nnx.eval_shape(lambda: build_model(model_cfg))
