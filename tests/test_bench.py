@@ -206,6 +206,52 @@ def test_hlo_reading_counts_kernels_bytes_and_odd_conv_channels():
     assert report["bf16_convs_not_multiple_of_8"] == ["conv"]
 
 
+SLICED_HLO = """HloModule moments
+
+%add (a: f32[], b: f32[]) -> f32[] {
+  %a = f32[] parameter(0)
+  %b = f32[] parameter(1)
+  ROOT %sum = f32[] add(%a, %b)
+}
+
+%fused_shift (param_0: bf16[4,1024,8]) -> f32[8] {
+  %param_0 = bf16[4,1024,8]{2,1,0} parameter(0)
+  %convert = f32[4,1024,8]{2,1,0} convert(%param_0)
+  %slice = f32[4,16,8]{2,1,0} slice(%convert), slice={[0:4:1], [0:1024:64], [0:8:1]}
+  %zero = f32[] constant(0)
+  ROOT %reduce = f32[8]{0} reduce(%slice, %zero), dimensions={0,1}, to_apply=%add
+}
+
+%fused_sum (param_0.1: bf16[4,1024,8], param_1: f32[8]) -> f32[8] {
+  %param_0.1 = bf16[4,1024,8]{2,1,0} parameter(0)
+  %param_1 = f32[8]{0} parameter(1)
+  %slice.1 = bf16[4,16,8]{2,1,0} slice(%param_0.1), slice={[0:4:1], [0:1024:64], [0:8:1]}
+  %convert.1 = f32[4,1024,8]{2,1,0} convert(%param_0.1)
+  %zero.1 = f32[] constant(0)
+  ROOT %reduce.1 = f32[8]{0} reduce(%convert.1, %zero.1), dimensions={0,1}, to_apply=%add
+}
+
+ENTRY %main (p0: bf16[4,1024,8]) -> f32[8] {
+  %p0 = bf16[4,1024,8]{2,1,0} parameter(0)
+  %shift = f32[8]{0} fusion(%p0), kind=kInput, calls=%fused_shift
+  %first = bf16[4,1,8]{2,1,0} slice(%p0), slice={[0:4:1], [0:1:1], [0:8:1]}
+  ROOT %sum = f32[8]{0} fusion(%p0, %shift), kind=kInput, calls=%fused_sum
+}
+"""
+
+
+def test_hlo_reading_counts_only_the_sliced_part_of_a_sliced_operand():
+    """BatchNorm's shift estimate reads every 64th position of its input: a fusion parameter used only
+    through slices (here after a convert) counts the sliced elements, as does a slice instruction's
+    operand; a parameter that is also read whole counts whole."""
+    from jax_basenji.bench.hlo import entry_kernels
+
+    shift, first, total = entry_kernels(SLICED_HLO)
+    assert shift.bytes == 4 * 16 * 8 * 2 + 8 * 4
+    assert first.bytes == 2 * (4 * 1 * 8 * 2)
+    assert total.bytes == 4 * 1024 * 8 * 2 + 2 * 8 * 4
+
+
 def test_hlo_reading_of_a_compiled_cpu_program():
     """The same reading on XLA:CPU's program of the tiny model: its convolutions' channel counts are the
     config's (stem 4 -> 16)."""

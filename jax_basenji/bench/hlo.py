@@ -4,15 +4,18 @@
 not bookkeeping (parameter, tuple, get-tuple-element, bitcast, constant) is a kernel launch: a fusion, a
 cuDNN or cuBLAS custom call, a copy. Its bytes moved are its operands read plus its result written, each
 counted once: a lower bound on the memory traffic, the figure issue 23 tracks for the GPU train step
-(`scripts/gpu_compile_report.py` compiles it for an H200 without a GPU). The same reading works on any
-backend's HLO, so it is tested on CPU programs.
+(`scripts/gpu_compile_report.py` compiles it for an H200 without a GPU). An operand that the kernel
+reads only through slices (a fusion's parameter whose every use, through bitcasts and converts, is a
+slice; a slice instruction's operand) counts the sliced elements only: BatchNorm's shift estimate reads
+every 64th position of its input, not all of it. The same reading works on any backend's HLO, so it is
+tested on CPU programs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 
 BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2, "f32": 4, "s32": 4, "u32": 4,
          "f64": 8, "s64": 8, "u64": 8}
@@ -20,6 +23,9 @@ BOOKKEEPING = {"parameter", "tuple", "get-tuple-element", "bitcast", "constant"}
 _INSTRUCTION = re.compile(r"(?:ROOT )?%(\S+) = (\(.*?\)|\S+) ([\w-]+)\((.*?)\)(?:, |$)")
 _ARRAY = re.compile(r"(\w+)\[([\d,]*)\]")
 _COMMENT = re.compile(r"/\*.*?\*/")
+_HEADER = re.compile(r"(%\S+) \(.*\) -> .* \{$")
+# Ops through which a parameter's elements pass one to one: a slice after them still reads a part only.
+_PASS_THROUGH = {"bitcast", "convert", "copy", "reshape"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,28 +51,91 @@ def array_bytes(shape: str) -> int:
     return total
 
 
+def _elements(shape: str) -> int:
+    n = 0
+    for _, dims in _ARRAY.findall(shape):
+        size = 1
+        for d in filter(None, dims.split(",")):
+            size *= int(d)
+        n += size
+    return n
+
+
+def _instructions(lines):
+    """(name, shape, op, operand names, line) of each instruction among `lines`."""
+    for line in lines:
+        m = _INSTRUCTION.match(line.strip())
+        if m:
+            name, shape, op, args = m.groups()
+            # Operands past the fifth carry a position comment: `/*index=5*/%name`.
+            names = (_COMMENT.sub("", a).strip() for a in args.split(","))
+            yield name, shape, op, [a[1:] for a in names if a.startswith("%")], line
+
+
+def _computations(hlo: str) -> dict[str, list[str]]:
+    """{computation name: its instruction lines} of every non-entry computation (fusion bodies)."""
+    out, name = {}, None
+    for line in hlo.splitlines():
+        if name is None:
+            m = _HEADER.match(line)
+            if m:
+                name, out[m.group(1)[1:]] = m.group(1)[1:], []
+        elif line.startswith("}"):
+            name = None
+        else:
+            out[name].append(line)
+    return out
+
+
+def _parameter_fractions(body: list[str]) -> dict[int, float]:
+    """{parameter number: the fraction of its elements a fused computation reads}: below 1 only when
+    every use of the parameter (through `_PASS_THROUGH` ops) is a slice."""
+    shapes, ops, users, params = {}, {}, defaultdict(list), {}
+    for name, shape, op, operands, line in _instructions(body):
+        shapes[name], ops[name] = shape, op
+        for o in operands:
+            users[o].append(name)
+        if op == "parameter":
+            params[name] = int(re.search(r"parameter\((\d+)\)", line).group(1))
+
+    def fraction(name: str) -> float:
+        total = 0.0
+        for user in users[name] or [None]:
+            if user is not None and ops[user] == "slice":
+                total += _elements(shapes[user]) / max(_elements(shapes[name]), 1)
+            elif user is not None and ops[user] in _PASS_THROUGH:
+                total += fraction(user)
+            else:  # any other reader (or the root) reads it all
+                return 1.0
+        return min(total, 1.0)
+
+    return {number: fraction(name) for name, number in params.items()}
+
+
 def entry_kernels(hlo: str) -> list[Kernel]:
     """The kernels of the entry computation of optimized HLO text, in program order."""
     start = hlo.find("\nENTRY")
     if start < 0:
         raise ValueError("no ENTRY computation in this HLO text")
+    bodies = _computations(hlo[:start])
     shapes: dict[str, str] = {}
     kernels = []
-    for line in hlo[start:].splitlines()[1:]:
-        m = _INSTRUCTION.match(line.strip())
-        if not m:
-            continue
-        name, shape, op, args = m.groups()
+    for name, shape, op, names, line in _instructions(hlo[start:].splitlines()[1:]):
         shapes[name] = shape
         if op in BOOKKEEPING:
             continue
-        # Operands past the fifth carry a position comment: `/*index=5*/%name`.
-        names = (_COMMENT.sub("", a).strip() for a in args.split(","))
-        operands = tuple(shapes.get(a[1:], "") for a in names if a.startswith("%"))
+        operands = tuple(shapes.get(a, "") for a in names)
+        read = [array_bytes(o) for o in operands]
+        if op == "slice":
+            read[0] = array_bytes(shape)
+        called = re.search(r"calls=%([\w.\-]+)", line)
+        if op == "fusion" and called and called.group(1) in bodies:
+            fractions = _parameter_fractions(bodies[called.group(1)])
+            read = [b * fractions.get(i, 1.0) for i, b in enumerate(read)]
         kind = re.search(r'kind=(\w+)|custom_call_target="([^"]+)"', line)
         labels = re.search(r"dim_labels=(\S+?)(?:,|$)", line)
         kernels.append(Kernel(name, op, next(g for g in kind.groups() if g) if kind else "",
-                              sum(map(array_bytes, operands)) + array_bytes(shape), shape, operands,
+                              round(sum(read)) + array_bytes(shape), shape, operands,
                               labels.group(1) if labels else ""))
     return kernels
 
