@@ -9,10 +9,14 @@
 #      then bench variants on the published Basenji2 (131,072 bp, 5,313 tracks), batch 4 and 16, JAX vs
 #      torch_ref on the same GPU: variants/s, host-window wait share, peak RSS; incremental scoring
 #      (issue 26) on random, dense-clustered and sparse SNVs beside the full path.
+#   4b. (section "layout") bench model bf16 at batch 4 and 16 with the plain layout (true channel widths,
+#      every convolution a convolution) beside 3's GPU layout (widths x 8, stem and dilated convs as
+#      matmuls): the deviceless compile counts bytes (plain 14.82 GB, GPU layout 15.48 GB at batch 4) but
+#      only a GPU can time the two.
 #   5. (opt-in, section "xla") bench model bf16 train+forward at batch 4 and 16 with Triton GEMM fusions
 #      off (XLA_FLAGS=--xla_gpu_enable_triton_gemm=false), the one XLA option the deviceless compile
 #      favoured (train step 17.88 -> 16.84 GB at batch 4; forward 3.56 -> 3.69 GB): compare with 3.
-# GPU_CHECK_STEPS picks sections (default "parity train model variants"; add "xla" for 5).
+# GPU_CHECK_STEPS picks sections (default "parity train model layout variants"; add "xla" for 5).
 # Every result is JSON in OUT_DIR (plus the logs); a failing step is recorded and the next one runs.
 #
 #   scripts/gpu_check.sh OUT_DIR           on the GPU machine
@@ -38,7 +42,7 @@ else
     parity_limit=180; variant_preset=basenji2; variant_count=1000; variant_batches="4 16"; dense_count=20000
     dense_batch=16; xla_batches="4 16"
 fi
-sections=" ${GPU_CHECK_STEPS:-parity train model variants} "
+sections=" ${GPU_CHECK_STEPS:-parity train model layout variants} "
 want() { [[ $sections == *" $1 "* ]]; }
 status=0
 budget=${GPU_CHECK_BUDGET_S:-$default_budget}  # the script's seconds: later steps are skipped, and recorded so
@@ -100,6 +104,9 @@ for run in $model_runs; do
     [ "${rest#*:}" = compile ] && extra=(--torch-compile)
     model_step "model_${precision}_b${batches//,/_}" "$precision" "${batches//,/ }" "${extra[@]}"
 done
+
+# 3b. The compute layout A/B, before variant scoring (measured on an H200 already) in the time budget.
+want layout && model_step model_bf16_plain_layout bf16 "$xla_batches" --channel-multiple 1 --gemm-convs none
 
 # 4. Variant scoring: the tests on this device, then throughput at the real size.
 if want variants; then

@@ -37,12 +37,15 @@ def test_model_benchmark_smoke(tmp_path):
 
 def test_model_benchmark_runs_each_batch_size_and_reports_mfu_on_a_gpu(monkeypatch, tmp_path):
     """The parent's bookkeeping, with children that report fixed times as a bf16 H200 would; a child
-    that fails at the largest batch leaves the JSON of the batch sizes already measured."""
+    that fails at the largest batch leaves the JSON of the batch sizes already measured. The JAX compute
+    layout asked for reaches the children and the report."""
     from jax_basenji.bench import model as bench_model_module
 
     times = {"torch": 0.02, "torch_compile": 0.015, "jax": 0.01}  # seconds per call, async 80 % of it
+    layouts = set()
 
     def fake_child(a):
+        layouts.add((a["config"]["channel_multiple"], a["config"]["gemm_convs"]))
         np.save(a["prediction"], np.ones((a["batch_size"], 3)))
         scale = a["batch_size"] / 4 * (3 if a["mode"] == "train" else 1)
         median = times[a["framework"]] * scale
@@ -50,9 +53,11 @@ def test_model_benchmark_runs_each_batch_size_and_reports_mfu_on_a_gpu(monkeypat
                 "device_kind": "NVIDIA H200"}
 
     monkeypatch.setattr(bench_model_module, "_run_child", fake_child)
+    plain = {"channel_multiple": 1, "gemm_convs": "none"}
     result = bench_model_module.bench_model(preset="tiny", batch_sizes=(4, 16), seq_length=4096, precision="bf16",
-                                            device="gpu", torch_compile=True, log=lambda *_: None)
+                                            device="gpu", torch_compile=True, layout=plain, log=lambda *_: None)
     assert [run["batch_size"] for run in result["runs"]] == [4, 16]
+    assert result["layout"] == plain and layouts == {(1, "none")}
     flops = model_flops(ModelConfig.tiny(), 4096)
     for run in result["runs"]:
         assert run["forward_ratio"] == pytest.approx(0.5) and run["train_step_ratio"] == pytest.approx(0.5)

@@ -51,6 +51,12 @@ def parse_args(argv):
     m.add_argument("--warmup", type=int, default=1, help="untimed runs after the first call")
     m.add_argument("--repeats", type=int, default=5, help="timed runs (the median is reported)")
     m.add_argument("--torch-compile", action="store_true", help="also torch_ref under torch.compile (Inductor)")
+    m.add_argument("--channel-multiple", type=int, default=0,
+                   help="JAX compute layout: channel widths rounded up to this multiple (default 0: 8 on a "
+                        "GPU, none elsewhere; 1 = the true widths)")
+    m.add_argument("--gemm-convs", default="auto",
+                   help="JAX compute layout: convolutions run as matmuls, stem, dilated, stem,dilated or none "
+                        "(default auto: both on a GPU, none elsewhere)")
     m.add_argument("--json", help="also write the figures to this JSON file")
     c = sub.add_parser("_child")  # internal: one (framework, mode) in its own process
     c.add_argument("spec")
@@ -98,6 +104,7 @@ def main(argv=None) -> int:
         result = bench_model(preset=args.preset, batch_sizes=args.batch_size, seq_length=args.seq_length,
                              precision=args.precision, device=args.device, modes=tuple(args.modes),
                              warmup=args.warmup, repeats=args.repeats, torch_compile=args.torch_compile,
+                             layout={"channel_multiple": args.channel_multiple, "gemm_convs": args.gemm_convs},
                              json_path=args.json)
     elif args.what == "predict":
         from jax_basenji.bench.inference import bench_predict

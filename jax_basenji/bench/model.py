@@ -299,19 +299,22 @@ def _bench_batch(spec: dict, batch_size: int, modes, frameworks, flops: dict, tm
 
 def bench_model(*, preset: str, batch_sizes: Sequence[int], seq_length: int | None, precision: str,
                 device: str, modes: tuple[str, ...] = ("forward", "train"), warmup: int = 1, repeats: int = 5,
-                lr: float = 1e-4, torch_compile: bool = False, json_path: str | None = None, log=print) -> dict:
+                lr: float = 1e-4, torch_compile: bool = False, layout: dict | None = None,
+                json_path: str | None = None, log=print) -> dict:
     """Both frameworks, every mode, at each batch size: {..., "runs": [one `_bench_batch` result per batch
     size]} with the JAX / torch time ratios (with `torch_compile`, torch_ref under torch.compile too).
+    `layout`: the JAX compute layout (`ModelConfig.channel_multiple`, `gemm_convs`; default "auto").
     `json_path` is rewritten after each batch size, so a run cut short (a time limit, an out-of-memory
     child at the largest batch) keeps the figures of the batch sizes it finished."""
     import torch
 
     from torch_ref import build_torch_model
 
-    cfg = ModelConfig.preset(preset)
+    cfg = ModelConfig.preset(preset, **(layout or {}))
     seq_length = seq_length or cfg.seq_length
     flops = model_flops(cfg, seq_length)
     result = {"benchmark": "model", "preset": preset, "batch_sizes": list(batch_sizes), "seq_length": seq_length,
+              "layout": {"channel_multiple": cfg.channel_multiple, "gemm_convs": cfg.gemm_convs},
               "precision": precision, "device": device, "host": platform.processor() or platform.machine(),
               "cpu_cores": os.cpu_count(), "gflop_per_sequence": {k: round(v / 1e9, 2) for k, v in flops.items()}}
     frameworks = ("torch", "torch_compile", "jax") if torch_compile else ("torch", "jax")
