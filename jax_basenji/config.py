@@ -113,6 +113,9 @@ class ModelConfig:
             raise ValueError(f"channel_multiple must be >= 0 (0 = auto), not {self.channel_multiple}")
         if self.gemm_convs not in GEMM_CONVS:
             raise ValueError(f"unknown gemm_convs {self.gemm_convs!r}; expected one of {GEMM_CONVS}")
+        for field in ("stem_kernel", "tower_kernel", "dilated_kernel"):
+            if getattr(self, field) % 2 == 0:  # "same" padding is symmetric only for odd kernels
+                raise ValueError(f"{field} must be odd, not {getattr(self, field)}")
         if isinstance(self.heads, Mapping):  # accept a dict, store a tuple
             object.__setattr__(self, "heads", tuple(self.heads.items()))
         object.__setattr__(self, "heads", tuple((str(n), int(t)) for n, t in self.heads))

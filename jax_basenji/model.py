@@ -110,7 +110,7 @@ class Conv(nnx.Module):
     Every conv of the model feeds a BatchNorm, which takes its bias (`conv_bn`): the conv holds the
     `bias` parameter (checkpoints unchanged) but does not add it, so XLA:GPU compiles a plain
     convolution instead of cuDNN's conv + bias + activation call. Parameters keep their true widths;
-    the compute path may zero-pad channels and run as im2col + one matmul (`__call__`).
+    the compute path may zero-pad channels and run as matmuls (`__call__`, `gemm_conv`).
     """
 
     def __init__(self, cin: int, cout: int, kernel: int, cfg: ModelConfig, rngs: nnx.Rngs, *,
@@ -196,7 +196,7 @@ class DilatedResidual(nnx.Module):
 
     def __init__(self, dilation: int, cfg: ModelConfig, rngs: nnx.Rngs, *, gemm: bool = False):
         c, b = cfg.trunk_channels, cfg.bottleneck_channels
-        self.gemm = gemm  # the dilated conv as im2col + one matmul (`Conv`)
+        self.gemm = gemm  # the dilated conv as matmuls (`Conv`, `gemm_conv`)
         self.variant = cfg.variant
         self.act = GELUS[cfg.gelu]
         self.conv1 = Conv(c, b, cfg.dilated_kernel, cfg, rngs, dilation=dilation)

@@ -9,13 +9,13 @@
 #      then bench variants on the published Basenji2 (131,072 bp, 5,313 tracks), batch 4 and 16, JAX vs
 #      torch_ref on the same GPU: variants/s, host-window wait share, peak RSS; incremental scoring
 #      (issue 26) on random, dense-clustered and sparse SNVs beside the full path.
-#   4b. (section "layout") bench model bf16 at batch 4 and 16 with the plain layout (true channel widths,
+#   3b. (section "layout") bench model bf16 at batch 4 and 16 with the plain layout (true channel widths,
 #      every convolution a convolution) beside 3's GPU layout (widths x 8, stem and dilated convs as
 #      matmuls): the deviceless compile counts bytes (plain 14.82 GB, GPU layout 15.48 GB at batch 4) but
 #      only a GPU can time the two.
 #   5. (opt-in, section "xla") bench model bf16 train+forward at batch 4 and 16 with Triton GEMM fusions
 #      off (XLA_FLAGS=--xla_gpu_enable_triton_gemm=false), the one XLA option the deviceless compile
-#      favoured (train step 17.88 -> 16.84 GB at batch 4; forward 3.56 -> 3.69 GB): compare with 3.
+#      favoured (about 1 GB less per train step at batch 4, the forward 0.1 GB more): compare with 3.
 # GPU_CHECK_STEPS picks sections (default "parity train model layout variants"; add "xla" for 5).
 # Every result is JSON in OUT_DIR (plus the logs); a failing step is recorded and the next one runs.
 #
@@ -32,7 +32,7 @@ export NVIDIA_TF32_OVERRIDE=0  # fp32 means fp32 on both sides: no TF32 in cuBLA
 if [ "$mode" = "--tiny" ]; then
     preset=tiny; model=tiny; seq=16384; model_runs="bf16:1,2:compile fp32:2"; device=cpu
     steps=4; train_batch=2; tracks=8; examples="train=8,valid=4,test=4"; bench_repeats=2; default_budget=1500
-    xla_batches=1
+    xla_batches=1; layout_batches=1
     parity_limit=900; variant_preset=tiny; variant_count=41; variant_batches="4"; dense_count=200; dense_batch=4
     export JAX_PLATFORMS=cpu
 else
@@ -40,7 +40,7 @@ else
     model_runs="bf16:4,16,32:compile fp32:4:compile"  # precision:batches[:compile]
     steps=200; train_batch=8; tracks=5313; examples="train=64,valid=8,test=8"; bench_repeats=5; default_budget=480
     parity_limit=180; variant_preset=basenji2; variant_count=1000; variant_batches="4 16"; dense_count=20000
-    dense_batch=16; xla_batches="4 16"
+    dense_batch=16; xla_batches="4 16"; layout_batches="4 16"
 fi
 sections=" ${GPU_CHECK_STEPS:-parity train model layout variants} "
 want() { [[ $sections == *" $1 "* ]]; }
@@ -106,7 +106,7 @@ for run in $model_runs; do
 done
 
 # 3b. The compute layout A/B, before variant scoring (measured on an H200 already) in the time budget.
-want layout && model_step model_bf16_plain_layout bf16 "$xla_batches" --channel-multiple 1 --gemm-convs none
+want layout && model_step model_bf16_plain_layout bf16 "$layout_batches" --channel-multiple 1 --gemm-convs none
 
 # 4. Variant scoring: the tests on this device, then throughput at the real size.
 if want variants; then

@@ -28,6 +28,7 @@ def test_model_benchmark_smoke(tmp_path):
         assert row["median_s"] > 0 and row["sequences_per_s"] > 0 and row["peak_rss_gb"] > 0
         assert row["async_s"] > 0 and row["async_sequences_per_s"] > 0
         assert "mfu" not in row  # MFU only for bf16 on a GPU whose peak is known
+    assert run["rows"]["jax_train"]["layout"] == {"channel_multiple": 1, "gemm_convs": "none"}  # "auto" on a CPU
     for key in ("forward_ratio", "train_step_ratio", "forward_async_ratio", "train_step_async_ratio"):
         assert run[key] > 0
     # Both sides ran the same weights on the same input.
@@ -57,7 +58,7 @@ def test_model_benchmark_runs_each_batch_size_and_reports_mfu_on_a_gpu(monkeypat
     result = bench_model_module.bench_model(preset="tiny", batch_sizes=(4, 16), seq_length=4096, precision="bf16",
                                             device="gpu", torch_compile=True, layout=plain, log=lambda *_: None)
     assert [run["batch_size"] for run in result["runs"]] == [4, 16]
-    assert result["layout"] == plain and layouts == {(1, "none")}
+    assert result["layout_asked"] == plain and layouts == {(1, "none")}
     flops = model_flops(ModelConfig.tiny(), 4096)
     for run in result["runs"]:
         assert run["forward_ratio"] == pytest.approx(0.5) and run["train_step_ratio"] == pytest.approx(0.5)
@@ -236,10 +237,20 @@ SLICED_HLO = """HloModule moments
   ROOT %reduce.1 = f32[8]{0} reduce(%convert.1, %zero.1), dimensions={0,1}, to_apply=%add
 }
 
+%fused_ends (param_1.2: bf16[4,1024,8], param_0.2: f32[8]) -> (bf16[4,8], bf16[4,8], f32[8]) {
+  %param_0.2 = f32[8]{0} parameter(0)
+  %param_1.2 = bf16[4,1024,8]{2,1,0} parameter(1)
+  %reshape = bf16[4,8192]{1,0} reshape(%param_1.2)
+  %head = bf16[4,8]{1,0} slice(%reshape), slice={[0:4:1], [0:8:1]}
+  %tail = bf16[4,8]{1,0} slice(%reshape), slice={[0:4:1], [8184:8192:1]}
+  ROOT %ends = (bf16[4,8]{1,0}, bf16[4,8]{1,0}, f32[8]{0}) tuple(%head, %tail, %param_0.2)
+}
+
 ENTRY %main (p0: bf16[4,1024,8]) -> f32[8] {
   %p0 = bf16[4,1024,8]{2,1,0} parameter(0)
   %shift = f32[8]{0} fusion(%p0), kind=kInput, calls=%fused_shift
   %first = bf16[4,1,8]{2,1,0} slice(%p0), slice={[0:4:1], [0:1:1], [0:8:1]}
+  %ends = (bf16[4,8]{1,0}, bf16[4,8]{1,0}, f32[8]{0}) fusion(%shift, %p0), kind=kLoop, calls=%fused_ends
   ROOT %sum = f32[8]{0} fusion(%p0, %shift), kind=kInput, calls=%fused_sum
 }
 """
@@ -247,13 +258,14 @@ ENTRY %main (p0: bf16[4,1024,8]) -> f32[8] {
 
 def test_hlo_reading_counts_only_the_sliced_part_of_a_sliced_operand():
     """BatchNorm's shift estimate reads every 64th position of its input: a fusion parameter used only
-    through slices (here after a convert) counts the sliced elements, as does a slice instruction's
-    operand; a parameter that is also read whole counts whole."""
+    through slices (after a convert; after a reshape, twice) counts the sliced elements, whichever its
+    parameter number, as does a slice instruction's operand; a parameter also read whole counts whole."""
     from jax_basenji.bench.hlo import entry_kernels
 
-    shift, first, total = entry_kernels(SLICED_HLO)
+    shift, first, ends, total = entry_kernels(SLICED_HLO)
     assert shift.bytes == 4 * 16 * 8 * 2 + 8 * 4
     assert first.bytes == 2 * (4 * 1 * 8 * 2)
+    assert ends.bytes == 8 * 4 + 2 * (4 * 8 * 2) + (2 * 4 * 8 * 2 + 8 * 4)  # read [8], two [4, 8]; the result
     assert total.bytes == 4 * 1024 * 8 * 2 + 2 * 8 * 4
 
 

@@ -53,6 +53,8 @@ def test_bad_fields_are_refused():
         ModelConfig(dtype="float16")
     with pytest.raises(ValueError, match="at least one head"):
         ModelConfig(heads={})
+    with pytest.raises(ValueError, match="tower_kernel must be odd, not 4"):  # "same" padding is symmetric
+        ModelConfig(tower_kernel=4)
 
 
 def test_dict_round_trip_and_unknown_fields():

@@ -7,9 +7,9 @@ import pytest
 
 from jax_basenji import gemm_conv
 
-# (kernel, in, out, dilation): the output side (out < in, the dilated blocks' 768 -> 384) and the input
-# side (the stem's 4 -> 288; equal widths; a 1-wide kernel).
-SHAPES = [(3, 12, 5, 4), (5, 9, 3, 3), (15, 4, 7, 1), (3, 8, 8, 2), (1, 6, 3, 1)]
+# (kernel, in, out, dilation): the output side (out < in, the dilated blocks' 768 -> 384; a dilation past
+# the 40 positions) and the input side (the stem's 4 -> 288; equal widths; a 1-wide kernel).
+SHAPES = [(3, 12, 5, 4), (5, 9, 3, 3), (3, 12, 5, 45), (15, 4, 7, 1), (3, 8, 8, 2), (1, 6, 3, 1)]
 
 
 def lax_conv(x, kernel, dilation):
@@ -31,7 +31,8 @@ def _value_and_grads(conv, x, kernel, cotangent, dilation):
 
 @pytest.mark.parametrize("k,cin,cout,dilation", SHAPES)
 def test_output_and_both_gradients_equal_the_convolution_in_float64(k, cin, cout, dilation):
-    """Dilation reaching past both ends of the sequence included (zeros outside, as "same" padding)."""
+    """Taps reaching past either end of the sequence read zeros, as "same" padding does (one dilation
+    reaches past both ends from every position)."""
     with jax.enable_x64(True):
         x, kernel, cotangent = map(jnp.asarray, _inputs(k, cin, cout))
         ours = _value_and_grads(gemm_conv.conv, x, kernel, cotangent, dilation)
@@ -41,7 +42,7 @@ def test_output_and_both_gradients_equal_the_convolution_in_float64(k, cin, cout
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * float(np.abs(b).max()))
 
 
-@pytest.mark.parametrize("k,cin,cout,dilation", SHAPES[:2])
+@pytest.mark.parametrize("k,cin,cout,dilation", SHAPES[:3])
 def test_the_output_side_rounds_once_in_bfloat16(k, cin, cout, dilation):
     """bfloat16 in, bfloat16 out, float32 accumulation: the output and both gradients are the float32 results
     of the same bfloat16 values rounded once (relative error <= 2^-8), and the gradients stay bfloat16."""
@@ -52,3 +53,9 @@ def test_the_output_side_rounds_once_in_bfloat16(k, cin, cout, dilation):
         assert a.dtype == jnp.bfloat16
         b = np.asarray(b)
         np.testing.assert_allclose(np.asarray(a, np.float32), b, rtol=2.0 ** -8, atol=1e-6 * np.abs(b).max())
+
+
+def test_an_even_kernel_is_refused():
+    """A "same" convolution of an even kernel has no symmetric padding (lax would return length - 1)."""
+    with pytest.raises(ValueError, match="odd kernel, not 4 wide"):
+        gemm_conv.conv(jnp.zeros((1, 8, 3)), jnp.zeros((4, 3, 2)), 1)

@@ -138,8 +138,9 @@ def test_conv_biases_fold_into_the_batchnorm_that_follows(variant):
 def test_the_gpu_layout_computes_the_same_model(preset):
     """What a GPU runs (ModelConfig.channel_multiple 8, gemm_convs "stem,dilated"): stem and tower widths
     zero-padded to multiples of 8 (tiny 18, 21, 25, 29, 35 -> 24, 24, 32, 32, 40), the stem and dilated convs
-    as im2col matmuls. From the same parameters, in float64: the same outputs, loss, gradients of every
-    parameter and running statistics; the padded channels are exactly 0 in training and in eval."""
+    as matmuls (`gemm_conv`: im2col, output side). From the same parameters, in float64: the same outputs,
+    loss, gradients of every parameter and running statistics; the padded channels are exactly 0 in
+    training and in eval."""
     from jax_basenji.losses import poisson_loss
 
     with jax.enable_x64(True):

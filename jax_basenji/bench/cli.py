@@ -33,6 +33,7 @@ from jax_basenji.atomic import write_json
 from jax_basenji.bench.data import bench_data, default_threads
 from jax_basenji.bench.model import bench_model, child_main
 from jax_basenji.cli import Parser, one_line_errors
+from jax_basenji.config import GEMM_CONVS
 
 
 def parse_args(argv):
@@ -54,7 +55,7 @@ def parse_args(argv):
     m.add_argument("--channel-multiple", type=int, default=0,
                    help="JAX compute layout: channel widths rounded up to this multiple (default 0: 8 on a "
                         "GPU, none elsewhere; 1 = the true widths)")
-    m.add_argument("--gemm-convs", default="auto",
+    m.add_argument("--gemm-convs", default="auto", choices=GEMM_CONVS,
                    help="JAX compute layout: convolutions run as matmuls, stem, dilated, stem,dilated or none "
                         "(default auto: both on a GPU, none elsewhere)")
     m.add_argument("--json", help="also write the figures to this JSON file")

@@ -5,10 +5,10 @@ not bookkeeping (parameter, tuple, get-tuple-element, bitcast, constant) is a ke
 cuDNN or cuBLAS custom call, a copy. Its bytes moved are its operands read plus its result written, each
 counted once: a lower bound on the memory traffic, the figure issue 23 tracks for the GPU train step
 (`scripts/gpu_compile_report.py` compiles it for an H200 without a GPU). An operand that the kernel
-reads only through slices (a fusion's parameter whose every use, through bitcasts and converts, is a
-slice; a slice instruction's operand) counts the sliced elements only: BatchNorm's shift estimate reads
-every 64th position of its input, not all of it. The same reading works on any backend's HLO, so it is
-tested on CPU programs.
+reads only through slices (a fusion's parameter whose every use, through bitcasts, converts, copies
+and reshapes, is a slice; a slice instruction's operand) counts the sliced elements only: BatchNorm's
+shift estimate reads every 64th position of its input, not all of it. The same reading works on any
+backend's HLO, so it is tested on CPU programs.
 """
 
 from __future__ import annotations
@@ -39,26 +39,22 @@ class Kernel:
     dim_labels: str = ""  # convolutions: e.g. b01f_01io->b01f
 
 
+def _arrays(shape: str):
+    """(dtype, element count) of each array of an HLO shape (a tuple has several)."""
+    for dtype, dims in _ARRAY.findall(shape):
+        n = 1
+        for d in filter(None, dims.split(",")):
+            n *= int(d)
+        yield dtype, n
+
+
 def array_bytes(shape: str) -> int:
     """Bytes of an HLO shape (a tuple's elements summed), e.g. `bf16[4,1024,768]{2,1,0}` -> 6,291,456."""
-    total = 0
-    for dtype, dims in _ARRAY.findall(shape):
-        if dtype in BYTES:
-            n = 1
-            for d in filter(None, dims.split(",")):
-                n *= int(d)
-            total += n * BYTES[dtype]
-    return total
+    return sum(n * BYTES[dtype] for dtype, n in _arrays(shape) if dtype in BYTES)
 
 
 def _elements(shape: str) -> int:
-    n = 0
-    for _, dims in _ARRAY.findall(shape):
-        size = 1
-        for d in filter(None, dims.split(",")):
-            size *= int(d)
-        n += size
-    return n
+    return sum(n for _, n in _arrays(shape))
 
 
 def _instructions(lines):
@@ -79,7 +75,8 @@ def _computations(hlo: str) -> dict[str, list[str]]:
         if name is None:
             m = _HEADER.match(line)
             if m:
-                name, out[m.group(1)[1:]] = m.group(1)[1:], []
+                name = m.group(1)[1:]
+                out[name] = []
         elif line.startswith("}"):
             name = None
         else:

@@ -173,7 +173,7 @@ def _jax_child(a: dict) -> dict:
     from jax_basenji.convert import arrays_from_torch, load_torch_state_dict
     from jax_basenji.sharding import global_batch, make_mesh
     from jax_basenji.train_config import TrainConfig
-    from jax_basenji.model import build_model
+    from jax_basenji.model import build_model, compute_layout
     from jax_basenji.trainer import Trainer
 
     base = ModelConfig.from_dict(a["config"])
@@ -222,6 +222,8 @@ def _jax_child(a: dict) -> dict:
     result["peak_memory_gb"] = stats["peak_bytes_in_use"] / 1e9 if "peak_bytes_in_use" in stats else None
     result["version"] = jax.__version__
     result["device_kind"] = jax.devices()[0].device_kind
+    multiple, gemm = compute_layout(cfg)  # "auto" as this device resolved it
+    result["layout"] = {"channel_multiple": multiple, "gemm_convs": ",".join(gemm) or "none"}
     if "pred" in out:
         np.save(a["prediction"], np.asarray(out["pred"], dtype=np.float32))
     return result
@@ -303,7 +305,8 @@ def bench_model(*, preset: str, batch_sizes: Sequence[int], seq_length: int | No
                 json_path: str | None = None, log=print) -> dict:
     """Both frameworks, every mode, at each batch size: {..., "runs": [one `_bench_batch` result per batch
     size]} with the JAX / torch time ratios (with `torch_compile`, torch_ref under torch.compile too).
-    `layout`: the JAX compute layout (`ModelConfig.channel_multiple`, `gemm_convs`; default "auto").
+    `layout`: the JAX compute layout asked for (`ModelConfig.channel_multiple`, `gemm_convs`; default
+    "auto"); each JAX row records the layout its device ran.
     `json_path` is rewritten after each batch size, so a run cut short (a time limit, an out-of-memory
     child at the largest batch) keeps the figures of the batch sizes it finished."""
     import torch
@@ -314,7 +317,7 @@ def bench_model(*, preset: str, batch_sizes: Sequence[int], seq_length: int | No
     seq_length = seq_length or cfg.seq_length
     flops = model_flops(cfg, seq_length)
     result = {"benchmark": "model", "preset": preset, "batch_sizes": list(batch_sizes), "seq_length": seq_length,
-              "layout": {"channel_multiple": cfg.channel_multiple, "gemm_convs": cfg.gemm_convs},
+              "layout_asked": {"channel_multiple": cfg.channel_multiple, "gemm_convs": cfg.gemm_convs},
               "precision": precision, "device": device, "host": platform.processor() or platform.machine(),
               "cpu_cores": os.cpu_count(), "gflop_per_sequence": {k: round(v / 1e9, 2) for k, v in flops.items()}}
     frameworks = ("torch", "torch_compile", "jax") if torch_compile else ("torch", "jax")
