@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check of issue 14, one script (at most GPU_CHECK_BUDGET_S, default 480 s, on an H100/H200):
-#   1. fp32 parity on the GPU: full-model and block parity tests (TF32 off, "highest" precision);
+#   1. fp32 parity on the GPU: full-model and block parity tests (TF32 off, "highest" precision), and
+#      the hand-written backward passes the GPU layout runs (tests/test_fused.py, tests/test_gemm_conv.py:
+#      float64 exactness, bf16 rounding) on the device itself;
 #   2. 200 bf16 training rounds of `python -m jax_basenji.train` at the real size, batch 8, from a
 #      synthetic store on local disk: seq/s and data_wait_fraction, the figure users will see;
 #   3. bench model, bf16 at batch 4 / 16 / 32 in one run and fp32 at batch 4: JAX vs torch_ref eager
@@ -64,6 +66,7 @@ step() {  # step NAME LIMIT_S COMMAND...: run, log, record its exit code and sec
 
 # 1. Parity at fp32 on whatever device JAX sees (the GPU there).
 want parity && step parity "$parity_limit" python -m pytest -q -p no:randomly parity_tests/test_full_model.py parity_tests/test_blocks.py \
+    tests/test_fused.py tests/test_gemm_conv.py \
     --junitxml "$out/parity.xml"
 
 # 2. End-to-end training from a synthetic store on local disk.
