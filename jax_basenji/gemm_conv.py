@@ -11,11 +11,11 @@ y[t] = sum_j x[t + (j - h) d] . W_j, with h = (k - 1) / 2 and zeros outside the 
   shifts the 384-wide dy instead of re-reading three 768-wide copies of x. Compiled for an H200
   (deviceless; Basenji2'' bf16 train step, batch 4), the step moves 15.48 GB instead of 16.67.
 
-`conv` picks the narrower side. The output side accumulates its k products in at least float32 and
-rounds its output and both gradients once to the inputs' dtypes, as one matmul does; its hand-written
-backward keeps the cotangents in x's dtype, so that the gradient matmuls run in bf16 too. It has no
-forward-mode derivative (jax.jvp), which nothing here uses. The input side is plain autodiff: in bf16
-its d x adds the k taps' bf16 cotangents (training never uses the stem's d x; bf16 attribution does).
+`conv` picks the narrower side. Both accumulate in at least float32 and round the output and both
+gradients once to the inputs' dtypes, as one convolution does (autodiff of the sum of shifted taps
+would add them in bf16); their hand-written backward passes keep the cotangents in x's dtype, so that
+the gradient matmuls run in bf16 too. Neither has a forward-mode derivative (jax.jvp), which nothing
+here uses.
 """
 
 from __future__ import annotations
@@ -47,13 +47,38 @@ def _accumulator(dtype) -> jnp.dtype:
     return jnp.promote_types(dtype, jnp.float32)
 
 
+def _columns(x, k, dilation):
+    """`[batch, length, C]` -> `[batch, length, k C]`: the k shifted copies of x side by side."""
+    return jnp.concatenate([_shifted(x, (j - k // 2) * dilation) for j in range(k)], axis=-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _input_side(x, kernel, dilation):
-    """`[batch, length, C]` -> `[batch, length, W]` through the `[batch, length, k C]` shifted copies of x."""
+    """`[batch, length, C]` -> `[batch, length, W]`: the shifted copies of x times the `[k C, W]` kernel."""
     k, c, w = kernel.shape
-    cols = jnp.concatenate([_shifted(x, (j - k // 2) * dilation) for j in range(k)], axis=-1)
-    # Plain autodiff, in x's dtype: a float32 result here would make its backward matmuls mix float32
-    # cotangents with bfloat16 operands.
-    return cols @ kernel.reshape(k * c, w)
+    return _columns(x, k, dilation) @ kernel.reshape(k * c, w)  # accumulated in float32 by the GPU's matmul
+
+
+def _input_side_fwd(x, kernel, dilation):
+    k, c, w = kernel.shape
+    cols = _columns(x, k, dilation)
+    return cols @ kernel.reshape(k * c, w), (cols, kernel)
+
+
+def _input_side_bwd(dilation, residuals, dy):
+    """d x[:, s] = sum_j d cols[:, s - (j - h) d, j-th C block], summed in at least float32 and rounded
+    once (autodiff would add the k taps in bf16; training drops d x, attribution reads it)."""
+    cols, kernel = residuals
+    k, c, w = kernel.shape
+    acc = _accumulator(dy.dtype)
+    d_cols = jax.lax.dot_general(dy, kernel.reshape(k * c, w), (((2,), (1,)), ((), ())), preferred_element_type=acc)
+    dx = functools.reduce(jnp.add, [_shifted(d_cols[..., j * c:(j + 1) * c], -(j - k // 2) * dilation)
+                                    for j in range(k)])
+    d_kernel = jax.lax.dot_general(cols, dy, (((0, 1), (0, 1)), ((), ())), preferred_element_type=acc)
+    return dx.astype(cols.dtype), d_kernel.reshape(k, c, w).astype(kernel.dtype)
+
+
+_input_side.defvjp(_input_side_fwd, _input_side_bwd)
 
 
 def _side_by_side(kernel: jax.Array) -> jax.Array:
