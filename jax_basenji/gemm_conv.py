@@ -55,14 +55,13 @@ def _columns(x, k, dilation):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _input_side(x, kernel, dilation):
     """`[batch, length, C]` -> `[batch, length, W]`: the shifted copies of x times the `[k C, W]` kernel."""
-    k, c, w = kernel.shape
-    return _columns(x, k, dilation) @ kernel.reshape(k * c, w)  # accumulated in float32 by the GPU's matmul
+    return _input_side_fwd(x, kernel, dilation)[0]
 
 
 def _input_side_fwd(x, kernel, dilation):
     k, c, w = kernel.shape
     cols = _columns(x, k, dilation)
-    return cols @ kernel.reshape(k * c, w), (cols, kernel)
+    return cols @ kernel.reshape(k * c, w), (cols, kernel)  # one matmul: float32 accumulation on a GPU
 
 
 def _input_side_bwd(dilation, residuals, dy):
