@@ -25,6 +25,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jax_basenji.ops import accumulation_dtype
+
 
 def conv(x: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
     """`x` `[batch, length, C]` * `kernel` `[k, C, W]` (k odd) -> `[batch, length, W]`, in x's dtype."""
@@ -43,13 +45,16 @@ def _shifted(a: jax.Array, s: int) -> jax.Array:
     return jax.lax.slice_in_dim(jnp.pad(a, widths), max(s, 0), max(s, 0) + a.shape[1], axis=1)
 
 
-def _accumulator(dtype) -> jnp.dtype:
-    return jnp.promote_types(dtype, jnp.float32)
-
-
 def _columns(x, k, dilation):
-    """`[batch, length, C]` -> `[batch, length, k C]`: the k shifted copies of x side by side."""
+    """`[batch, length, C]` -> `[batch, length, k C]`: out[:, t, j-th C block] = x[:, t + (j - h) d]."""
     return jnp.concatenate([_shifted(x, (j - k // 2) * dilation) for j in range(k)], axis=-1)
+
+
+def _tap_sum(z, dilation):
+    """`[batch, length, k, W]` -> `[batch, length, W]`: out[:, t] = sum_j z[:, t + (j - h) d, j] (the
+    transpose of `_columns` for -d)."""
+    k = z.shape[2]
+    return functools.reduce(jnp.add, [_shifted(z[:, :, j], (j - k // 2) * dilation) for j in range(k)])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -69,10 +74,9 @@ def _input_side_bwd(dilation, residuals, dy):
     once (autodiff would add the k taps in bf16; training drops d x, attribution reads it)."""
     cols, kernel = residuals
     k, c, w = kernel.shape
-    acc = _accumulator(dy.dtype)
+    acc = accumulation_dtype(dy.dtype)
     d_cols = jax.lax.dot_general(dy, kernel.reshape(k * c, w), (((2,), (1,)), ((), ())), preferred_element_type=acc)
-    dx = functools.reduce(jnp.add, [_shifted(d_cols[..., j * c:(j + 1) * c], -(j - k // 2) * dilation)
-                                    for j in range(k)])
+    dx = _tap_sum(d_cols.reshape(*dy.shape[:2], k, c), -dilation)
     d_kernel = jax.lax.dot_general(cols, dy, (((0, 1), (0, 1)), ((), ())), preferred_element_type=acc)
     return dx.astype(cols.dtype), d_kernel.reshape(k, c, w).astype(kernel.dtype)
 
@@ -92,9 +96,8 @@ def _shift_add(x, kernel, dilation):
     k, c, w = kernel.shape
     b, n, _ = x.shape
     z = jax.lax.dot_general(x, _side_by_side(kernel), (((2,), (0,)), ((), ())),
-                            preferred_element_type=_accumulator(x.dtype)).reshape(b, n, k, w)
-    taps = [_shifted(z[:, :, j], (j - k // 2) * dilation) for j in range(k)]
-    return functools.reduce(jnp.add, taps).astype(x.dtype)
+                            preferred_element_type=accumulation_dtype(x.dtype)).reshape(b, n, k, w)
+    return _tap_sum(z, dilation).astype(x.dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -113,10 +116,9 @@ def _output_side_bwd(dilation, residuals, dy):
     """d z[:, s, j] = dy[:, s - (j - h) d]: k shifted copies of the W-wide dy, then two matmuls."""
     x, kernel = residuals
     k, c, w = kernel.shape
-    acc = _accumulator(x.dtype)
+    acc = accumulation_dtype(x.dtype)
     # Built once for both matmuls (without the barrier XLA writes it twice, once for each).
-    dz = jax.lax.optimization_barrier(
-        jnp.concatenate([_shifted(dy, -(j - k // 2) * dilation) for j in range(k)], axis=-1))
+    dz = jax.lax.optimization_barrier(_columns(dy, k, -dilation))
     dx = jax.lax.dot_general(dz, _side_by_side(kernel), (((2,), (1,)), ((), ())), preferred_element_type=acc)
     d_side = jax.lax.dot_general(x, dz, (((0, 1), (0, 1)), ((), ())), preferred_element_type=acc)
     return dx.astype(x.dtype), d_side.reshape(c, k, w).transpose(1, 0, 2).astype(kernel.dtype)

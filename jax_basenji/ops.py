@@ -34,9 +34,14 @@ def softplus(x: jax.Array) -> jax.Array:
     return jnp.where(x > 20.0, x, jax.nn.softplus(x))
 
 
+def accumulation_dtype(dtype) -> jnp.dtype:
+    """bfloat16 -> float32; float32/float64 unchanged: the dtype sums and statistics are computed in."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def at_least_f32(x: jax.Array) -> jax.Array:
     """bfloat16 -> float32; float32/float64 unchanged (statistics and outputs)."""
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    return x.astype(accumulation_dtype(x.dtype))
 
 
 def max_pool2(x: jax.Array) -> jax.Array:
