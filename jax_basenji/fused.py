@@ -22,7 +22,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jax_basenji.ops import at_least_f32, batch_moments, gelu_erf, normalize
+from jax_basenji.ops import at_least_f32, batch_moments, channel_sums, gelu_erf, normalize
 
 _SQRT_HALF = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
@@ -153,7 +153,7 @@ def _bn_bwd(eps, residuals, cotangents):
     xhat = _xhat(x, mean, rstd)
     dy = cotangents[0].astype(mean.dtype)
     count = x.shape[0] * x.shape[1]
-    d_bias, d_scale = dy.sum(axis=(0, 1)), (dy * xhat).sum(axis=(0, 1))
+    d_bias, d_scale = channel_sums(dy, dy * xhat)
     dx = _input_grad(dy, xhat, rstd, scale, d_bias, d_scale, count)
     return dx.astype(x.dtype), d_scale.astype(scale.dtype), d_bias.astype(scale.dtype)
 

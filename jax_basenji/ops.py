@@ -53,6 +53,30 @@ def max_pool2(x: jax.Array) -> jax.Array:
 
 # Positions between the samples that estimate the shift of `batch_moments` (a 1/64 read of the input).
 _SHIFT_STRIDE = 64
+# `channel_sums`: below this many rows (batch x length) it sums row groups first, into about this many
+# partial sums per array (deviceless H200 compiles, docs/benchmarks.md).
+_GROUPED_BELOW = 1 << 17
+_PARTIAL_SUMS = 12_288
+
+
+def channel_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
+    """Per-channel sums of `[batch, length, C]` arrays of one shape over batch and length: `[C]` each.
+
+    XLA:GPU will not fuse an elementwise producer into a per-channel sum of few rows (4,096 x 768 in a
+    batch-4 dilated block): it writes the producer's float32 output and sums it in a second kernel, 3-5x
+    the bytes of the input. Summed first within each example over `groups` runs of positions (batch x
+    groups x C >= 12,288 partial sums, behind a barrier that keeps XLA from merging the two sums back
+    into one), it reads the input once. Grouping within examples keeps a batch-sharded array's partial
+    sums on their own devices. Large arrays (the stem, the tower) fuse either way: plain sums.
+    """
+    b, n, c = xs[0].shape
+    groups = 1
+    while b * groups * c < _PARTIAL_SUMS and n % (2 * groups) == 0:
+        groups *= 2
+    if b * n >= _GROUPED_BELOW or b * groups == 1:
+        return tuple(x.sum(axis=(0, 1)) for x in xs)
+    partial = tuple(x.reshape(b, groups, n // groups, c).sum(axis=2) for x in xs)
+    return tuple(p.sum(axis=(0, 1)) for p in jax.lax.optimization_barrier(partial))
 
 
 def batch_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -65,7 +89,8 @@ def batch_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     xf = at_least_f32(x)
     k = jax.lax.stop_gradient(xf[:, ::_SHIFT_STRIDE].mean(axis=(0, 1)))
     d = xf - k
-    m1, m2 = d.mean(axis=(0, 1)), jnp.square(d).mean(axis=(0, 1))
+    count = x.shape[0] * x.shape[1]
+    m1, m2 = (s / count for s in channel_sums(d, jnp.square(d)))
     return k + m1, jnp.maximum(m2 - jnp.square(m1), 0.0)
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from jax_basenji.fused import batch_norm, bn_gelu_pool
+from jax_basenji.ops import channel_sums
 
 EPS = 1e-5
 
@@ -93,3 +94,16 @@ def test_batch_norm_outputs_and_gradients_equal_autodiff_and_torch_in_float64(sh
     for a, b, c in zip(got, auto, torch_reference(x, scale, bias, w, gelu_pool=False)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
         np.testing.assert_allclose(a, c, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, grouped", [((2, 36, 5), True), ((1, 37, 3), False), ((4, 1024, 768), True),
+                                            ((2, 65536, 2), False)])
+def test_channel_sums_equal_plain_sums_in_float64(shape, grouped):
+    """Few rows are summed in row groups first (a layout XLA:GPU fuses; odd row counts cannot be grouped),
+    many rows at once; either way the sums are the plain per-channel sums."""
+    x = jnp.asarray(np.random.default_rng(1).normal(size=shape) + 2)
+    got = channel_sums(x, jnp.square(x))
+    for a, b in zip(got, (x.sum(axis=(0, 1)), jnp.square(x).sum(axis=(0, 1)))):
+        np.testing.assert_allclose(a, b, rtol=1e-14)
+    jaxpr = str(jax.make_jaxpr(channel_sums)(x))
+    assert ("optimization_barrier" in jaxpr) == grouped

@@ -42,7 +42,11 @@ def _port() -> int:
 
 def _start(store, workdir, processes: int = 2) -> list[subprocess.Popen]:
     """The processes of one CLI run on 2 CPU devices: 2 processes of 1 device, or 1 process of 2."""
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={2 // processes}"
+    # LLVM -O0: five processes compile the tiny program (process 1 of a 2-process run always compiles) and
+    # run 6 tiny steps, so compilation is most of this test (236 -> 193 CPU-seconds alone, 2026-12-07). All
+    # three runs share the flag, so their weights stay comparable bit for bit.
+    flags = (f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0 "
+             f"--xla_force_host_platform_device_count={2 // processes}")
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
     cmd = [sys.executable, "-m", "jax_basenji.train", "--data", store, "--model", "tiny", "--workdir", str(workdir),
            "--steps", str(STEPS), "--batch-size", "4", "--optimizer", "adam", "--lr", "1e-3", "--eval-every", "0",
