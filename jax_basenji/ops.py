@@ -55,7 +55,7 @@ def max_pool2(x: jax.Array) -> jax.Array:
 _SHIFT_STRIDE = 64
 # `channel_sums`: below this many rows (batch x length) it sums row groups first, into about this many
 # partial sums per array (deviceless H200 compiles, docs/benchmarks.md).
-_GROUPED_BELOW = 1 << 17
+_GROUPED_BELOW = 8192
 _PARTIAL_SUMS = 12_288
 
 
@@ -67,7 +67,8 @@ def channel_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
     the bytes of the input. Summed first within each example over `groups` runs of positions (batch x
     groups x C >= 12,288 partial sums, behind a barrier that keeps XLA from merging the two sums back
     into one), it reads the input once. Grouping within examples keeps a batch-sharded array's partial
-    sums on their own devices. Large arrays (the stem, the tower) fuse either way: plain sums.
+    sums on their own devices. From 8,192 rows XLA splits the sum itself and fuses it with its neighbours
+    (the grouped form broke that up: +0.8 GB in a batch-16 train step), so those get plain sums.
     """
     b, n, c = xs[0].shape
     groups = 1

@@ -13,7 +13,7 @@
 #      (issue 26) on random, dense-clustered and sparse SNVs beside the full path.
 #   3b. (section "layout") bench model bf16 at batch 4 and 16 with the plain layout (true channel widths,
 #      every convolution a convolution) beside 3's GPU layout (widths x 8, stem and dilated convs as
-#      matmuls): the deviceless compile counts bytes (plain 14.82 GB, GPU layout 15.48 GB at batch 4) but
+#      matmuls): the deviceless compile counts bytes (plain 13.95 GB, GPU layout 14.60 GB at batch 4) but
 #      only a GPU can time the two.
 #   5. (opt-in, section "xla") bench model bf16 train+forward at batch 4 and 16 with Triton GEMM fusions
 #      off (XLA_FLAGS=--xla_gpu_enable_triton_gemm=false), the one XLA option the deviceless compile
