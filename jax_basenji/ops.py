@@ -64,15 +64,16 @@ def channel_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
 
     XLA:GPU will not fuse an elementwise producer into a per-channel sum of few rows (4,096 x 768 in a
     batch-4 dilated block): it writes the producer's float32 output and sums it in a second kernel, 3-5x
-    the bytes of the input. Summed first within each example over `groups` runs of positions (batch x
-    groups x C >= 12,288 partial sums, behind a barrier that keeps XLA from merging the two sums back
-    into one), it reads the input once. Grouping within examples keeps a batch-sharded array's partial
-    sums on their own devices. From 8,192 rows XLA splits the sum itself and fuses it with its neighbours
-    (the grouped form broke that up: +0.8 GB in a batch-16 train step), so those get plain sums.
+    the bytes of the input. Summed first within each example over `groups` runs of positions (>= 12,288
+    partial sums, as far as the length halves evenly), behind a barrier that keeps XLA
+    from merging the two sums back into one, it reads the input once. Grouping within examples keeps a
+    batch-sharded array's partial sums on their own devices. From 8,192 rows XLA splits the sum itself
+    and fuses it with its neighbours (the grouped form broke that up: +0.8 GB in a batch-16 train step),
+    so those get plain sums. The partial sums keep the inputs' dtype: callers pass float32 or wider.
     """
     b, n, c = xs[0].shape
     groups = 1
-    while b * groups * c < _PARTIAL_SUMS and n % (2 * groups) == 0:
+    while b * groups * c < _PARTIAL_SUMS and n % (2 * groups) == 0 and 2 * groups <= n:
         groups *= 2
     if b * n >= _GROUPED_BELOW or b * groups == 1:
         return tuple(x.sum(axis=(0, 1)) for x in xs)

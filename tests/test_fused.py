@@ -96,11 +96,11 @@ def test_batch_norm_outputs_and_gradients_equal_autodiff_and_torch_in_float64(sh
         np.testing.assert_allclose(a, c, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape, grouped", [((2, 36, 5), True), ((1, 37, 3), False), ((4, 1024, 768), True),
-                                            ((8, 1024, 768), False)])
+@pytest.mark.parametrize("shape, grouped", [((2, 36, 5), True), ((2, 37, 3), True), ((1, 37, 3), False),
+                                            ((4, 1024, 768), True), ((8, 1024, 768), False)])
 def test_channel_sums_equal_plain_sums_in_float64(shape, grouped):
-    """Few rows are summed in row groups first (a layout XLA:GPU fuses; odd row counts cannot be grouped),
-    many rows at once; either way the sums are the plain per-channel sums."""
+    """Few rows are summed per example, in runs of positions, first (a layout XLA:GPU fuses; one example of
+    odd length has nothing to group), many rows at once; either way the sums are the plain ones."""
     x = jnp.asarray(np.random.default_rng(1).normal(size=shape) + 2)
     got = channel_sums(x, jnp.square(x))
     for a, b in zip(got, (x.sum(axis=(0, 1)), jnp.square(x).sum(axis=(0, 1)))):
