@@ -356,3 +356,37 @@ def test_predicted_bigwigs_never_replace_the_measured_ones_and_a_refusal_loads_n
     assert regions(world, tmp_path, rows, "--plot", "a", "--measured-bigwig", str(tmp_path / "x_a.png"),
                    "--overwrite", name="x.h5") == 2
     assert "is an input of this run" in capsys.readouterr().err
+
+
+def test_threads_opening_one_genome_build_its_index_once(tmp_path):
+    """The window prefetch threads share one Genome: opened by 4 threads at once, a FASTA without a .fai
+    gets one complete index, and every thread reads every chromosome (unguarded, pyfaidx builds in
+    each thread and one read another's half-written index in half of such trials)."""
+    import threading
+
+    from jax_basenji.data.genome import Genome, encode
+
+    rng = np.random.default_rng(0)
+    for trial in range(10):
+        seqs = {c: rng.choice(np.frombuffer(b"ACGT", np.uint8), 50_000).tobytes() for c in ("chrA", "chrB", "chrC")}
+        fasta = tmp_path / f"g{trial}.fa"
+        fasta.write_bytes(b"".join(b">" + c.encode() + b"\n" + b"\n".join(s[i:i + 80] for i in range(0, len(s), 80))
+                                   + b"\n" for c, s in seqs.items()))
+        genome, start, got = Genome(str(fasta)), threading.Barrier(4), []
+
+        def read():
+            start.wait()
+            try:
+                got.append({c: genome.fetch(c, 0, 50_000) for c in reversed(seqs)})
+            except Exception as e:  # noqa: BLE001 - collected, asserted below
+                got.append(e)
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for reads in got:
+            assert not isinstance(reads, Exception), f"trial {trial}: {reads}"
+            for c, s in seqs.items():
+                np.testing.assert_array_equal(reads[c], encode(s))

@@ -8,6 +8,7 @@ windows lie (BED intervals resized around their centre): `jax_basenji.geometry`.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -17,6 +18,10 @@ from jax_basenji.data.layout import DataError
 _CODE = np.full(256, 4, np.uint8)
 for _i, _b in enumerate(b"ACGT"):
     _CODE[_b] = _CODE[_b + 32] = _i
+# One thread opens a FASTA at a time: the prefetch threads of `predict.windows` fetch from one Genome, and
+# two pyfaidx openings of a FASTA without an index both build `.fai`: one read the other's half-written
+# file and lost chromosomes (15 of 30 trials of 4 threads, tests/test_predict_genome.py).
+_OPENING = threading.Lock()
 
 
 def encode(seq: bytes | str) -> np.ndarray:
@@ -37,17 +42,21 @@ class Genome:
 
     def _open(self):
         if self._fasta is None:
-            import pyfaidx
-
-            had_index = os.path.exists(self.path + ".fai")
-            try:  # pyfaidx builds a missing .fai next to the FASTA
-                self._fasta = pyfaidx.Fasta(self.path, as_raw=True, sequence_always_upper=True,
-                                            rebuild=False)
-            except (OSError, ValueError, pyfaidx.FastaIndexingError) as e:  # a damaged .fai: ValueError
-                what = (f"{self.path} has no .fai index and it could not be built" if not had_index
-                        else f"{self.path} or its index {self.path}.fai could not be read")
-                raise DataError(f"{what}: {type(e).__name__}: {e}") from None
+            with _OPENING:
+                if self._fasta is None:
+                    self._fasta = self._open_fasta()
         return self._fasta
+
+    def _open_fasta(self):
+        import pyfaidx
+
+        had_index = os.path.exists(self.path + ".fai")
+        try:  # pyfaidx builds a missing .fai next to the FASTA
+            return pyfaidx.Fasta(self.path, as_raw=True, sequence_always_upper=True, rebuild=False)
+        except (OSError, ValueError, pyfaidx.FastaIndexingError) as e:  # a damaged .fai: ValueError
+            what = (f"{self.path} has no .fai index and it could not be built" if not had_index
+                    else f"{self.path} or its index {self.path}.fai could not be read")
+            raise DataError(f"{what}: {type(e).__name__}: {e}") from None
 
     def chromosomes(self) -> list[str]:
         """Sequence names in FASTA order."""
