@@ -105,8 +105,9 @@ def normalize(x: jax.Array, mean: jax.Array, var: jax.Array, scale: jax.Array, b
 
 def fill_n(one_hot: jax.Array, value: float) -> jax.Array:
     """`[..., L, 4]` one-hot with its all-zero (N) rows set to `value` in every channel (kipoiseq's
-    0.25); the input's dtype is kept unless it cannot hold `value` (then float32)."""
-    if not value:
+    0.25); the input's dtype is kept unless it cannot hold `value` (then float32). `value` may be traced
+    (the train step's: then the rows are filled whatever it is, 0 included, which leaves them as they are)."""
+    if not isinstance(value, jax.Array) and not value:
         return one_hot
     x = one_hot if jnp.issubdtype(one_hot.dtype, jnp.floating) else one_hot.astype(jnp.float32)
     return jnp.where((x == 0).all(axis=-1, keepdims=True), jnp.asarray(value, x.dtype), x)

@@ -39,11 +39,11 @@ from jax_basenji.train_config import TrainConfig
 
 
 def hyperparameters(tc: TrainConfig) -> dict[str, jax.Array]:
-    """The run's numbers that enter the train step as arguments, not constants: runs that differ only in
-    them (learning rate, length, momentum, weight decay, clipping) share one compiled program. float32
-    scalars (float64 under jax_enable_x64)."""
+    """The run's numbers that enter the train and eval steps as arguments, not constants: runs that differ
+    only in them (learning rate, length, momentum, weight decay, clipping, the N value) share one compiled
+    program. float32 scalars (float64 under jax_enable_x64)."""
     values = {"lr": tc.lr, "steps": tc.steps, "warmup_steps": tc.warmup_steps, "momentum": tc.momentum,
-              "weight_decay": tc.weight_decay,
+              "weight_decay": tc.weight_decay, "n_value": tc.n_value or 0.0,
               "clip_norm": tc.clip_norm or np.inf}  # no clipping: g * min(1, inf) = g exactly
     dtype = jax.dtypes.canonicalize_dtype(np.float64)
     return {k: jnp.asarray(v, dtype) for k, v in values.items()}
@@ -117,7 +117,7 @@ class Trainer:
                         for i, (name, _, weight, log1p) in enumerate(tc.modalities)]
         self.tx = direction(tc)  # the optimizer state's structure (init); the step builds its own from `hyper`
         self._train_jit = jax.jit(self._train_step, static_argnames="head", donate_argnums=0)
-        self.eval_step = jax.jit(self._eval_step, static_argnames="head")
+        self._eval_jit = jax.jit(self._eval_step, static_argnames="head")
 
     @cached_property
     def hyper(self) -> dict[str, jax.Array]:
@@ -128,6 +128,10 @@ class Trainer:
     def train_step(self, state: dict, batch: dict, head: str) -> tuple[dict, dict]:
         """One optimizer step (`_train_step`, jitted; `state` is donated)."""
         return self._train_jit(state, batch, self.hyper, head=head)
+
+    def eval_step(self, state: dict, batch: dict, head: str) -> dict:
+        """Loss and per-track moments of one batch (`_eval_step`, jitted)."""
+        return self._eval_jit(state, batch, self.hyper, head=head)
 
     def lower_train_step(self, state, batch: dict, head: str) -> jax.stages.Lowered:
         """The train step lowered for `state` and `batch` (arrays or ShapeDtypeStructs); its compiled
@@ -206,7 +210,7 @@ class Trainer:
             # A frozen trunk runs in eval mode: its BatchNorm statistics stay as loaded.
             model = self._model(self._graph_eval if frozen_trunk else self._graph_train, params,
                                 state["batch_stats"])
-            pred = model(fill_n(batch["sequence"], self.tc.n_value or 0.0), head, rngs=nnx.Rngs(dropout=dropout_key))
+            pred = model(fill_n(batch["sequence"], hyper["n_value"]), head, rngs=nnx.Rngs(dropout=dropout_key))
             loss, parts = self._loss(pred, y)  # float32 whatever the compute dtype
             return loss, (parts, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
 
@@ -232,10 +236,10 @@ class Trainer:
         }
         return new_state, {"loss": loss, "grad_norm": grad_norm, "lr": lr, **parts}
 
-    def _eval_step(self, state: dict, batch: dict, head: str) -> dict:
+    def _eval_step(self, state: dict, batch: dict, hyper: dict, head: str) -> dict:
         """Loss(es) and per-track centred moments over [batch, bins] (`metrics.centered_moments`), `[T]` float32."""
         model = self._model(self._graph_eval, state["params"], state["batch_stats"])
-        pred = model(fill_n(batch["sequence"], self.tc.n_value or 0.0), head).astype(jnp.float32)
+        pred = model(fill_n(batch["sequence"], hyper["n_value"]), head).astype(jnp.float32)
         y = self._targets(batch["target"])
         loss, parts = self._loss(pred, y)
         return {"loss": loss, **parts, **centered_moments(pred, y, axis=(0, 1))}

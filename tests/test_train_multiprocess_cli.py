@@ -5,9 +5,9 @@ resume from it. The final weights must be bit-identical to an uninterrupted run 
 in one process holding 2 devices: the same layout (one batch half per device; a 2-operand all-reduce
 sums in either order to the same bits), and one process compiles once where two compile twice (on
 CPU, JAX's compilation-cache key includes the device assignment and only process 0 writes entries,
-so process 1 of every 2-process run compiles everything itself). Both species train, alternating, so
-the resume also restores where each species' data stream was. (A single-process run resumes through
-the same code, minus jax.distributed: tests/test_train_resume.py resumes in-process runs.) That 2
+so process 1 of every 2-process run compiles everything itself). One species trains, so each process
+compiles one train program; a single-process run resumes through the same code, minus jax.distributed,
+and tests/test_train_resume.py resumes two species in-process (where each species' data stream was). That 2
 processes compute what 1 process of 1 device computes is shown in float64 by
 tests/test_train_distributed.py; in float32 the reduction order differs between those layouts.
 """
@@ -49,7 +49,7 @@ def _start(store, workdir, processes: int = 2) -> list[subprocess.Popen]:
              f"--xla_force_host_platform_device_count={2 // processes}")
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
     cmd = [sys.executable, "-m", "jax_basenji.train", "--data", store, "--model", "tiny", "--workdir", str(workdir),
-           "--steps", str(STEPS), "--batch-size", "4", "--optimizer", "adam", "--lr", "1e-3", "--eval-every", "0",
+           "--species", "human", "--steps", str(STEPS), "--batch-size", "4", "--optimizer", "adam", "--lr", "1e-3", "--eval-every", "0",
            "--eval-batches", "1", "--checkpoint-every", "2", "--no-progress"]
     coordinator = ["--coordinator-address", f"127.0.0.1:{_port()}", "--num-processes", str(processes)]
     roles = [[*coordinator, "--process-id", str(i)] for i in range(processes)] if processes > 1 else [[]]

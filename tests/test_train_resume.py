@@ -27,8 +27,9 @@ def _damage_newest_array_file(step_dir):
 
 def test_a_damaged_newest_checkpoint_falls_back_to_the_older_one(store, tmp_path, capsys):
     """Saves at rounds 2 and 4 (two kept); round 4's damaged: the resume says so in one line,
-    continues from round 2, and ends with the weights of an uninterrupted run."""
-    run = dict(species=("human",), checkpoint_every=2, eval_every=0, keep_checkpoints=2)
+    continues from round 2, and ends with the weights of an uninterrupted run. Both species train,
+    alternating, so the resume also restores where each species' data stream was."""
+    run = dict(checkpoint_every=2, eval_every=0, keep_checkpoints=2)
     straight = train(ModelConfig.tiny(), small_run(store, tmp_path / "straight", steps=6, **run), progress=False)
     train(ModelConfig.tiny(), small_run(store, tmp_path / "damaged", steps=4, **run), progress=False)
     latest = tmp_path / "damaged" / "checkpoints" / "latest"
