@@ -9,12 +9,12 @@ def pytest_addoption(parser):
 # only their order matters). The suite runs on 2 workers, each file on one (--dist loadfile) handed out
 # in collection order: the longest go first, so that no long file starts last and leaves the other
 # worker idle.
-LONGEST = {"test_train.py": 310, "test_train_mode.py": 215, "test_model.py": 215, "test_finetune_evaluate.py": 185,
-           "test_incremental.py": 170, "test_blocks.py": 165, "test_full_model.py": 155,
-           "test_train_multiprocess_cli.py": 150, "test_published_workflow.py": 125, "test_train_selection.py": 105,
-           "test_bench.py": 90, "test_walkthrough.py": 75, "test_train_distributed.py": 75, "test_conversion.py": 75,
-           "test_variants.py": 65, "test_published.py": 60, "test_pipeline_device_augment.py": 55, "test_api.py": 45,
-           "test_predict_genome.py": 40}
+LONGEST = {"test_train.py": 225, "test_train_mode.py": 185, "test_model.py": 175, "test_finetune_evaluate.py": 175,
+           "test_blocks.py": 145, "test_incremental.py": 140, "test_full_model.py": 125, "test_train_selection.py": 110,
+           "test_published_workflow.py": 115, "test_train_multiprocess_cli.py": 85, "test_walkthrough.py": 75,
+           "test_bench.py": 75, "test_conversion.py": 70, "test_variants.py": 70, "test_train_resume.py": 60,
+           "test_published.py": 55, "test_train_distributed.py": 55, "test_pipeline_device_augment.py": 50,
+           "test_api.py": 45, "test_predict_genome.py": 45, "test_predict.py": 40}
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which it keeps within each file
