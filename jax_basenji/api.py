@@ -39,10 +39,7 @@ def load(path: str, *, variant: str | None = None, widths: str = "basenji2", gel
     `widths` "tiny" reads the test preset's layer widths; `gelu` ("sigmoid", "tanh", "erf") overrides a
     published file's GELU form (default sigmoid, the form its weights were trained with); `precision`
     "bf16" computes in bfloat16."""
-    from flax import nnx
-
     from jax_basenji import checkpoint
-    from jax_basenji.model import build_model
 
     if os.path.isdir(path):
         if variant or gelu or widths != "basenji2":
@@ -55,8 +52,7 @@ def load(path: str, *, variant: str | None = None, widths: str = "basenji2", gel
         if not os.path.isfile(path):
             raise InputError(f"{path}: no such model file or checkpoint directory")
         arrays, cfg = load_pretrained(path, variant, widths, gelu)
-        model = build_model(cfg.replace(dtype="bfloat16") if precision == "bf16" else cfg)
-        nnx.update(model, arrays)
+        model = checkpoint.model_with(cfg.replace(dtype="bfloat16") if precision == "bf16" else cfg, arrays)
         meta = foreign_record(cfg)
     model.eval()
     return Basenji(model, meta, os.path.abspath(path))

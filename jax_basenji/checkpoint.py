@@ -25,7 +25,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from jax_basenji.config import ModelConfig
-from jax_basenji.errors import UserError
+from jax_basenji.errors import InputError, UserError
 from jax_basenji.integrity import json_crc, leaf_paths, mismatches, tree_crcs
 from jax_basenji.model import Basenji2, build_model
 
@@ -123,6 +123,26 @@ def abstract_arrays(cfg: ModelConfig) -> dict:
     """Shapes/dtypes of `model_arrays` for `cfg`, without allocating anything."""
     model = nnx.eval_shape(lambda: build_model(cfg))
     return jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), model_arrays(model))
+
+
+def model_with(cfg: ModelConfig, arrays: dict, seed: int = 0) -> Basenji2:
+    """A model (train mode) holding `arrays` (as `model_arrays`: every parameter and BatchNorm statistic
+    of `cfg`), built without drawing initial weights: `build_model` then `nnx.update` compiled and ran the
+    random init of every parameter op by op, all of it overwritten (7-8 s on a 2-core CPU, published
+    Basenji2 or tiny alike). Only the dropout streams are computed, as `build_model(cfg, seed)` draws them,
+    in one small jitted program."""
+    graph, want, _ = nnx.split(nnx.eval_shape(lambda: build_model(cfg, seed)), SAVED, ...)
+    have = leaf_paths(arrays)
+    for name, leaf in leaf_paths(nnx.to_pure_dict(want)).items():
+        if name not in have:
+            raise InputError(f"the weights lack {name} of the {cfg.variant} model")
+        if tuple(np.shape(have[name])) != tuple(leaf.shape):
+            raise InputError(f"the weights' {name} has shape {tuple(np.shape(have[name]))}, "
+                             f"the {cfg.variant} model expects {tuple(leaf.shape)}")
+    rest = jax.jit(lambda: nnx.split(build_model(cfg, seed), SAVED, ...)[2])()  # XLA drops the weights' init
+    model = nnx.merge(graph, want, rest)
+    nnx.update(model, arrays)
+    return model
 
 
 def save_arrays(path: str, arrays: dict, cfg: ModelConfig, *, torch_new_head: str | None = None,
@@ -236,7 +256,6 @@ def recorded_n_value(meta: dict | None, cfg: ModelConfig) -> float:
 def load_model(path: str, precision: str = "fp32") -> tuple[Basenji2, dict]:
     """Restore a model (in eval mode) and the checkpoint metadata; `precision` "bf16" computes in bfloat16."""
     arrays, cfg, meta = load_arrays(path)
-    model = build_model(cfg.replace(dtype="bfloat16") if precision == "bf16" else cfg)
-    nnx.update(model, arrays)
+    model = model_with(cfg.replace(dtype="bfloat16") if precision == "bf16" else cfg, arrays)
     model.eval()
     return model, meta

@@ -96,7 +96,7 @@ def test_model_benchmark_keeps_the_forward_weights_on_the_device():
 
     model = build_model(ModelConfig.tiny(), seed=0)
     host = jax.tree.map(np.asarray, model_arrays(model))
-    _, state = eval_state(model, host, make_mesh())
+    _, state = eval_state(ModelConfig.tiny(), host, make_mesh())
     assert all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(state))
 
 

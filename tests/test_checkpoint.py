@@ -8,8 +8,9 @@ import pytest
 from flax import nnx
 from flax.traverse_util import flatten_dict
 
-from jax_basenji.checkpoint import CheckpointError, load_model, model_arrays, read_meta, save_model
+from jax_basenji.checkpoint import CheckpointError, load_model, model_arrays, model_with, read_meta, save_model
 from jax_basenji.config import ModelConfig
+from jax_basenji.errors import InputError
 from jax_basenji.integrity import json_crc
 from jax_basenji.model import build_model
 from tests.forward import forward
@@ -31,6 +32,29 @@ def test_save_and_load_restore_everything_and_the_config(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert int(restored.stem.bn.count[...]) == 1
     assert restored.stem.bn.use_running_average  # loaded ready to predict
+
+
+def test_a_model_built_around_given_weights_is_the_model_they_came_from():
+    """`model_with` (loading, conversion) draws no initial weights, yet gives the whole state of a model
+    built and then overwritten, its dropout streams included; missing or misshapen arrays are named."""
+    model = _trained_tiny(seed=6)
+    arrays = jax.tree.map(np.asarray, model_arrays(model))
+    overwritten = build_model(model.cfg, seed=6)  # the way models were loaded before
+    nnx.update(overwritten, arrays)
+    rebuilt = model_with(model.cfg, arrays, seed=6)
+    (want, got) = (jax.tree_util.tree_flatten_with_path(nnx.state(m))[0] for m in (overwritten, rebuilt))
+    assert [path for path, _ in got] == [path for path, _ in want]
+    for (path, a), (_, b) in zip(want, got):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(b, a, err_msg=jax.tree_util.keystr(path))
+    del arrays["dilated"][1]["bn2"]["var"]
+    with pytest.raises(InputError, match="the weights lack dilated/1/bn2/var of the basenji2-prime model"):
+        model_with(model.cfg, arrays)
+    arrays["dilated"][1]["bn2"]["var"] = np.ones(5, np.float32)
+    with pytest.raises(InputError, match=r"dilated/1/bn2/var has shape \(5,\), the basenji2-prime model "
+                                         r"expects \(32,\)"):
+        model_with(model.cfg, arrays)
 
 
 def test_existing_checkpoint_is_not_overwritten_by_default(tmp_path):

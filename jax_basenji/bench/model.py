@@ -96,16 +96,17 @@ def _timed(step, sync, warmup: int, repeats: int) -> dict:
             "async_s": (time.perf_counter() - t0) / repeats}
 
 
-def eval_state(model, arrays: dict, mesh):
-    """(graph, state) of `model` in eval mode with `arrays` as its weights, the state on the devices once
+def eval_state(cfg: ModelConfig, arrays: dict, mesh):
+    """(graph, state) of a `cfg` model in eval mode with `arrays` as its weights, the state on the devices once
     (replicated), as a trainer's is: numpy leaves would be copied in on every call (120 MB of fp32 weights
     per forward, which once doubled this benchmark's GPU forward time)."""
     import jax
     from flax import nnx
 
+    from jax_basenji.checkpoint import model_with
     from jax_basenji.sharding import replicated
 
-    nnx.update(model, arrays)
+    model = model_with(cfg, arrays)
     model.eval()
     graph, state = nnx.split(model)
     return graph, jax.device_put(state, replicated(mesh))
@@ -173,7 +174,7 @@ def _jax_child(a: dict) -> dict:
     from jax_basenji.convert import arrays_from_torch, load_torch_state_dict
     from jax_basenji.sharding import global_batch, make_mesh
     from jax_basenji.train_config import TrainConfig
-    from jax_basenji.model import build_model, compute_layout
+    from jax_basenji.model import compute_layout
     from jax_basenji.trainer import Trainer
 
     base = ModelConfig.from_dict(a["config"])
@@ -185,7 +186,7 @@ def _jax_child(a: dict) -> dict:
     batch = global_batch({"sequence": seq_np, "target": target_np}, mesh)
     out = {}
     if a["mode"] == "forward":
-        graph, state = eval_state(build_model(cfg), arrays, mesh)
+        graph, state = eval_state(cfg, arrays, mesh)
 
         @jax.jit
         def forward(state, sequence):

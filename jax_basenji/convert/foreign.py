@@ -24,7 +24,7 @@ from jax_basenji.cli import InputError
 from jax_basenji.config import SEED_VARIANTS, ModelConfig
 from jax_basenji.convert import basenji2_pytorch, keras_h5, seed_torch
 from jax_basenji.convert.table import ConversionError
-from jax_basenji.model import Basenji2, build_model
+from jax_basenji.model import Basenji2
 from torch_ref import strip_module_prefix
 
 def expected_shapes(cfg: ModelConfig) -> dict:
@@ -156,9 +156,7 @@ def model_from_torch(state_dict: Mapping, base: ModelConfig, head_name: str = "f
     sd = OrderedDict((k, v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
                      for k, v in _as_state_dict(state_dict).items())
     arrays, cfg, _ = arrays_from_torch(sd, base, head_name)
-    model = build_model(cfg)
-    nnx.update(model, arrays)
-    return model
+    return checkpoint.model_with(cfg, arrays)
 
 
 def torch_state_from_arrays(arrays: Mapping, cfg: ModelConfig, new_head: str | None = None,
