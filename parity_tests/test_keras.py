@@ -21,7 +21,7 @@ from flax import nnx
 from flax.traverse_util import flatten_dict
 
 from jax_basenji import convert
-from jax_basenji.checkpoint import load_model, model_arrays
+from jax_basenji.checkpoint import load_model, model_arrays, model_with
 from jax_basenji.config import ModelConfig
 from jax_basenji.convert.foreign import read_weights
 from jax_basenji.model import BatchNorm, build_model
@@ -66,8 +66,7 @@ def test_keras_files_convert_and_predict_like_keras(tmp_path, io, name, record):
 def test_other_gelu_forms_do_not_reproduce_keras(io):
     arrays, cfg, _ = read_as(os.path.join(FIXTURES, "basenji2_small_model.h5"), SMALL)
     for gelu in ("erf", "tanh"):
-        model = build_model(cfg.replace(gelu=gelu))
-        nnx.update(model, arrays)
+        model = model_with(cfg.replace(gelu=gelu), arrays)
         assert rel_err(Predictor(model, "human")(io["x"]), io["y"]) > 10 * REL_TOL, gelu
 
 

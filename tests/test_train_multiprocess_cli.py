@@ -49,8 +49,8 @@ def _start(store, workdir, processes: int = 2) -> list[subprocess.Popen]:
              f"--xla_force_host_platform_device_count={2 // processes}")
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
     cmd = [sys.executable, "-m", "jax_basenji.train", "--data", store, "--model", "tiny", "--workdir", str(workdir),
-           "--species", "human", "--steps", str(STEPS), "--batch-size", "4", "--optimizer", "adam", "--lr", "1e-3", "--eval-every", "0",
-           "--eval-batches", "1", "--checkpoint-every", "2", "--no-progress"]
+           "--species", "human", "--steps", str(STEPS), "--batch-size", "4", "--optimizer", "adam", "--lr", "1e-3",
+           "--eval-every", "0", "--eval-batches", "1", "--checkpoint-every", "2", "--no-progress"]
     coordinator = ["--coordinator-address", f"127.0.0.1:{_port()}", "--num-processes", str(processes)]
     roles = [[*coordinator, "--process-id", str(i)] for i in range(processes)] if processes > 1 else [[]]
     return [subprocess.Popen([*cmd, *role], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
