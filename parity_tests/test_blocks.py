@@ -55,7 +55,7 @@ def _block_inputs(tmodel, x):
     return inputs
 
 
-@nnx.jit  # one program per block form and shape (the 11 dilated blocks share one), not one per primitive
+@nnx.jit  # one program per block (dilation, form, shape), not one per primitive
 def _apply(block, h):
     return block(h)
 
