@@ -27,7 +27,7 @@ from flax import nnx
 from jax_basenji.config import ModelConfig
 from jax_basenji.errors import InputError, UserError
 from jax_basenji.integrity import json_crc, leaf_paths, mismatches, tree_crcs
-from jax_basenji.model import Basenji2, build_model
+from jax_basenji.model import Basenji2, build_model, rng_state
 
 FORMAT = "jax_basenji.model/1"
 SAVED = nnx.Any(nnx.Param, nnx.BatchStat)  # RNG streams are not saved
@@ -129,8 +129,7 @@ def model_with(cfg: ModelConfig, arrays: dict, seed: int = 0) -> Basenji2:
     """A model (train mode) holding `arrays` (as `model_arrays`: every parameter and BatchNorm statistic
     of `cfg`), built without drawing initial weights: `build_model` then `nnx.update` compiled and ran the
     random init of every parameter op by op, all of it overwritten (7-8 s on a 2-core CPU, published
-    Basenji2 or tiny alike). Only the dropout streams are computed, as `build_model(cfg, seed)` draws them,
-    in one small jitted program."""
+    Basenji2 or tiny alike). Only the dropout streams are computed (`rng_state`)."""
     graph, want, _ = nnx.split(nnx.eval_shape(lambda: build_model(cfg, seed)), SAVED, ...)
     have = leaf_paths(arrays)
     for name, leaf in leaf_paths(nnx.to_pure_dict(want)).items():
@@ -139,8 +138,7 @@ def model_with(cfg: ModelConfig, arrays: dict, seed: int = 0) -> Basenji2:
         if tuple(np.shape(have[name])) != tuple(leaf.shape):
             raise InputError(f"the weights' {name} has shape {tuple(np.shape(have[name]))}, "
                              f"the {cfg.variant} model expects {tuple(leaf.shape)}")
-    rest = jax.jit(lambda: nnx.split(build_model(cfg, seed), SAVED, ...)[2])()  # XLA drops the weights' init
-    model = nnx.merge(graph, want, rest)
+    model = nnx.merge(graph, want, rng_state(cfg, seed))
     nnx.update(model, arrays)
     return model
 

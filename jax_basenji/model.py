@@ -353,3 +353,10 @@ def compute_layout(cfg: ModelConfig) -> tuple[int, tuple[str, ...]]:
 def build_model(cfg: ModelConfig, seed: int = 0) -> Basenji2:
     """A freshly initialised model in train mode; `seed` drives init and dropout."""
     return Basenji2(cfg, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+
+
+def rng_state(cfg: ModelConfig, seed: int = 0) -> nnx.State:
+    """The RNG streams of `build_model(cfg, seed)` (every variable but parameters and BatchNorm statistics),
+    in one jitted program from which XLA drops the weights' initialisation: what a model rebuilt around
+    given weights (`nnx.merge` of its graph, weights and this) needs besides them."""
+    return jax.jit(lambda: nnx.split(build_model(cfg, seed), nnx.Param, nnx.BatchStat, ...)[3])()

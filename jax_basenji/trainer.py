@@ -32,7 +32,7 @@ from jax_basenji.data.device_augment import augment_batch
 from jax_basenji.errors import InputError
 from jax_basenji.losses import poisson_loss
 from jax_basenji.metrics import centered_moments
-from jax_basenji.model import build_model
+from jax_basenji.model import build_model, rng_state
 from jax_basenji.ops import fill_n
 from jax_basenji.sharding import replicated
 from jax_basenji.train_config import TrainConfig
@@ -109,8 +109,8 @@ class Trainer:
                            for t in (tree, nnx.to_pure_dict(tree)))
             assert paths == pure, "nnx.State and pure-dict leaf orders differ"
         # The models' own RNG streams are never drawn from (dropout keys are passed
-        # explicitly) but nnx.merge needs them; XLA drops the unused parameter init.
-        self._rest = jax.jit(lambda: nnx.split(build_model(model_cfg, tc.seed), nnx.Param, nnx.BatchStat, ...)[3])()
+        # explicitly) but nnx.merge needs them.
+        self._rest = rng_state(model_cfg, tc.seed)
         # tc.modalities as (name, channel slice, weight, log1p), channels in order.
         ends = np.cumsum([0] + [m[1] for m in tc.modalities])
         self._groups = [(name, slice(int(ends[i]), int(ends[i + 1])), weight, log1p)
