@@ -17,7 +17,8 @@
 #      only a GPU can time the two.
 #   5. (opt-in, section "xla") bench model bf16 train+forward at batch 4 and 16 with Triton GEMM fusions
 #      off (XLA_FLAGS=--xla_gpu_enable_triton_gemm=false), the one XLA option the deviceless compile
-#      favoured (about 1 GB less per train step at batch 4, the forward 0.1 GB more): compare with 3.
+#      once favoured (1.0 GB less per train step at batch 4 with the dilated convs as im2col; with today's
+#      output-side matmuls 0.26 GB more, docs/benchmarks.md): compare with 3.
 # GPU_CHECK_STEPS picks sections (default "parity train model layout variants"; add "xla" for 5).
 # Every result is JSON in OUT_DIR (plus the logs); a failing step is recorded and the next one runs.
 #
