@@ -20,8 +20,9 @@ from jax_basenji.train_config import TrainConfig
 
 # ----- the embedded demo ----------------------------------------------------------------
 DEMO_CACHE = os.path.join("runs", "cache")
-# Data seed 1 (seed 0's human R oscillated around 0.5). With it the demo's result depends on the machine's
-# float rounding: a 50-round warm-up let one track or assay die on a 2-core AMD EPYC (docs/benchmarks.md).
+# Data seed 1 (seed 0's human R oscillated around 0.5). The run is chaotic, so a machine's float rounding can
+# decide it: with a 50-round warm-up to Adam's 1e-2 a 2-core AMD EPYC stalled or let a track die, and
+# failed; `demo_configs`' 200 rounds clear the marks there (docs/benchmarks.md).
 DEMO_SYNTH = dict(seq_length=16_384, tracks={"human": 8, "mouse": 4}, seed=1,
                   examples=(("train", 1024), ("valid", 32), ("test", 32)))
 # The demo's pass marks: a model that learnt the motifs clears them with a margin, an untrained one
