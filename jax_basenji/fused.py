@@ -50,7 +50,12 @@ def _forward(y, scale, bias, eps):
     """(pooled `[batch, length // 2, C]` in y's dtype, mean, var, first: the pool took the pair's first)."""
     mean, var = batch_moments(y)
     g = gelu_erf(_normalized(y, mean, jax.lax.rsqrt(var + eps), scale, bias)[1])
-    return jnp.maximum(g[:, :, 0], g[:, :, 1]).astype(y.dtype), mean, var, _takes_first(g)
+    # The pool as a reduction over the pair axis, not a maximum of the two halves: XLA:CPU builds the next
+    # convolution's weight gradient from a transposed copy of this output and fused a maximum (with the
+    # BatchNorm and GELU before it) into that copy, recomputing them from y read in transposed order; it does
+    # not fuse a reduction there. Basenji2'' fp32 train step 4.25 -> 3.78 s on an Intel Xeon
+    # (docs/benchmarks.md); the deviceless H200 program is the same either way.
+    return g.max(axis=2).astype(y.dtype), mean, var, _takes_first(g)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))

@@ -1,5 +1,7 @@
 """The fused train-mode BatchNorm -> GELU -> MaxPool(2), and train-mode BatchNorm alone, equal their definitions."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -107,3 +109,26 @@ def test_channel_sums_equal_plain_sums_in_float64(shape, grouped):
         np.testing.assert_allclose(a, b, rtol=1e-14)
     jaxpr = str(jax.make_jaxpr(channel_sums)(x))
     assert ("optimization_barrier" in jaxpr) == grouped
+
+
+def test_on_a_cpu_the_next_weight_gradient_reads_the_stored_pooled_output():
+    """XLA:CPU computes a convolution's weight gradient from a transposed copy of its input. Below a pooled
+    output, that copy must read the stored output, not recompute BatchNorm -> GELU -> max from the conv output
+    in transposed order (which cost 0.5 s of a 4 s Basenji2'' train step, docs/benchmarks.md)."""
+    c, k = 16, 5
+
+    def two_convs(params, x):
+        w1, w2, scale, bias = params
+        conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1,), [(2, 2)], dimension_numbers=("NWC", "WIO", "NWC"))
+        return jnp.square(conv(bn_gelu_pool(conv(x, w1), scale, bias, EPS)[0], w2)).sum()
+
+    f32 = lambda *shape: jnp.ones(shape, jnp.float32)
+    hlo = jax.jit(jax.grad(two_convs)).lower((f32(k, 4, c), f32(k, c, c), f32(c), f32(c)), f32(1, 1024, 4)) \
+        .compile().as_text()
+    lines = {m[1]: m[2] for m in re.finditer(r"^\s*(?:ROOT )?(%\S+) = (.*)$", hlo, re.M)}
+    bodies = dict(re.findall(r"^(%\S+) .*?\{\n(.*?)\n\}", hlo, re.S | re.M))
+    # The second conv's weight gradient is the one convolution with its kernel's shape.
+    [grad] = [rhs for rhs in lines.values() if rhs.startswith(f"f32[{c},{k},{c}]") and " convolution(" in rhs]
+    lhs = lines[re.search(r"convolution\((%[^,)]+)", grad)[1]]
+    body = bodies.get(m[1], "") if (m := re.search(r"calls=(%[^,\s]+)", lhs)) else ""
+    assert not re.search(r" (erf|maximum)\(", body), body
