@@ -53,32 +53,56 @@ def max_pool2(x: jax.Array) -> jax.Array:
 
 # Positions between the samples that estimate the shift of `batch_moments` (a 1/64 read of the input).
 _SHIFT_STRIDE = 64
-# `channel_sums`: below this many rows (batch x length) it sums row groups first, into about this many
-# partial sums per array (deviceless H200 compiles, docs/benchmarks.md).
+# `channel_sums` on a GPU: below this many rows (batch x length) it sums row groups first, into about this
+# many partial sums per array (deviceless H200 compiles, docs/benchmarks.md).
 _GROUPED_BELOW = 8192
 _PARTIAL_SUMS = 12_288
+# `channel_sums` on a CPU: runs of up to this many positions are summed first (measured best of 8-64).
+_CPU_RUN = 16
 
 
 def channel_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
     """Per-channel sums of `[batch, length, C]` arrays of one shape over batch and length: `[C]` each.
 
-    XLA:GPU will not fuse an elementwise producer into a per-channel sum of few rows (4,096 x 768 in a
-    batch-4 dilated block): it writes the producer's float32 output and sums it in a second kernel, 3-5x
-    the bytes of the input. Summed first within each example over `groups` runs of positions (>= 12,288
-    partial sums, as far as the length halves evenly), behind a barrier that keeps XLA
-    from merging the two sums back into one, it reads the input once. Grouping within examples keeps a
-    batch-sharded array's partial sums on their own devices. From 8,192 rows XLA splits the sum itself
-    and fuses it with its neighbours (the grouped form broke that up: +0.8 GB in a batch-16 train step),
-    so those get plain sums. The partial sums keep the inputs' dtype: callers pass float32 or wider.
+    Both XLA backends store an elementwise producer's output before a long per-channel sum unless the sum
+    is split in two, behind a barrier that keeps XLA from merging the halves again: within each example
+    over runs of positions first (fused with the producer, the input read once), then over those. Grouping
+    within examples keeps a batch-sharded array's partial sums on their own devices. How to split is the
+    backend's (`_gpu_sums`, `_cpu_sums`). The partial sums keep the inputs' dtype: callers pass float32 or
+    wider.
     """
+    return jax.lax.platform_dependent(*xs, cpu=_cpu_sums, default=_gpu_sums)
+
+
+def _grouped_sums(xs: tuple[jax.Array, ...], groups: int) -> tuple[jax.Array, ...]:
+    """Sums over `groups` runs of positions per example first, then over those."""
+    b, n, c = xs[0].shape
+    partial = tuple(x.reshape(b, groups, n // groups, c).sum(axis=2) for x in xs)
+    return tuple(p.sum(axis=(0, 1)) for p in jax.lax.optimization_barrier(partial))
+
+
+def _cpu_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
+    """XLA:CPU rewrites a sum over more than 32 positions into a tree of reduce-windows, which are not fused
+    with their producer: the moments of `[1, 131072, 288]` stored x - k and its square, 108 ms; summed over
+    runs of 16 positions first 17 ms (docs/benchmarks.md)."""
+    n = xs[0].shape[1]
+    run = next(r for r in (_CPU_RUN, 8, 4, 2, 1) if n % r == 0)
+    return tuple(x.sum(axis=(0, 1)) for x in xs) if run == 1 else _grouped_sums(xs, n // run)
+
+
+def _gpu_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
+    """XLA:GPU will not fuse an elementwise producer into a per-channel sum of few rows (4,096 x 768 in a
+    batch-4 dilated block): it writes the producer's float32 output and sums it in a second kernel, 3-5x the
+    bytes of the input. Grouped into >= 12,288 partial sums (as far as the length halves evenly), it reads
+    the input once. From 8,192 rows XLA splits the sum itself and fuses it with its neighbours (the grouped
+    form broke that up: +0.8 GB in a batch-16 train step), so those get plain sums."""
     b, n, c = xs[0].shape
     groups = 1
     while b * groups * c < _PARTIAL_SUMS and n % (2 * groups) == 0 and 2 * groups <= n:
         groups *= 2
     if b * n >= _GROUPED_BELOW or b * groups == 1:
         return tuple(x.sum(axis=(0, 1)) for x in xs)
-    partial = tuple(x.reshape(b, groups, n // groups, c).sum(axis=2) for x in xs)
-    return tuple(p.sum(axis=(0, 1)) for p in jax.lax.optimization_barrier(partial))
+    return _grouped_sums(xs, groups)
 
 
 def batch_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
