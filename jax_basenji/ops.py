@@ -64,11 +64,11 @@ _CPU_RUN = 16
 def channel_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
     """Per-channel sums of `[batch, length, C]` arrays of one shape over batch and length: `[C]` each.
 
-    Both XLA backends store an elementwise producer's output before a long per-channel sum unless the sum
-    is split in two, behind a barrier that keeps XLA from merging the halves again: within each example
-    over runs of positions first (fused with the producer, the input read once), then over those. Grouping
-    within examples keeps a batch-sharded array's partial sums on their own devices. How to split is the
-    backend's (`_gpu_sums`, `_cpu_sums`). The partial sums keep the inputs' dtype: callers pass float32 or
+    Before some such sums XLA stores the elementwise producer's output and reads it back (which ones
+    depends on the backend: `_cpu_sums`, `_gpu_sums`). Those are split in two, behind a barrier that keeps
+    XLA from merging the halves again: within each example over runs of positions first (fused with the
+    producer, the input read once), then over those. Grouping within examples keeps a batch-sharded array's
+    partial sums on their own devices. The partial sums keep the inputs' dtype: callers pass float32 or
     wider.
     """
     return jax.lax.platform_dependent(*xs, cpu=_cpu_sums, default=_gpu_sums)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from jax_basenji.fused import batch_norm, bn_gelu_pool
 from jax_basenji import ops
+from jax_basenji.fused import batch_norm, bn_gelu_pool
 from jax_basenji.ops import channel_sums
 
 EPS = 1e-5
