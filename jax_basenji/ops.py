@@ -6,6 +6,8 @@ and BatchNorm's batch statistics; all on `[batch, length, channels]` where it ma
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -86,7 +88,7 @@ def _cpu_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
     with their producer: the moments of `[1, 131072, 288]` stored x - k and its square, 108 ms; summed over
     runs of 16 positions first 17 ms (docs/benchmarks.md)."""
     n = xs[0].shape[1]
-    run = next(r for r in (_CPU_RUN, 8, 4, 2, 1) if n % r == 0)
+    run = math.gcd(n, _CPU_RUN)  # the longest run (a power of two up to 16) that tiles the length
     return tuple(x.sum(axis=(0, 1)) for x in xs) if run == 1 else _grouped_sums(xs, n // run)
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from jax_basenji import ops
+from jax_basenji.bench import hlo as hlo_reader
 from jax_basenji.fused import batch_norm, bn_gelu_pool
 from jax_basenji.ops import channel_sums
 
@@ -129,10 +130,10 @@ def test_on_a_cpu_the_next_weight_gradient_reads_the_stored_pooled_output():
     f32 = lambda *shape: jnp.ones(shape, jnp.float32)
     hlo = jax.jit(jax.grad(two_convs)).lower((f32(k, 4, c), f32(k, c, c), f32(c), f32(c)), f32(1, 1024, 4)) \
         .compile().as_text()
-    lines = {m[1]: m[2] for m in re.finditer(r"^\s*(?:ROOT )?(%\S+) = (.*)$", hlo, re.M)}
-    bodies = dict(re.findall(r"^(%\S+) .*?\{\n(.*?)\n\}", hlo, re.S | re.M))
+    instructions = {name: (shape, op, operands, line)
+                    for name, shape, op, operands, line in hlo_reader._instructions(hlo.splitlines())}
     # The second conv's weight gradient is the one convolution with its kernel's shape.
-    [grad] = [rhs for rhs in lines.values() if rhs.startswith(f"f32[{c},{k},{c}]") and " convolution(" in rhs]
-    lhs = lines[re.search(r"convolution\((%[^,)]+)", grad)[1]]
-    body = bodies.get(m[1], "") if (m := re.search(r"calls=(%[^,\s]+)", lhs)) else ""
+    [grad] = [i for i in instructions.values() if i[1] == "convolution" and i[0].startswith(f"f32[{c},{k},{c}]")]
+    called = re.search(r"calls=%([\w.\-]+)", instructions[grad[2][0]][3])
+    body = "\n".join(hlo_reader._computations(hlo)[called[1]]) if called else ""
     assert not re.search(r" (erf|maximum)\(", body), body
