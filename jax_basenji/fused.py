@@ -22,6 +22,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jax_basenji import ops
 from jax_basenji.ops import at_least_f32, batch_moments, channel_sums, gelu_erf, normalize
 
 _SQRT_HALF = 0.7071067811865476
@@ -122,9 +123,8 @@ def _bwd(eps, residuals, cotangents):
     # never duplicates such a producer into several consumers by itself, hence the optimization barriers,
     # each with a distinct extra operand so that CSE does not merge them. A CPU is compute-bound: there du
     # is computed once and stored (recomputing it made the block 17 % slower).
-    return jax.lax.platform_dependent(y, cotangents[0], first,
-                                      cpu=functools.partial(input_grads, for_gpu=False),
-                                      default=functools.partial(input_grads, for_gpu=True))
+    return ops.per_platform(y, cotangents[0], first, cpu=functools.partial(input_grads, for_gpu=False),
+                            gpu=functools.partial(input_grads, for_gpu=True))
 
 
 bn_gelu_pool.defvjp(_fwd, _bwd)

@@ -73,7 +73,14 @@ def channel_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
     partial sums on their own devices. The partial sums keep the inputs' dtype: callers pass float32 or
     wider.
     """
-    return jax.lax.platform_dependent(*xs, cpu=_cpu_sums, default=_gpu_sums)
+    return per_platform(*xs, cpu=_cpu_sums, gpu=_gpu_sums)
+
+
+def per_platform(*args, cpu, gpu):
+    """`cpu(*args)` when compiled for a CPU, `gpu(*args)` otherwise: the one place where the maths takes a
+    backend's form (XLA lowers only the branch of the platform it compiles for). Both forms compute the same
+    values; tests run the GPU's form on a CPU by replacing this function (tests/test_model.py)."""
+    return jax.lax.platform_dependent(*args, cpu=cpu, default=gpu)
 
 
 def _grouped_sums(xs: tuple[jax.Array, ...], groups: int) -> tuple[jax.Array, ...]:

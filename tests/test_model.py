@@ -135,43 +135,49 @@ def test_conv_biases_fold_into_the_batchnorm_that_follows(variant):
 
 
 @pytest.mark.parametrize("preset", ["tiny", "tiny-basenji2"])
-def test_the_gpu_layout_computes_the_same_model(preset):
-    """What a GPU runs (ModelConfig.channel_multiple 8, gemm_convs "stem,dilated"): stem and tower widths
-    zero-padded to multiples of 8 (tiny 18, 21, 25, 29, 35 -> 24, 24, 32, 32, 40), the stem and dilated convs
-    as matmuls (`gemm_conv`: im2col, output side). From the same parameters, in float64: the same outputs,
-    loss, gradients of every parameter and running statistics; the padded channels are exactly 0 in
-    training and in eval."""
+def test_the_gpu_program_computes_the_same_model(preset, monkeypatch):
+    """What a GPU runs: its layout (ModelConfig.channel_multiple 8, gemm_convs "stem,dilated": stem and tower
+    widths zero-padded to multiples of 8, tiny 18, 21, 25, 29, 35 -> 24, 24, 32, 32, 40; the stem and dilated
+    convs as matmuls, `gemm_conv`), then also the GPU's form of the BatchNorm sums and backward
+    (`ops.per_platform`, which XLA lowers only on a GPU, made to pick it here). From the same parameters, in
+    float64: the same outputs, loss, gradients of every parameter and running statistics; the padded
+    channels are exactly 0 in training and in eval."""
+    from jax_basenji import ops
     from jax_basenji.losses import poisson_loss
 
+    gpu_layout = {"channel_multiple": 8, "gemm_convs": "stem,dilated"}
     with jax.enable_x64(True):
         base = ModelConfig.preset(preset, dtype="float64", residual_dropout=0.0, final_dropout=0.0)
         x = _x(length=4096).astype(jnp.float64)
         target = jnp.asarray(np.random.default_rng(2).poisson(1.0, (2, base.output_bins(4096), 8)), jnp.float64)
         results = []
+        for layout, gpu_maths in (({"channel_multiple": 1, "gemm_convs": "none"}, False),
+                                  (gpu_layout, False), (gpu_layout, True)):
+            if gpu_maths:
+                monkeypatch.setattr(ops, "per_platform", lambda *args, cpu, gpu: gpu(*args))
 
-        @nnx.jit  # one program per layout: eager op-by-op dispatch in float64 took most of this test's time
-        def train(m):
-            loss, grads = nnx.value_and_grad(lambda m: poisson_loss(m(x, "human"), target))(m)
-            return loss, grads, m.tower[1](m.tower[0](m.stem(x)))
+            @nnx.jit  # one program each (a new function: no cached trace); eager float64 took most of the time
+            def train(m):
+                loss, grads = nnx.value_and_grad(lambda m: poisson_loss(m(x, "human"), target))(m)
+                return loss, grads, m.tower[1](m.tower[0](m.stem(x)))
 
-        for layout in ({"channel_multiple": 1, "gemm_convs": "none"},
-                       {"channel_multiple": 8, "gemm_convs": "stem,dilated"}):
             model = build_model(base.replace(**layout), seed=3)
             loss, grads, padded = train(model)
             model.eval()
             y = nnx.jit(lambda m: m(x, "human"))(model)
             results.append((loss, grads, nnx.state(model, nnx.BatchStat), y, padded))
-        (loss1, grads1, stats1, y1, plain), (loss8, grads8, stats8, y8, padded) = results
-        np.testing.assert_allclose(loss8, loss1, rtol=1e-13)
-        for a, b in zip(jax.tree.leaves(grads8), jax.tree.leaves(grads1), strict=True):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * max(1.0, float(np.abs(b).max())))
-        for a, b in zip(jax.tree.leaves(stats8), jax.tree.leaves(stats1), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
-        np.testing.assert_allclose(y8, y1, rtol=1e-12, atol=1e-13)
-        width = base.tower_channels[1]
-        assert padded.shape[-1] == -(-width // 8) * 8 > width and plain.shape[-1] == width
-        assert not np.any(padded[..., width:])
-        np.testing.assert_allclose(padded[..., :width], plain, rtol=1e-12, atol=1e-13)
+        (loss1, grads1, stats1, y1, plain) = results[0]
+        for loss8, grads8, stats8, y8, padded in results[1:]:
+            np.testing.assert_allclose(loss8, loss1, rtol=1e-13)
+            for a, b in zip(jax.tree.leaves(grads8), jax.tree.leaves(grads1), strict=True):
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * max(1.0, float(np.abs(b).max())))
+            for a, b in zip(jax.tree.leaves(stats8), jax.tree.leaves(stats1), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+            np.testing.assert_allclose(y8, y1, rtol=1e-12, atol=1e-13)
+            width = base.tower_channels[1]
+            assert padded.shape[-1] == -(-width // 8) * 8 > width and plain.shape[-1] == width
+            assert not np.any(padded[..., width:])
+            np.testing.assert_allclose(padded[..., :width], plain, rtol=1e-12, atol=1e-13)
 
 
 def test_the_layout_is_a_run_option_resolved_per_machine():
