@@ -123,6 +123,7 @@ def _bwd(eps, residuals, cotangents):
     # never duplicates such a producer into several consumers by itself, hence the optimization barriers,
     # each with a distinct extra operand so that CSE does not merge them. A CPU is compute-bound: there du
     # is computed once and stored (recomputing it made the block 17 % slower).
+    # Called through the module (not imported by name) so that a test can make a CPU take the GPU's form.
     return ops.per_platform(y, cotangents[0], first, cpu=functools.partial(input_grads, for_gpu=False),
                             gpu=functools.partial(input_grads, for_gpu=True))
 

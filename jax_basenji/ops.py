@@ -53,6 +53,13 @@ def max_pool2(x: jax.Array) -> jax.Array:
     return x[:, : 2 * n2].reshape(b, n2, 2, c).max(axis=2)
 
 
+def per_platform(*args, cpu, gpu):
+    """`cpu(*args)` when compiled for a CPU, `gpu(*args)` otherwise: the one place where the maths takes a
+    backend's form (XLA lowers only the branch of the platform it compiles for). Both forms compute the same
+    values; tests run the GPU's form on a CPU by replacing this function (tests/test_model.py)."""
+    return jax.lax.platform_dependent(*args, cpu=cpu, default=gpu)
+
+
 # Positions between the samples that estimate the shift of `batch_moments` (a 1/64 read of the input).
 _SHIFT_STRIDE = 64
 # `channel_sums` on a GPU: below this many rows (batch x length) it sums row groups first, into about this
@@ -74,13 +81,6 @@ def channel_sums(*xs: jax.Array) -> tuple[jax.Array, ...]:
     wider.
     """
     return per_platform(*xs, cpu=_cpu_sums, gpu=_gpu_sums)
-
-
-def per_platform(*args, cpu, gpu):
-    """`cpu(*args)` when compiled for a CPU, `gpu(*args)` otherwise: the one place where the maths takes a
-    backend's form (XLA lowers only the branch of the platform it compiles for). Both forms compute the same
-    values; tests run the GPU's form on a CPU by replacing this function (tests/test_model.py)."""
-    return jax.lax.platform_dependent(*args, cpu=cpu, default=gpu)
 
 
 def _grouped_sums(xs: tuple[jax.Array, ...], groups: int) -> tuple[jax.Array, ...]:

@@ -166,7 +166,8 @@ def test_the_gpu_program_computes_the_same_model(preset, monkeypatch):
             model.eval()
             y = nnx.jit(lambda m: m(x, "human"))(model)
             results.append((loss, grads, nnx.state(model, nnx.BatchStat), y, padded))
-        (loss1, grads1, stats1, y1, plain) = results[0]
+        loss1, grads1, stats1, y1, plain = results[0]
+        width = base.tower_channels[1]
         for loss8, grads8, stats8, y8, padded in results[1:]:
             np.testing.assert_allclose(loss8, loss1, rtol=1e-13)
             for a, b in zip(jax.tree.leaves(grads8), jax.tree.leaves(grads1), strict=True):
@@ -174,7 +175,6 @@ def test_the_gpu_program_computes_the_same_model(preset, monkeypatch):
             for a, b in zip(jax.tree.leaves(stats8), jax.tree.leaves(stats1), strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
             np.testing.assert_allclose(y8, y1, rtol=1e-12, atol=1e-13)
-            width = base.tower_channels[1]
             assert padded.shape[-1] == -(-width // 8) * 8 > width and plain.shape[-1] == width
             assert not np.any(padded[..., width:])
             np.testing.assert_allclose(padded[..., :width], plain, rtol=1e-12, atol=1e-13)
