@@ -3,7 +3,7 @@
 #   1. fp32 parity on the GPU: full-model and block parity tests (TF32 off, "highest" precision), and
 #      the hand-written backward passes the GPU layout runs (tests/test_fused.py, tests/test_gemm_conv.py:
 #      float64 exactness, bf16 rounding) on the device itself;
-#   2. 200 bf16 training rounds of `python -m jax_basenji.train` at the real size, batch 8, from a
+#   2. 200 bf16 training rounds of `python3 -m jax_basenji.train` at the real size, batch 8, from a
 #      synthetic store on local disk: seq/s and data_wait_fraction, the figure users will see;
 #   3. bench model, bf16 at batch 4 / 16 / 32 in one run and fp32 at batch 4: JAX vs torch_ref eager
 #      and torch.compile, forward and training step, blocking and async, TFLOP/s, MFU, memory;
@@ -22,7 +22,7 @@
 # GPU_CHECK_STEPS picks sections (default "parity train model layout variants"; add "xla" for 5).
 # Every result is JSON in OUT_DIR (plus the logs); a failing step is recorded and the next one runs.
 #
-#   scripts/gpu_check.sh OUT_DIR           on the GPU machine
+#   scripts/gpu_check.sh OUT_DIR           on the GPU machine (first, here: bash scripts/gpu_wheels.sh)
 #   scripts/gpu_check.sh OUT_DIR --tiny    the same steps at test sizes on the CPU (checks the script)
 set -uo pipefail
 
@@ -31,6 +31,14 @@ mode=${2:-gpu}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.."  # the repository: parity_tests/ and the package
+# The packages the GPU machine lacks (scripts/gpu_wheels.sh writes .whl/; the device tool carries it),
+# installed apart from its own and put first on the path.
+if compgen -G ".whl/*.whl" >/dev/null; then
+    site=$(mktemp -d)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl \
+        || { echo "gpu_check: the wheels in .whl/ did not install" >&2; exit 1; }
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 export NVIDIA_TF32_OVERRIDE=0  # fp32 means fp32 on both sides: no TF32 in cuBLAS/cuDNN
 if [ "$mode" = "--tiny" ]; then
     preset=tiny; model=tiny; seq=16384; model_runs="bf16:1,2:compile fp32:2"; device=cpu
@@ -66,20 +74,20 @@ step() {  # step NAME LIMIT_S COMMAND...: run, log, record its exit code and sec
 }
 
 # 1. Parity at fp32 on whatever device JAX sees (the GPU there).
-want parity && step parity "$parity_limit" python -m pytest -q -p no:randomly parity_tests/test_full_model.py parity_tests/test_blocks.py \
+want parity && step parity "$parity_limit" python3 -m pytest -q -p no:randomly parity_tests/test_full_model.py parity_tests/test_blocks.py \
     tests/test_fused.py tests/test_gemm_conv.py \
     --junitxml "$out/parity.xml"
 
 # 2. End-to-end training from a synthetic store on local disk.
 data=$(mktemp -d)
 if want train; then
-step synth 240 python -m jax_basenji.data synth --output "$data/basenji" --species human --seq-length "$seq" \
+step synth 240 python3 -m jax_basenji.data synth --output "$data/basenji" --species human --seq-length "$seq" \
     --tracks "human=$tracks" --examples "$examples" --no-progress
-step convert 240 python -m jax_basenji.data convert --input "$data/basenji" --output "$data/store" --no-progress
-step train 420 python -m jax_basenji.train --data "$data/store" --model "$model" --species human \
+step convert 240 python3 -m jax_basenji.data convert --input "$data/basenji" --output "$data/store" --no-progress
+step train 420 python3 -m jax_basenji.train --data "$data/store" --model "$model" --species human \
     --workdir "$data/run" --steps "$steps" --batch-size "$train_batch" --precision bf16 \
     --eval-every 0 --eval-batches 1 --checkpoint-every "$steps" --no-progress
-python - "$data/run/metrics.jsonl" "$out/train.json" "$train_batch" "$model" <<'EOF'
+python3 - "$data/run/metrics.jsonl" "$out/train.json" "$train_batch" "$model" <<'EOF'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 train = [r for r in rows if r["split"] == "train"][1:] or [r for r in rows if r["split"] == "train"]
@@ -97,7 +105,7 @@ fi
 model_step() {  # model_step NAME PRECISION "BATCHES" [bench options...], under the env given before it
     local name=$1 precision=$2 batches=$3
     shift 3
-    step "$name" 420 env XLA_FLAGS="${XLA_FLAGS:-}" python -m jax_basenji.bench model --preset "$preset" \
+    step "$name" 420 env XLA_FLAGS="${XLA_FLAGS:-}" python3 -m jax_basenji.bench model --preset "$preset" \
         --seq-length "$seq" --batch-size $batches --precision "$precision" --device "$device" \
         --repeats "$bench_repeats" --json "$out/$name.json" "$@"
 }
@@ -114,18 +122,18 @@ want layout && model_step model_bf16_plain_layout bf16 "$layout_batches" --chann
 
 # 4. Variant scoring: the tests on this device, then throughput at the real size.
 if want variants; then
-    step variant_tests 300 python -m pytest -q -p no:randomly parity_tests/test_basenji_sad.py tests/test_variants.py \
+    step variant_tests 300 python3 -m pytest -q -p no:randomly parity_tests/test_basenji_sad.py tests/test_variants.py \
         tests/test_incremental.py --junitxml "$out/variant_tests.xml"
     for b in $variant_batches; do  # random SNVs: the full path and incremental (one window per SNV)
-        step "variants_b$b" 300 python -m jax_basenji.bench variants --preset "$variant_preset" \
+        step "variants_b$b" 300 python3 -m jax_basenji.bench variants --preset "$variant_preset" \
             --seq-length "$seq" --tracks "$tracks" --variants "$variant_count" --batch-size "$b" \
             --json "$out/variants_b$b.json"
     done
     # issue 26: a dense VCF (1 SNV per 300 bp, clustered at P = 0.1) and a sparse one (1 per 100 kb)
-    step variants_dense 300 python -m jax_basenji.bench variants --preset "$variant_preset" --seq-length "$seq" \
+    step variants_dense 300 python3 -m jax_basenji.bench variants --preset "$variant_preset" --seq-length "$seq" \
         --tracks "$tracks" --variants "$dense_count" --full-variants "$variant_count" --spacing 300 \
         --cluster-pct 0.1 --batch-size "$dense_batch" --json "$out/variants_dense.json"
-    step variants_sparse 300 python -m jax_basenji.bench variants --preset "$variant_preset" --seq-length "$seq" \
+    step variants_sparse 300 python3 -m jax_basenji.bench variants --preset "$variant_preset" --seq-length "$seq" \
         --tracks "$tracks" --variants "$variant_count" --spacing 100000 --batch-size "$dense_batch" \
         --json "$out/variants_sparse.json"
 fi
@@ -138,14 +146,21 @@ if want xla; then
     XLA_FLAGS="$xla_flags" model_step model_bf16_no_triton_gemm bf16 "$xla_batches"
 fi
 rm -rf "$data"
-python - "$out" <<'EOF'
-import json, platform, sys
+python3 - "$out" <<'EOF'
+import importlib.metadata as metadata, json, platform, sys
 try:
     import jax
     device = jax.devices()[0].device_kind
 except Exception as e:  # noqa: BLE001 - recorded, not fatal
     device = f"unknown ({e})"
-json.dump({"device": device, "host": platform.node()}, open(f"{sys.argv[1]}/device.json", "w"))
+versions = {}  # the machine's own (jax, torch, numpy) and the carried ones
+for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "torch", "numpy", "python"):
+    try:
+        versions[name] = platform.python_version() if name == "python" else metadata.version(name)
+    except metadata.PackageNotFoundError:
+        versions[name] = None
+json.dump({"device": device, "host": platform.node(), "versions": versions},
+          open(f"{sys.argv[1]}/device.json", "w"), indent=1)
 EOF
 echo "results in $out (steps.jsonl lists every step's exit code)" >&2
 exit $status

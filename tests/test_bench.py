@@ -310,3 +310,25 @@ def test_the_train_step_lowers_without_placing_anything():
         lowered = trainer.lower_train_step(trainer.abstract_state(), batch, "human")
     assert "hyper" not in vars(trainer)  # placed on the first real step only
     assert lowered.out_info[1]["loss"].shape == ()
+
+
+def test_the_gpu_check_gets_every_requirement_on_a_machine_without_a_package_index():
+    """scripts/gpu_wheels.sh sorts each requirement of pyproject.toml (runtime and extras) into what the
+    GPU image has, what the check carries as a wheel, or what the check never imports: a new dependency
+    not sorted there would fail the one GPU run of a session at import time."""
+    import re
+    import tomllib
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = open(os.path.join(root, "scripts", "gpu_wheels.sh")).read()
+
+    def names(var):
+        return set(re.search(rf'^{var}="([^"]*)"', script, re.M).group(1).lower().split())
+
+    lists = [names("image_has"), names("carried"), names("not_needed")]
+    project = tomllib.load(open(os.path.join(root, "pyproject.toml"), "rb"))["project"]
+    wanted = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    for requirement in wanted:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower()
+        assert sum(name in sorted_ for sorted_ in lists) == 1, f"{name}: in none or several of gpu_wheels.sh's lists"
+    assert {"grain", "pybigwig", "basenji2-pytorch", "flax"} <= lists[1]
