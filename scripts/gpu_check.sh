@@ -36,7 +36,7 @@ cd "$(dirname "$0")/.."  # the repository: parity_tests/ and the package
 if compgen -G ".whl/*.whl" >/dev/null; then
     site=$(mktemp -d)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl \
-        || { echo "gpu_check: the wheels in .whl/ did not install" >&2; exit 1; }
+        || { echo "gpu_check: the wheels in .whl/ did not install (made for another Python? scripts/gpu_wheels.sh)" >&2; exit 1; }
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export NVIDIA_TF32_OVERRIDE=0  # fp32 means fp32 on both sides: no TF32 in cuBLAS/cuDNN
@@ -153,10 +153,10 @@ try:
     device = jax.devices()[0].device_kind
 except Exception as e:  # noqa: BLE001 - recorded, not fatal
     device = f"unknown ({e})"
-versions = {}  # the machine's own (jax, torch, numpy) and the carried ones
-for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "torch", "numpy", "python"):
+versions = {"python": platform.python_version()}  # the machine's own (jax, torch, numpy) and the carried ones
+for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "torch", "numpy"):
     try:
-        versions[name] = platform.python_version() if name == "python" else metadata.version(name)
+        versions[name] = metadata.version(name)
     except metadata.PackageNotFoundError:
         versions[name] = None
 json.dump({"device": device, "host": platform.node(), "versions": versions},

@@ -36,6 +36,6 @@ for name in $carried; do
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$python_version" \
         --implementation cp "${platforms[@]}" -d .whl "$(pin "$name")" 2>&1 | grep -v "^WARNING: Location" || true
 done
-n=$(ls .whl/*.whl | wc -l)
-[ "$n" -eq "$(echo $carried | wc -w)" ] || { echo "gpu_wheels: got $n wheels for $(echo $carried | wc -w) packages" >&2; exit 1; }
+n=$(ls .whl/*.whl | wc -l) want=$(echo $carried | wc -w)
+[ "$n" -eq "$want" ] || { echo "gpu_wheels: got $n wheels for $want packages" >&2; exit 1; }
 echo "$n wheels, $(du -sh .whl | cut -f1), in .whl/ for Python $python_version" >&2
